@@ -444,8 +444,7 @@ def decode_status(datagram: bytes) -> StatusPacket:
     size = struct.unpack_from(">H", data, 2)[0]
     if size != total - 8:
         raise ProtocolError(
-            f"length field says {size} data bytes, datagram holds {total - 8} "
-            f"(total {total} bytes)"
+            f"length field says {size} data bytes, datagram holds {total - 8} (total {total} bytes)"
         )
     if data[-2:] != FOOTER:
         raise ProtocolError(f"bad footer: expected AB AA, found {data[-2:].hex(' ').upper()}")
@@ -454,8 +453,7 @@ def decode_status(datagram: bytes) -> StatusPacket:
     expected = status_checksum(region)
     if found != expected:
         raise ProtocolError(
-            f"checksum mismatch: expected 0x{expected:04X} (sum of data words), "
-            f"found 0x{found:04X}"
+            f"checksum mismatch: expected 0x{expected:04X} (sum of data words), found 0x{found:04X}"
         )
     raw: dict[int, int] = {}
     offset = 0
@@ -573,7 +571,8 @@ def _check_choice(what: str, value: int, choices: Mapping[int, str]) -> None:
 
 
 _ON_OFF = {0: "off", 1: "on"}
-_THREE_MODES = {0: "manual/always off", 1: "auto/always on", 2: "scheduled/auto"}
+_AUTOFILL_MODES = {0: "manual", 1: "auto", 2: "scheduled"}
+_IDLE_SHIELD_MODES = {0: "always off", 1: "always on", 2: "auto"}
 
 
 def validate_command(
@@ -597,12 +596,16 @@ def validate_command(
         _check_range("plateau duration", p1, 1, 1440, "min")
     elif c is CommandId.END:
         _check_range("end rate", p1, 1, 360, "K/h")
-    elif c in (CommandId.TURBO, CommandId.RUN_SHIELD):
-        _check_choice(f"{c.name.lower()} setting", p1, _ON_OFF)
+    elif c is CommandId.TURBO:
+        _check_choice("turbo setting", p1, _ON_OFF)
+    elif c is CommandId.RUN_SHIELD:
+        _check_choice("shield setting", p1, _ON_OFF)
     elif c is CommandId.SET_FLOW_INTERRUPT_TIME:
         _check_range("flow interrupt time", p1, 1, 600, "ds")
-    elif c in (CommandId.SET_AUTOFILL_MODE, CommandId.SET_IDLE_SHIELD_MODE):
-        _check_choice(f"{c.name.lower()} value", p1, _THREE_MODES)
+    elif c is CommandId.SET_AUTOFILL_MODE:
+        _check_choice("autofill mode", p1, _AUTOFILL_MODES)
+    elif c is CommandId.SET_IDLE_SHIELD_MODE:
+        _check_choice("idle shield mode", p1, _IDLE_SHIELD_MODES)
     elif c is CommandId.SET_AUTOFILL_REFILL_LEVEL:
         _check_range("autofill refill level", p1, 20, 40, "%")
     elif c is CommandId.SET_AUTOFILL_STOP_LEVEL:
