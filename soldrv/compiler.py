@@ -1,0 +1,1010 @@
+"""solfmt: compile solenoid-cycle sources (.sol) into a :class:`~soldrv.program.Program`.
+
+Pipeline (spec §2-§3): the parser reads tokens through :class:`soldrv.grammar.Lexer` and
+builds, per mode, a time-sorted change list (the timeline model of §2.4); at each mode's
+``}`` the optimizer moves constant time-0 changes into the init list (§3.1) and the
+resolution becomes a timer count and iteration count (§3.2). After all input files, the code
+generator emits the mode code (§3.3), the v4 string table (§3.4) and the header tables (§3.5).
+
+Two behaviours:
+
+* ``compat=True`` reproduces the reference compilers bit for bit (v3: QNX4 solfmt, v4: QNX6
+  solfmt 2022), including the bugs of spec §3.6.
+* ``compat=False`` (default) fixes init-drop, the group shifted after ``^``, the leading-``^``
+  shift, the missing SELECT of select-only modes (v3) and rejects mode 256 and values that
+  would be cut to a byte. Each time the output differs from the reference compiler's, a
+  :class:`~soldrv.errors.SolfmtWarning` of kind ``"differs"`` says so.
+
+Entry points: :func:`compile_files`, :func:`compile_text`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from soldrv.errors import SolfmtError, SolfmtWarning, line_col
+from soldrv.grammar import Lexer, Token
+from soldrv.program import (
+    SOL_DTOA,
+    SOL_END_MODE,
+    SOL_GOTO,
+    SOL_MSWOK,
+    SOL_MULT_STROBES,
+    SOL_PROXY,
+    SOL_SELECT,
+    SOL_SET_TIME,
+    SOL_STROBES,
+    SOL_WAIT,
+    SOL_WAITS,
+    UNDEFINED_MODE,
+    VERSION_3,
+    VERSION_4,
+    DtoADef,
+    ModeInfo,
+    Program,
+    ProxyDef,
+    SetPoint,
+    Solenoid,
+    dccc_string,
+)
+
+__all__ = ["CompileResult", "Compiler", "compile_files", "compile_text"]
+
+# change types: the reference token codes, sorted descending within one time step
+T_SWITCH = 94  # '^'
+T_PROXY = 23
+T_DTOA = 21
+T_SOL = 12
+_KIND_NAME = {T_SOL: "sol.", T_DTOA: "dtoa", T_PROXY: "proxy"}
+
+SOL_OPEN = 0
+SOL_CLOSE = 1
+
+MAX_MODES = 256
+MAX_ROUTINES = 10
+MAX_DTOAS = 64
+MAX_DTOA_SET_POINTS = 64
+MAX_SET_POINTS = 4096
+MAX_PROXIES = 256
+MAX_PROXY_POINTS = 40
+MAX_PRXY_PTS = 100
+MAX_STATUS_ADDRS = 4
+MODE_CODE_SIZE = 10000
+MAX_SW = 64
+MAX_STRINGS = 256
+DCCC_MAX_CMD_BUF = 250
+DEFAULT_STATUS_ADDRS = (0x408, 0x40A, 0x411, 0x413)
+
+
+@dataclass
+class Change:
+    """One entry of a change list: at ``time`` (step; -1 = Initialize), ``kind`` (T_*),
+    object index ``index`` and ``state`` (solenoid: SOL_OPEN/SOL_CLOSE; DtoA/proxy: index of
+    the set-point character in that object's list)."""
+
+    time: int
+    kind: int
+    index: int
+    state: int
+    pos: int = -1  # source offset, for messages
+    src: Lexer | None = None  # the source the offset refers to
+
+    def same(self, other: Change) -> bool:
+        """True if both would compile to the same code (the reference's duplicate test)."""
+        return (self.time, self.kind, self.index, self.state) == (
+            other.time,
+            other.kind,
+            other.index,
+            other.state,
+        )
+
+
+def _sort_key(c: Change) -> tuple[int, int]:
+    return c.time, -c.kind
+
+
+def add_change(lst: list[Change], nc: Change) -> None:
+    """Insert ``nc`` sorted by time, then descending kind, after equal keys; drop it if it
+    equals its predecessor (reference ``add_change``)."""
+    i = bisect.bisect_right(lst, (nc.time, -nc.kind), key=_sort_key)
+    if i > 0 and lst[i - 1].same(nc):
+        return
+    lst.insert(i, nc)
+
+
+@dataclass
+class _Timeline:
+    """Per-mode timeline state of one solenoid, DtoA or proxy."""
+
+    last_time: int = -1
+    last_state: int = -1
+    first_state: int = -1
+
+
+@dataclass
+class _SolDef:
+    name: str
+    open_cmd: int
+    close_cmd: int
+    status_bit: int
+    tl: _Timeline = field(default_factory=_Timeline)
+
+
+@dataclass
+class _SetDef:
+    """A DtoA or a Proxy: name, set-point characters and their table indices."""
+
+    name: str
+    chars: list[str] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)  # set-point index / proxy-id index
+    address: int = 0
+    ids: list[int] = field(default_factory=list)  # proxies: the ids
+    tl: _Timeline = field(default_factory=_Timeline)
+
+    def lookup(self, ch: str) -> int:
+        """Index of ``ch`` in this object's list (last definition wins), or -1."""
+        for i in range(len(self.chars) - 1, -1, -1):
+            if self.chars[i] == ch:
+                return i
+        return -1
+
+
+@dataclass
+class _Routine:
+    name: str
+    lexer: Lexer
+    pos: int
+
+
+@dataclass
+class _Mode:
+    number: int
+    init: list[Change] = field(default_factory=list)
+    cycle: list[Change] = field(default_factory=list)
+    next_mode: int = -1
+    length: int = 0
+    res: tuple[int, int] = (1, 1)
+    count: int = 0
+    iters: int = 1
+    filename: str = ""
+    text: str = ""
+    pos: int = 0  # offset of the closing brace
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def defined(self) -> bool:
+        return bool(self.init or self.cycle or self.next_mode >= 0)
+
+
+@dataclass
+class CompileResult:
+    """Result of a compilation: the ``program`` and the ``warnings`` (SolfmtWarning list).
+
+    ``verbose_text`` holds the reference ``-v`` description of every mode.
+    """
+
+    program: Program
+    warnings: list[SolfmtWarning]
+    verbose_text: str = ""
+
+
+class Compiler:
+    """One solfmt run: feed sources with :meth:`read_source`, then call :meth:`finish`.
+
+    ``version`` is 3 or 4 (0x0300/0x0400 accepted); ``compat`` selects bit-exact reference
+    behaviour. State (names, modes, resolution, open/close characters) is shared between
+    sources, as with several input files on the reference command line.
+    """
+
+    def __init__(self, version: int = 3, compat: bool = False):
+        v = version << 8 if version in (3, 4) else version
+        if v not in (VERSION_3, VERSION_4):
+            raise ValueError(f"unknown output version {version!r}: use 3 or 4")
+        self.version = v
+        self.compat = compat
+        self.max_solenoids = 64 if v == VERSION_4 else 32
+        self.cmd_set = "A"
+        self.solenoids: list[_SolDef] = []
+        self.dtoas: list[_SetDef] = []
+        self.proxies: list[_SetDef] = []
+        self.routines: list[_Routine] = []
+        self.set_points: list[tuple[int, int, str, str]] = []
+        self.proxy_ids: list[int] = []
+        self.modes: dict[int, _Mode] = {}
+        self.res = (1, 1)
+        self.open_char = "O"
+        self.close_char = "_"
+        self.status_addrs = list(DEFAULT_STATUS_ADDRS)
+        self.warnings: list[SolfmtWarning] = []
+        self.verbose_lines: list[str] = []
+        self.sources: list[str] = []
+        self.lx: Lexer = Lexer("", "<none>")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _err(self, message: str, pos: int | None = None) -> SolfmtError:
+        return self.lx.error(message, pos)
+
+    def _warn(self, message: str, pos: int | None, kind: str, lx: Lexer | None = None) -> None:
+        lx = lx or self.lx
+        if pos is None:
+            self.warnings.append(SolfmtWarning(message, lx.filename, 0, 0, kind))
+            return
+        line, col = line_col(lx.text, pos)
+        self.warnings.append(SolfmtWarning(message, lx.filename, line, col, kind))
+
+    def _differs(self, message: str, pos: int | None = None, lx: Lexer | None = None) -> None:
+        self._warn(message + " [differs from the reference compiler; --compat matches it]",
+                   pos, "differs", lx)
+
+    def classify(self, tok: Token) -> tuple[str, int]:
+        """Classify a token like the reference lexer: ('keyword', 0) with the word in
+        ``tok.keyword``, ('sol'|'routine'|'dtoa'|'proxy', index), ('undefined', 0) for an
+        unknown identifier, or (token kind, 0) for anything else."""
+        if tok.kind != "ident":
+            return tok.kind, 0
+        if tok.keyword:
+            return "keyword", 0
+        low = tok.text.lower()
+        for table, cat in (
+            (self.solenoids, "sol"),
+            (self.routines, "routine"),
+            (self.dtoas, "dtoa"),
+            (self.proxies, "proxy"),
+        ):
+            for i, obj in enumerate(table):
+                if obj.name.lower() == low:
+                    return cat, i
+        return "undefined", 0
+
+    def _expect_number(self, message: str) -> int:
+        tok = self.lx.next()
+        if not tok.is_number:
+            raise self._err(message)
+        return tok.value
+
+    # ------------------------------------------------------------------ top level
+
+    def read_source(self, text: str, filename: str = "<string>") -> None:
+        """Parse one source text (shared state with earlier sources).
+
+        Raises SolfmtError at the first fatal error.
+        """
+        self.lx = Lexer(text, filename)
+        self.sources.append(filename)
+        while True:
+            tok = self.lx.next()
+            if tok.kind == "eof":
+                return
+            kw = tok.keyword
+            if kw == "command_set":
+                t1 = self.lx.next()
+                if not t1.is_punct("=") or self.lx.next().kind != "charconst":
+                    raise self._err("Command_Set Statement Requires '='")
+                val = self.lx.last.value
+                if not ord("A") <= val <= ord("J"):
+                    raise self._err("Command_Set Value Out of Range")
+                self.cmd_set = chr(val)
+            elif kw == "solenoid":
+                self._read_solenoid()
+            elif kw in ("open", "close"):
+                t1 = self.lx.next()
+                if not t1.is_punct("=") or self.lx.next().kind != "charconst":
+                    raise self._err("Open/Close Statement Syntax Error")
+                ch = chr(self.lx.last.value)
+                if kw == "open":
+                    self.open_char = ch
+                else:
+                    self.close_char = ch
+            elif kw == "resolution":
+                if not self.lx.next().is_punct("="):
+                    raise self._err("Expected '=' after 'resolution'")
+                num = self._expect_number("Expected <number> after 'resolution ='")
+                if not self.lx.next().is_punct("/"):
+                    raise self._err("Need Slash in resolution")
+                den = self._expect_number("Need Number after slash")
+                self.res = (num, den)
+            elif kw == "mode":
+                self._read_mode()
+            elif kw == "routine":
+                self._read_routine()
+            elif kw == "status_bytes":
+                self._read_status_bytes()
+            elif kw == "dtoa":
+                self._read_dtoa()
+            elif kw == "proxy":
+                self._read_proxy()
+            else:
+                raise self._err("Syntax Error in read_cmd")
+
+    def _read_solenoid(self) -> None:
+        if len(self.solenoids) == self.max_solenoids:
+            raise self._err("Too Many Solenoids Defined")
+        tok = self.lx.next()
+        cat, _ = self.classify(tok)
+        if cat == "sol":
+            raise self._err("Attempted Redefinition of Solenoid")
+        if cat != "undefined":
+            raise self._err("Solenoid Name Error")
+        name = tok.text
+        open_cmd = self._expect_number("Solenoid Open Command Missing")
+        close_cmd = self._expect_number("Solenoid Close Command Missing")
+        bit = self._expect_number("Solenoid Status Bit Definition Missing")
+        if not 0 <= bit < 32:
+            raise self._err("Solenoid Status Bit Out of Range")
+        self.solenoids.append(_SolDef(name, open_cmd, close_cmd, bit))
+
+    def _read_status_bytes(self) -> None:
+        if not self.lx.next().is_punct("{"):
+            raise self._err("Expected '{' after 'status_bytes'")
+        i = 0
+        tok = self.lx.next()
+        while tok.is_number:
+            if i == MAX_STATUS_ADDRS:
+                raise self._err("Maximum of 4 status addresses")
+            self.status_addrs[i] = tok.value
+            i += 1
+            tok = self.lx.next()
+        if not tok.is_punct("}"):
+            raise self._err("Expected '}' after status addresses")
+
+    def _read_set_list(self, obj: _SetDef, limit: int, what: str, is_proxy: bool) -> None:
+        """Read ``c:value`` entries up to ``}`` (raw set-point characters, §2.3)."""
+        colon_msg = f"{what} needs ':'"
+        value_msg = "Proxy Value Missing" if is_proxy else "DtoA Set Point Value Missing"
+        for _ in range(limit):
+            ch, cpos = self.lx.set_point_char()
+            if ch == "}":
+                self.lx.pos = cpos  # unget
+                break
+            if not self.lx.next().is_punct(":"):
+                raise self._err(colon_msg)
+            tok = self.lx.next()
+            if not tok.is_number:
+                raise self._err(value_msg)
+            value = tok.value
+            obj.chars.append(ch if ch is not None else "")
+            if is_proxy:
+                if len(self.proxy_ids) >= MAX_PRXY_PTS:
+                    raise self._err("Too many proxy points")
+                if not 0 <= value <= 255:
+                    raise self._err(f"Invalid proxy ID {value}")
+                if value in self.proxy_ids:
+                    self._warn(f"Reuse of Proxy ID {value}", tok.start, "reference")
+                    obj.indices.append(self.proxy_ids.index(value))
+                else:
+                    self.proxy_ids.append(value)
+                    obj.indices.append(len(self.proxy_ids) - 1)
+                obj.ids.append(value)
+            else:
+                if len(self.set_points) >= MAX_SET_POINTS:
+                    raise self._err("Too many set points")
+                obj.indices.append(len(self.set_points))
+                self.set_points.append((obj.address, value, obj.name, ch or ""))
+        if not self.lx.next().is_punct("}"):
+            raise self._err(f"{what} needs '}}'")
+
+    def _read_named_set(self, is_proxy: bool) -> _SetDef:
+        table = self.proxies if is_proxy else self.dtoas
+        label = "Proxy" if is_proxy else "DtoA"
+        if len(table) == (MAX_PROXIES if is_proxy else MAX_DTOAS):
+            raise self._err("Too Many proxies Defined" if is_proxy else "Too Many DtoAs Defined")
+        tok = self.lx.next()
+        cat, _ = self.classify(tok)
+        if cat == ("proxy" if is_proxy else "dtoa"):
+            raise self._err(f"Attempted Redefinition of {label}")
+        if cat != "undefined":
+            raise self._err(f"{label} Name Error")
+        return _SetDef(tok.text)
+
+    def _read_dtoa(self) -> None:
+        obj = self._read_named_set(False)
+        obj.address = self._expect_number("DtoA Addresss Missing")
+        if not self.lx.next().is_punct("{"):
+            raise self._err("DtoA Set Point Definition needs '{'")
+        self._read_set_list(obj, MAX_DTOA_SET_POINTS, "DtoA Set Point Definition", False)
+        self.dtoas.append(obj)
+
+    def _read_proxy(self) -> None:
+        obj = self._read_named_set(True)
+        if not self.lx.next().is_punct("{"):
+            raise self._err("Proxy Definition needs '{'")
+        self._read_set_list(obj, MAX_PROXY_POINTS, "Proxy Definition", True)
+        self.proxies.append(obj)
+
+    def _read_routine(self) -> None:
+        tok = self.lx.next()
+        if self.classify(tok)[0] != "undefined":
+            raise self._err("Routine expected name")
+        if len(self.routines) == MAX_ROUTINES:
+            raise self._err("Too many routines")
+        name = tok.text
+        if not self.lx.next().is_punct("{"):
+            raise self._err("Routine expected {")
+        self.routines.append(_Routine(name, self.lx, self.lx.pos))
+        # pre-scan (routines.c): only the first token of each line is checked
+        while True:
+            tok = self.lx.next()
+            cat, _ = self.classify(tok)
+            if tok.keyword == "initialize":
+                c2, _ = self.classify(self.lx.next())
+                if c2 not in ("sol", "dtoa", "proxy"):
+                    raise self._err("Illegal token following Initialize")
+                self.lx.rest_of_line()
+            elif cat in ("sol", "dtoa", "proxy"):
+                self.lx.rest_of_line()
+            elif tok.is_punct("}"):
+                return
+            else:
+                raise self._err("Illegal token inside routine")
+
+    # ------------------------------------------------------------------ modes
+
+    def _obj(self, cat: str, idx: int) -> _SolDef | _SetDef:
+        return {"sol": self.solenoids, "dtoa": self.dtoas, "proxy": self.proxies}[cat][idx]
+
+    def _change_code(self, cat: str, obj: _SolDef | _SetDef, text: str, i: int) -> int:
+        """Decode character ``text[i]``: -2 for '^', -1 for fill, else the state."""
+        c = text[i]
+        if c == "^":
+            return -2
+        if cat == "sol":
+            if c == self.open_char:
+                return SOL_OPEN
+            if c == self.close_char:
+                return SOL_CLOSE
+            return -1
+        if c in " \t\n\v\f\r":
+            return -1
+        return obj.lookup(c)  # type: ignore[union-attr]
+
+    def _read_mode(self) -> None:
+        tok = self.lx.next()
+        if not tok.is_number:
+            raise self._err("Mode requires number")
+        mn = tok.value
+        if mn < 0 or mn > MAX_MODES or (mn == MAX_MODES and not self.compat):
+            raise self._err("Mode number out of range")
+        if mn in self.modes and self.modes[mn].defined:
+            raise self._err(f"Attempted Redefinition of mode {mn}")
+        if not self.lx.next().is_punct("{"):
+            raise self._err("Mode requires Left Brace")
+        mode = _Mode(mn, filename=self.lx.filename, text=self.lx.text)
+        kinds = ((self.solenoids, T_SOL), (self.dtoas, T_DTOA), (self.proxies, T_PROXY))
+        for table, _k in kinds:
+            for obj in table:
+                obj.tl = _Timeline()
+        kind_of = {"sol": T_SOL, "dtoa": T_DTOA, "proxy": T_PROXY}
+        saved: tuple[Lexer, int] | None = None
+        while True:
+            tok = self.lx.next()
+            cat, idx = self.classify(tok)
+            if tok.keyword == "initialize":
+                tok2 = self.lx.next()
+                cat2, idx2 = self.classify(tok2)
+                if cat2 not in ("sol", "dtoa", "proxy"):
+                    raise self._err("Initialize requires solenoid, DtoA or Proxy name")
+                if not self.lx.next().is_punct(":"):
+                    raise self._err("Initialize <name>: - ':' needed")
+                obj = self._obj(cat2, idx2)
+                state = self._init_char(cat2, obj)
+                add_change(mode.init, Change(-1, kind_of[cat2], idx2, state, tok2.start, self.lx))
+            elif cat in ("sol", "dtoa", "proxy"):
+                if not self.lx.next().is_punct(":"):
+                    raise self._err("<name>: - Missing the ':'")
+                self._pattern(mode, cat, idx, kind_of[cat])
+            elif cat == "routine":
+                if saved is not None:
+                    raise self._err("Nested routines are not supported")
+                saved = (self.lx, self.lx.pos)
+                r = self.routines[idx]
+                self.lx = r.lexer
+                self.lx.pos = r.pos
+            elif tok.keyword == "select":
+                if saved is not None:
+                    raise self._err("Select within routine is illegal")
+                mode.next_mode = self._expect_number("Select expects mode number")
+                if not self.lx.next().is_punct("}"):
+                    raise self._err("Select must be last command in mode")
+                break
+            elif tok.is_punct("}"):
+                if saved is not None:
+                    self.lx, self.lx.pos = saved
+                    saved = None
+                    continue
+                break
+            else:
+                raise self._err("Unexpected token in read_mode")
+        close_pos = self.lx.last.start  # type: ignore[union-attr]
+        mode.pos = close_pos
+        length = -1
+        for table, k in kinds:
+            for obj in table:
+                if obj.tl.last_time == -1:
+                    continue
+                if length == -1:
+                    length = obj.tl.last_time
+                elif obj.tl.last_time != length:
+                    raise self._err(
+                        f"Mode {mn} has ambiguous cycle lengths ({_KIND_NAME[k]} {obj.name})",
+                        close_pos,
+                    )
+        mode.length = length + 1
+        mode.res = self.res
+        if not self.compat and mode.length == 0 and all(c.kind == T_SWITCH for c in mode.cycle):
+            mode.cycle.clear()  # only leading '^' (fixed semantics): nothing to cycle
+        self._optimize(mode)
+        if mn == MAX_MODES:
+            # compat: the reference accepts mode 256 but never compiles it (off-by-one)
+            return
+        self.modes[mn] = mode
+
+    def _init_char(self, cat: str, obj: _SolDef | _SetDef) -> int:
+        """Scan raw characters of the current line for the first code (Initialize, §2.6)."""
+        text = self.lx.text
+        i = self.lx.pos
+        while i < len(text) and text[i] != "\n":
+            code = self._change_code(cat, obj, text, i)
+            if code == -2:
+                break
+            if code >= 0:
+                self.lx.pos = i + 1
+                return code
+            i += 1
+        raise self._err("Initialize <name>:<valving char> - No <valving char>", min(i, len(text)))
+
+    def _pattern(self, mode: _Mode, cat: str, idx: int, kind: int) -> None:
+        """Decode one pattern line after its ':' into timeline changes (§2.4)."""
+        obj = self._obj(cat, idx)
+        tl = obj.tl
+        line, start = self.lx.rest_of_line()
+        t = tl.last_time
+        leading_fixed = False
+        for j in range(len(line)):
+            code = self._change_code(cat, obj, line, j)
+            if code == -1:
+                continue
+            if code == -2:
+                if t == -1:
+                    if self.compat:
+                        t = 0
+                    else:
+                        if not leading_fixed:
+                            self._differs(
+                                f"mode {mode.number}: leading '^' on {obj.name}: the switch is "
+                                "placed at the cycle start instead of shifting the pattern by "
+                                "one step",
+                                start + j,
+                            )
+                        leading_fixed = True
+                        add_change(mode.cycle, Change(0, T_SWITCH, 0, 0, start + j, self.lx))
+                        continue
+                add_change(mode.cycle, Change(t + 1, T_SWITCH, 0, 0, start + j, self.lx))
+                continue
+            if t == -1:
+                t = 0
+            else:
+                t += 1
+            if code == tl.last_state:
+                continue
+            add_change(mode.cycle, Change(t, kind, idx, code, start + j, self.lx))
+            if tl.first_state == -1:
+                tl.first_state = code
+            tl.last_state = code
+        tl.last_time = t
+
+    def _optimize(self, mode: _Mode) -> None:
+        """Move constant time-0 changes to init; compute the timer count (§3.1, §3.2)."""
+        if not mode.init and not mode.cycle:
+            return
+        if mode.next_mode < 0:
+            kept: list[Change] = []
+            moving = True
+            for ch in mode.cycle:
+                if moving and ch.time != 0:
+                    moving = False
+                if moving and ch.kind != T_SWITCH:
+                    obj = self._obj({T_SOL: "sol", T_DTOA: "dtoa", T_PROXY: "proxy"}[ch.kind],
+                                    ch.index)
+                    if obj.tl.first_state == obj.tl.last_state:
+                        label = {T_SOL: "Solenoid", T_DTOA: "DtoA", T_PROXY: "Proxy"}[ch.kind]
+                        self.verbose_lines.append(
+                            f"Mode {mode.number}, {label} {obj.name} requires cycle optimization"
+                        )
+                        add_change(mode.init, ch)
+                        continue
+                kept.append(ch)
+            mode.cycle = kept
+        if not mode.cycle:
+            return
+        num, den = mode.res
+        if den == 0:
+            raise self._err("Resolution denominator is 0 (division by zero)", mode.pos)
+        count = (16384 * num) // den
+        iters = 1
+        if count > 0x10000:
+            for ti in range(count // 0x10000 + 1, 1000):
+                if count % ti == 0:
+                    break
+            else:
+                raise self._err("Solfmt - Can't deal with long resolution", mode.pos)
+            iters = ti
+            count //= ti
+            self.verbose_lines.append(
+                f"   Mode {mode.number} resolution requires {ti} iterations"
+            )
+        if (16384 * num) % den != 0:
+            self._warn(
+                f"Mode {mode.number} resolution is irrational mod 16384: "
+                f"Actual resolution will be {count}/16384",
+                mode.pos,
+                "reference",
+            )
+        mode.count = count
+        mode.iters = iters
+
+    # ------------------------------------------------------------------ code generation
+
+    def finish(self) -> CompileResult:
+        """Generate the mode code and tables; return the :class:`CompileResult`.
+
+        Raises SolfmtError for code-generation limits (code table size, v4 string table,
+        bytes that do not fit in compat-free mode, a compat construct the reference cannot
+        compile).
+        """
+        gen = _CodeGen(self)
+        program = gen.run()
+        describe = self._describe()
+        for m, info in program.modes.items():
+            info.description = describe.get(m, "")
+        text = "\n".join(self.verbose_lines + [self._describe_header()] + list(describe.values()))
+        return CompileResult(program, self.warnings, text)
+
+    def _describe_header(self) -> str:
+        out = ["Solenoids defined are:"]
+        for s in self.solenoids:
+            out.append(
+                f"  {s.name}    open: {s.open_cmd}  close: {s.close_cmd}  status:  {s.status_bit}"
+            )
+        out.append("DtoAs defined are:")
+        for d in self.dtoas:
+            out.append(f"  {d.name}")
+            for ch, k in zip(d.chars, d.indices, strict=True):
+                addr, val = self.set_points[k][:2]
+                out.append(f"    {ch}    addr: {addr:x}  value: {val:x}")
+        out.append("Proxies defined are:")
+        for p in self.proxies:
+            out.append(f"  {p.name}")
+            for ch, k in zip(p.chars, p.indices, strict=True):
+                out.append(f"    {ch}    ID: {self.proxy_ids[k]} index: {k}")
+        return "\n".join(out)
+
+    def _change_text(self, ch: Change) -> str:
+        if ch.kind == T_SWITCH:
+            return "    Mode switch OK"
+        if ch.kind == T_SOL:
+            s = self.solenoids[ch.index]
+            return f"    Solenoid {s.name} " + ("opened" if ch.state == SOL_OPEN else "closed")
+        if ch.kind == T_DTOA:
+            d = self.dtoas[ch.index]
+            return f"    DtoA {d.name} to set point {d.chars[ch.state]}"
+        p = self.proxies[ch.index]
+        return f"    Proxy {p.name} to state {p.chars[ch.state]}"
+
+    def _describe(self) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for m in sorted(self.modes):
+            mode = self.modes[m]
+            if not mode.defined:
+                continue
+            lines = [
+                f"Mode {m} is defined with length {mode.length} at resolution "
+                f"{mode.res[0]}/{mode.res[1]}"
+            ]
+            if mode.init:
+                lines += ["", "  Initializations:"]
+                lines += [self._change_text(c) for c in mode.init]
+                lines.append("")
+            if mode.cycle:
+                lines.append("  Cycle:" if mode.next_mode < 0 else "  Commands:")
+                lines += [f"{self._change_text(c)} at t={c.time}" for c in mode.cycle]
+            if mode.next_mode >= 0:
+                lines.append(f"    Select mode {mode.next_mode} at t={mode.length}")
+            if not mode.cycle and mode.next_mode < 0:
+                lines.append("  This mode has no cycle.")
+            out[m] = "\n".join(lines) + "\n"
+        return out
+
+
+class _CodeGen:
+    """Emits mode code for a parsed :class:`Compiler` (reference ``compile.c``/``output.c``)."""
+
+    def __init__(self, comp: Compiler):
+        self.c = comp
+        self.code = bytearray()
+        self.strings: list[str] = []
+        self.mode: _Mode | None = None
+
+    def _err(self, message: str) -> SolfmtError:
+        m = self.mode
+        if m is None:
+            return SolfmtError(message, self.c.lx.filename)
+        return SolfmtError.at(message, m.filename, m.text, m.pos)
+
+    def byte(self, x: int, what: str = "value") -> None:
+        if len(self.code) >= MODE_CODE_SIZE:
+            raise self._err("Mode Code Table exceeded")
+        if not 0 <= x <= 255:
+            if self.c.version == VERSION_4:
+                raise self._err("Mode code value out of range: string table overflow?")
+            if not self.c.compat:
+                raise self._err(
+                    f"Mode code value out of range: {what} {x} does not fit in a byte "
+                    "(the v3 reference compiler silently keeps only its low byte)"
+                )
+        self.code.append(x & 0xFF)
+
+    def waits(self, n: int) -> None:
+        while n > 255:
+            self.byte(SOL_WAITS)
+            self.byte(255)
+            n -= 255
+        if n == 1:
+            self.byte(SOL_WAIT)
+        elif n > 1:
+            self.byte(SOL_WAITS)
+            self.byte(n)
+
+    def string_index(self, text: str) -> int:
+        if text not in self.strings:
+            if len(self.strings) >= MAX_STRINGS:
+                raise self._err("Mode code value out of range: string table overflow?")
+            self.strings.append(text)
+        return self.strings.index(text)
+
+    def group(self, lst: list[Change], i: int) -> int:
+        """Emit the changes of ``lst`` at the time of ``lst[i]``; return the next index."""
+        c = self.c
+        t0 = lst[i].time
+        n = len(lst)
+        while i < n and lst[i].time == t0:
+            ch = lst[i]
+            if ch.kind == T_SOL:
+                j = i
+                while j < n and lst[j].kind == T_SOL and lst[j].time == t0:
+                    j += 1
+                cmds = []
+                for k in range(i, j):
+                    s = c.solenoids[lst[k].index]
+                    cmds.append(s.open_cmd if lst[k].state == SOL_OPEN else s.close_cmd)
+                i = j
+                self.strobes(cmds)
+            elif ch.kind == T_DTOA:
+                self.byte(SOL_DTOA)
+                self.byte(c.dtoas[ch.index].indices[ch.state], "set-point index")
+                i += 1
+            elif ch.kind == T_PROXY:
+                self.byte(SOL_PROXY)
+                self.byte(c.proxies[ch.index].indices[ch.state], "proxy index")
+                i += 1
+            else:
+                # the reference compile_one() never advances past a '^' node: it hangs
+                raise self._err(
+                    f"Mode {self.mode.number if self.mode else '?'}: two mode switches with no "
+                    "change between them; the reference compiler loops forever here"
+                )
+        return i
+
+    def strobes(self, cmds: list[int]) -> None:
+        if self.c.version == VERSION_3:
+            if len(cmds) == 1:
+                self.byte(SOL_STROBES)
+            else:
+                self.byte(SOL_MULT_STROBES)
+                self.byte(len(cmds), "strobe count")
+            for cmd in cmds:
+                self.byte(cmd, "solenoid command")
+            return
+        if len(cmds) > MAX_SW:
+            raise self._err("Arbitrary limit MAX_SW reached in compile.c")
+        if len(cmds) == 1 and cmds[0] >= 256:
+            if self.c.compat:
+                raise self._err(
+                    f"Solenoid command {cmds[0]} overflows the reference string cache (256)"
+                )
+            self.c._differs(f"solenoid command {cmds[0]} >= 256 (reference cache overflow)")
+        text = dccc_string(cmds)
+        if len(cmds) > 1 and len(text) + 1 > DCCC_MAX_CMD_BUF:
+            raise self._err("DCCC command string overflow")
+        self.byte(SOL_STROBES if len(cmds) == 1 else SOL_MULT_STROBES)
+        self.byte(self.string_index(text), "string index")
+
+    def run(self) -> Program:
+        c = self.c
+        indices: list[int] = []
+        infos: dict[int, ModeInfo] = {}
+        for m in range(MAX_MODES):
+            mode = c.modes.get(m)
+            if mode is None or not mode.defined:
+                indices.append(UNDEFINED_MODE)
+                continue
+            self.mode = mode
+            indices.append(len(self.code))
+            infos[m] = ModeInfo(
+                number=m,
+                offset=len(self.code),
+                timer_count=(mode.count & 0xFFFF) if mode.cycle else None,
+                iterations=mode.iters,
+                resolution=mode.res,
+                cycle_steps=mode.length,
+                select=mode.next_mode if mode.next_mode >= 0 else None,
+            )
+            self.emit_mode(mode)
+        while indices and indices[-1] == UNDEFINED_MODE:
+            indices.pop()
+        sols = []
+        for s in c.solenoids:
+            bit = s.status_bit
+            mask = 1 << (8 + bit % 8) if bit >= 16 else 1 << (bit % 8)
+            sols.append(
+                Solenoid(
+                    self._word(s.open_cmd, f"solenoid {s.name} open command"),
+                    self._word(s.close_cmd, f"solenoid {s.name} close command"),
+                    self._word(c.status_addrs[bit // 8], "status address"),
+                    mask,
+                    s.name,
+                    bit,
+                )
+            )
+        sps = [
+            SetPoint(self._word(a, f"DtoA {d} address"), self._word(v, f"DtoA {d} value"), d, ch)
+            for a, v, d, ch in c.set_points
+        ]
+        self.mode = None
+        prog = Program(
+            version=c.version,
+            command_set=c.cmd_set,
+            solenoids=sols,
+            set_points=sps,
+            proxy_ids=list(c.proxy_ids),
+            mode_indices=indices,
+            code=bytes(self.code),
+            strings=self.strings if c.version == VERSION_4 else [],
+            dtoas=[
+                DtoADef(d.name, d.address, list(zip(d.chars, d.indices, strict=True)))
+                for d in c.dtoas
+            ],
+            proxies=[
+                ProxyDef(p.name, list(zip(p.chars, p.ids, p.indices, strict=True)))
+                for p in c.proxies
+            ],
+            modes=infos,
+            source=list(c.sources),
+        )
+        return prog
+
+    def _word(self, value: int, what: str) -> int:
+        if 0 <= value <= 0xFFFF:
+            return value
+        if self.c.compat:
+            return value & 0xFFFF
+        raise self._err(f"{what} = {value} does not fit in a 16-bit word (0..65535)")
+
+    def emit_mode(self, mode: _Mode) -> None:
+        c = self.c
+        # init: the reference emits only the first time group (init-drop bug)
+        if mode.init:
+            i = self.group(mode.init, 0)
+            if i < len(mode.init) and not c.compat:
+                lost = ", ".join(
+                    c._change_text(ch).split(maxsplit=1)[1] for ch in mode.init[i:]
+                )
+                first = mode.init[i]
+                c._differs(
+                    f"mode {mode.number}: initialization also sends {lost} (init-drop bug: "
+                    "the reference compiler drops it)",
+                    first.pos,
+                    first.src,
+                )
+                while i < len(mode.init):
+                    i = self.group(mode.init, i)
+        cyc = mode.cycle
+        if cyc:
+            self.byte(SOL_SET_TIME)
+            self.byte(mode.count & 0xFF)
+            self.byte((mode.count >> 8) & 0xFF)
+            cycle_start = len(self.code)
+            time = 0
+            i = 0
+            while i < len(cyc):
+                self.waits((cyc[i].time - time) * mode.iters)
+                time = cyc[i].time
+                if cyc[i].kind == T_SWITCH:
+                    self.byte(SOL_MSWOK)
+                    i += 1
+                    if i >= len(cyc):
+                        break
+                    if cyc[i].time != time and not c.compat:
+                        if cyc[i].kind == T_SWITCH:
+                            self.c._differs(
+                                f"mode {mode.number}: two mode switches with no change between "
+                                "them (the reference compiler loops forever here)",
+                                cyc[i].pos,
+                                cyc[i].src,
+                            )
+                        else:
+                            self.c._differs(
+                                f"mode {mode.number}: changes at step {cyc[i].time} are emitted "
+                                f"at step {cyc[i].time} (group-shift bug: the reference compiler "
+                                f"fires them at the '^' of step {time})",
+                                cyc[i].pos,
+                                cyc[i].src,
+                            )
+                        continue
+                i = self.group(cyc, i)
+            self.waits((mode.length - time) * mode.iters)
+            if mode.next_mode >= 0:
+                self.byte(SOL_SELECT)
+                self.byte(mode.next_mode, "select mode number")
+            else:
+                self.byte(SOL_GOTO)
+                self.byte(cycle_start & 0xFF)
+                self.byte((cycle_start >> 8) & 0xFF)
+        elif mode.next_mode >= 0:
+            if c.version == VERSION_4 or not c.compat:
+                if c.version == VERSION_3:
+                    self.c._differs(
+                        f"mode {mode.number}: select-only mode gets SELECT {mode.next_mode} "
+                        "(the v3 reference compiler emits only END_MODE)",
+                        mode.pos,
+                        _lexer_for(mode),
+                    )
+                self.byte(SOL_SELECT)
+                self.byte(mode.next_mode, "select mode number")
+        self.byte(SOL_END_MODE)
+
+
+def _lexer_for(mode: _Mode) -> Lexer:
+    lx = Lexer(mode.text, mode.filename)
+    return lx
+
+
+def _read_text(path: str | os.PathLike[str]) -> str:
+    return Path(path).read_bytes().decode("latin-1")
+
+
+def compile_files(
+    paths: list[str | os.PathLike[str]] | tuple[str | os.PathLike[str], ...],
+    compat: bool = False,
+    version: int = 3,
+) -> CompileResult:
+    """Compile one or more .sol files (shared state, in order) into a Program.
+
+    ``version`` is 3 or 4 (the .sft format the code is generated for); ``compat`` selects
+    bit-exact reference behaviour. Raises SolfmtError on any fatal error in the sources and
+    OSError (from reading) as SolfmtError "Cannot open file".
+    """
+    comp = Compiler(version, compat)
+    for p in paths:
+        name = os.fspath(p)
+        try:
+            text = _read_text(p)
+        except OSError as e:
+            raise SolfmtError(f"Cannot open file {name}: {e.strerror or e}", "solfmt") from None
+        comp.read_source(text, name)
+    return comp.finish()
+
+
+def compile_text(
+    text: str,
+    filename: str = "<string>",
+    compat: bool = False,
+    version: int = 3,
+) -> CompileResult:
+    """Compile .sol source ``text`` (see :func:`compile_files`); SolfmtError on bad input."""
+    comp = Compiler(version, compat)
+    comp.read_source(text, filename)
+    return comp.finish()
