@@ -1,0 +1,451 @@
+"""soldrv: run a compiled solenoid-cycle program on a virtual clock or in real time.
+
+The state machine itself is :class:`soldrv.machine.SoldrvMachine` (spec §5.2, re-exported
+here). This module adds the clocks that drive it:
+
+* :class:`VirtualRunner` -- deterministic logical time, for tests and ``soldrv --dry-run``.
+  Time only moves when you call :meth:`VirtualRunner.advance` or :meth:`VirtualRunner.run`;
+  a request at time t is handled before a timer tick due at exactly t.
+* :class:`RealTimeRunner` -- a thread that delivers tick k of a mode at the absolute deadline
+  ``t0 + k * count / 16384`` s (count 0 means 4 s) after the mode's SET_TIME at ``t0``, so
+  lateness never accumulates into drift. ``speed`` > 1 runs the program faster than real
+  time (logical seconds per wall second), for demos and tests. Requests come from any thread.
+
+Both take the program from :func:`load_program`, which reads an ``.sft`` or compiles a
+``.sol`` (keeping solenoid and DtoA names). No ophyd or bluesky here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from soldrv.machine import (
+    Action,
+    Hardware,
+    HardwareError,
+    ModeRequestError,
+    NullHardware,
+    ProgramError,
+    SoldrvMachine,
+    StepRecord,
+    dtoa_channels,
+)
+from soldrv.program import Program
+from soldrv.sft import SftError, load_sft
+
+__all__ = [
+    "Action",
+    "Hardware",
+    "HardwareError",
+    "ModeRequestError",
+    "NullHardware",
+    "ProgramError",
+    "RealTimeRunner",
+    "SftError",
+    "SoldrvMachine",
+    "StepRecord",
+    "VirtualRunner",
+    "dtoa_channels",
+    "load_program",
+]
+
+
+def load_program(
+    path: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *, compat: bool = False
+) -> Program:
+    """Return the :class:`Program` in ``path``: an ``.sft`` file, or ``.sol`` source(s).
+
+    A name without an extension gets ``.sft`` if that exists, else ``.sol``. Several ``.sol``
+    paths are compiled together (shared state, as ``solfmt a.sol b.sol``). ``compat`` selects
+    the reference compiler's bugs for ``.sol`` input.
+
+    Raises OSError if a file cannot be read, :class:`SftError` for a malformed ``.sft`` and
+    ``soldrv.errors.SolfmtError`` (file:line:column) for a bad ``.sol``.
+    """
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if not paths:
+        raise ValueError("load_program needs at least one file name")
+    resolved = []
+    for p in paths:
+        p = Path(p)
+        if not p.suffix:
+            p = p.with_suffix(".sft") if p.with_suffix(".sft").exists() else p.with_suffix(".sol")
+        resolved.append(p)
+    if len(resolved) == 1 and resolved[0].suffix.lower() == ".sft":
+        if not resolved[0].exists():
+            raise FileNotFoundError(f"Can't open {resolved[0]}: no such file")
+        return load_sft(resolved[0])
+    if any(p.suffix.lower() == ".sft" for p in resolved):
+        raise ValueError("give one .sft file, or one or more .sol files, not a mixture")
+    from soldrv.compiler import compile_files  # the compiler is only needed for .sol input
+
+    program = compile_files(resolved, compat=compat).program
+    program.source = [os.fspath(p) for p in resolved]
+    return program
+
+
+def _attach_clock(hardware: object, clock: Callable[[], float]) -> None:
+    """Give the runner's clock to a backend that has ``attach_clock`` (e.g. SimHardware)."""
+    attach = getattr(hardware, "attach_clock", None)
+    if callable(attach):
+        attach(clock)
+
+
+class VirtualRunner:
+    """Run a program on a deterministic virtual clock (logical seconds, starting at 0).
+
+    Args:
+        program: what to run.
+        hardware: where outputs go (default: nowhere, the records tell what happened).
+        on_action / on_step: callbacks as in :class:`SoldrvMachine`.
+        record: keep every :class:`Action` in :attr:`actions` and every :class:`StepRecord`
+            in :attr:`steps` (default True).
+
+    Errors: :meth:`request_mode` raises :class:`ModeRequestError` for an undefined mode;
+    :class:`ProgramError`/:class:`HardwareError` propagate from the tick that hit them (the
+    machine is then in NO_MODE and the runner can be used again).
+    """
+
+    def __init__(
+        self,
+        program: Program,
+        hardware: Hardware | None = None,
+        *,
+        on_action: Callable[[Action], None] | None = None,
+        on_step: Callable[[StepRecord], None] | None = None,
+        record: bool = True,
+    ) -> None:
+        """Create the runner at time 0 in NO_MODE; see the class docstring."""
+        self.actions: list[Action] = []
+        self.steps: list[StepRecord] = []
+        self._user_action = on_action
+        self._user_step = on_step
+        self._record = record
+        self.machine = SoldrvMachine(
+            program, hardware, on_action=self._on_action, on_step=self._on_step
+        )
+        self.now = 0.0
+        self.ticks_delivered = 0
+        _attach_clock(hardware, lambda: self.now)
+
+    def _on_action(self, act: Action) -> None:
+        if self._record:
+            self.actions.append(act)
+        if self._user_action is not None:
+            self._user_action(act)
+
+    def _on_step(self, rec: StepRecord) -> None:
+        if self._record:
+            self.steps.append(rec)
+        if self._user_step is not None:
+            self._user_step(rec)
+
+    @property
+    def program(self) -> Program:
+        """The program being run."""
+        return self.machine.program
+
+    def request_mode(self, mode: int) -> None:
+        """Request ``mode`` at the current virtual time (see SoldrvMachine.request_mode)."""
+        self.machine.request_mode(mode, self.now)
+
+    def halt(self, reason: str = "halted") -> None:
+        """Stop the running mode now (NO_MODE)."""
+        self.machine.halt(self.now, reason)
+
+    def deliver_ticks(self, until: float, max_ticks: int | None = None) -> bool:
+        """Deliver ticks due strictly before ``until`` s; True if stopped by ``max_ticks``.
+
+        The time is left at the last tick delivered (use :meth:`advance` to move it on).
+        """
+        m = self.machine
+        while True:
+            if max_ticks is not None and self.ticks_delivered >= max_ticks:
+                return True
+            t = m.next_tick_time()
+            if t is None or t >= until:
+                return False
+            self.now = t
+            self.ticks_delivered += 1
+            m.tick(t)
+
+    def advance(self, until: float, max_ticks: int | None = None) -> None:
+        """Deliver every timer tick due strictly before ``until`` s, then set the time to it.
+
+        With ``max_ticks``, stop after that many ticks in total (:attr:`ticks_delivered`);
+        the time is then the last tick's. ``until`` before the current time is a ValueError.
+        """
+        if until < self.now:
+            raise ValueError(f"cannot go back in time from {self.now} s to {until} s")
+        if not self.deliver_ticks(until, max_ticks):
+            self.now = until
+
+    def run(
+        self,
+        requests: Iterable[tuple[float, int]] = (),
+        *,
+        duration: float | None = None,
+        ticks: int | None = None,
+    ) -> list[Action]:
+        """Handle timed ``requests`` ((time s, mode), in any order) and run to the limit.
+
+        The run ends at ``duration`` seconds (ticks due at or after it are not delivered)
+        or after ``ticks`` timer ticks in total, whichever comes first; at least one of them
+        is required. Returns the actions of this call. ModeRequestError for a bad request.
+        """
+        if duration is None and ticks is None:
+            raise ValueError("a virtual run needs a limit: duration (s) or ticks")
+        start = len(self.actions)
+        end = float("inf") if duration is None else duration
+        for at, mode in sorted(requests, key=lambda r: r[0]):
+            if at >= end:
+                break
+            if self.deliver_ticks(max(at, self.now), ticks):
+                return self.actions[start:]
+            self.now = max(at, self.now)
+            self.request_mode(mode)
+        if not self.deliver_ticks(end, ticks) and duration is not None:
+            self.now = max(duration, self.now)
+        return self.actions[start:]
+
+
+class RealTimeRunner:
+    """Run a program in real time in a background thread, on absolute tick deadlines.
+
+    Args:
+        program, hardware, on_action, on_step: as for :class:`VirtualRunner` (callbacks run
+            in the runner thread; keep them short).
+        on_error: called (in the runner thread) with the exception when a mode stops on a
+            :class:`ProgramError` or :class:`HardwareError`; the thread keeps running.
+        on_idle: called (in the runner thread) each time the machine goes from a mode to
+            NO_MODE (END_MODE, SELECT of an undefined mode, a limit, a halt or an error).
+        speed: logical seconds per wall second (1.0 = real time); must be > 0.
+        clock: wall-clock source in seconds (default ``time.monotonic``).
+
+    Logical time 0 is :meth:`start`. Tick k of a mode started at logical ``t0`` is due at
+    wall time ``start + (t0 + k * period) / speed``. Actions carry ``wall`` (when they ran)
+    and ``deadline`` (when they were due), so lateness is ``wall - deadline``.
+
+    Thread-safe: :meth:`request_mode`, :meth:`halt`, :meth:`set_limits` and :meth:`close`
+    may be called from any thread. Use as a context manager to start and close it.
+    """
+
+    def __init__(
+        self,
+        program: Program,
+        hardware: Hardware | None = None,
+        *,
+        on_action: Callable[[Action], None] | None = None,
+        on_step: Callable[[StepRecord], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
+        speed: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Create the runner (not started); see the class docstring."""
+        if not speed > 0:
+            raise ValueError(f"speed must be > 0 (logical seconds per wall second), got {speed}")
+        self.speed = float(speed)
+        self.clock = clock
+        self.on_error = on_error
+        self.on_idle = on_idle
+        self.machine = SoldrvMachine(program, hardware, on_action=on_action, on_step=on_step)
+        self._cond = threading.Condition()
+        self._queue: list[tuple[str, object, threading.Event | None]] = []
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._wall0 = 0.0
+        self._until: float | None = None
+        self.ticks_delivered = 0
+        self.last_error: Exception | None = None
+        _attach_clock(hardware, self.clock)
+
+    # -- time --------------------------------------------------------------------------
+
+    @property
+    def program(self) -> Program:
+        """The program being run."""
+        return self.machine.program
+
+    @property
+    def started(self) -> bool:
+        """True between :meth:`start` and :meth:`close`."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def logical_now(self) -> float:
+        """Current logical time in seconds since :meth:`start`."""
+        return (self.clock() - self._wall0) * self.speed
+
+    def wall_of(self, logical: float) -> float:
+        """Wall-clock time (``clock`` seconds) at which logical time ``logical`` falls."""
+        return self._wall0 + logical / self.speed
+
+    # -- control -------------------------------------------------------------------------
+
+    def start(self) -> RealTimeRunner:
+        """Start the runner thread (logical time 0 is now); returns self. Idempotent."""
+        if self._thread is None:
+            self._wall0 = self.clock()
+            self._thread = threading.Thread(target=self._loop, name="soldrv", daemon=True)
+            self._thread.start()
+        return self
+
+    def __enter__(self) -> RealTimeRunner:
+        """Start the runner."""
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the runner."""
+        self.close()
+
+    def _post(self, kind: str, arg: object, wait: float | None) -> bool:
+        if self._thread is None:
+            raise RuntimeError("the runner is not started: call start() first")
+        done = threading.Event() if wait is not None else None
+        with self._cond:
+            if self._closing:
+                if kind == "halt":
+                    return True  # a closing runner halts by itself
+                raise RuntimeError("the runner is closed: create and start a new one")
+            self._queue.append((kind, arg, done))
+            self._cond.notify_all()
+        if done is None:
+            return True
+        return done.wait(wait)
+
+    def request_mode(self, mode: int, wait: float | None = None) -> bool:
+        """Request ``mode`` (handled in the runner thread as soldrv would, see the machine).
+
+        Raises :class:`ModeRequestError` at once, in the caller's thread, for an undefined
+        mode (nothing changes). With ``wait`` (seconds), block until the runner handled it
+        and return False on timeout.
+        """
+        mode = self.machine.check_request(mode)
+        return self._post("request", mode, wait)
+
+    def halt(self, reason: str = "halted", wait: float | None = 5.0) -> bool:
+        """Stop the running mode (NO_MODE) and wait up to ``wait`` s until it is stopped.
+
+        Returns False if the runner did not handle it in time. After a True return no
+        further hardware call comes from this runner until the next request.
+        """
+        return self._post("halt", reason, wait)
+
+    def set_limits(
+        self, cycles: int | None = None, duration: float | None = None, wait: float = 5.0
+    ) -> bool:
+        """Stop after ``cycles`` more cycles (GOTO or SELECT) or ``duration`` more seconds.
+
+        Either may be None (no limit). Reaching a limit halts the mode with a ``"halt"``
+        action. Returns False if the runner did not take them within ``wait`` s.
+        """
+        if cycles is not None and cycles < 1:
+            raise ValueError(f"cycles must be >= 1, got {cycles}")
+        if duration is not None and not duration > 0:
+            raise ValueError(f"duration must be > 0 s, got {duration}")
+        return self._post("limits", (cycles, duration), wait)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no mode runs (NO_MODE, nothing queued); False after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.machine.mode is not None or self._queue:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.1))
+        return True
+
+    def close_soon(self) -> None:
+        """Ask the thread to end after what is queued, without waiting (callable from callbacks)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Halt the mode and stop the thread (joined within ``timeout`` s)."""
+        if self._thread is None:
+            return
+        self.close_soon()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        self._thread = None
+
+    # -- thread ----------------------------------------------------------------------------
+
+    def _guard(self, call: Callable[..., None], *args: object) -> None:
+        try:
+            call(*args)
+        except (ProgramError, HardwareError) as e:
+            self.last_error = e
+            if self.on_error is not None:
+                self.on_error(e)
+
+    def _watch_idle(self, was_running: bool) -> None:
+        if was_running and self.machine.mode is None and self.on_idle is not None:
+            self.on_idle()
+
+    def _handle(self, kind: str, arg: object) -> None:
+        m = self.machine
+        was_running = m.mode is not None
+        now = self.logical_now()
+        wall = self.clock()
+        if kind == "request":
+            self._guard(m.request_mode, arg, now, wall)
+            was_running = True  # a request that ends in NO_MODE (mode 0 undefined) is "idle"
+        elif kind == "halt":
+            m.halt(now, str(arg), wall)
+        elif kind == "limits":
+            cycles, duration = arg  # type: ignore[misc]
+            m.cycle_limit = None if cycles is None else m.cycles_done + cycles
+            self._until = None if duration is None else now + duration
+        self._watch_idle(was_running)
+
+    def _loop(self) -> None:
+        m = self.machine
+        while True:
+            with self._cond:
+                closing = self._closing
+                queue, self._queue = self._queue, []
+            for kind, arg, done in queue:  # requests made before close() are still handled
+                self._handle(kind, arg)
+                if done is not None:
+                    done.set()
+            if closing:
+                break
+            tick_at = m.next_tick_time()
+            until = self._until if m.mode is not None else None
+            target = tick_at
+            if until is not None and (target is None or until <= target):
+                target = until
+            with self._cond:
+                if self._closing or self._queue:
+                    continue
+                if target is None:
+                    self._cond.notify_all()  # wake wait_idle()
+                    self._cond.wait(0.5)
+                    continue
+                deadline = self.wall_of(target)
+                left = deadline - self.clock()
+                if left > 0:
+                    self._cond.wait(left)
+                    if self._closing or self._queue or self.clock() < deadline:
+                        continue
+            was_running = m.mode is not None
+            if until is not None and target == until:
+                m.halt(until, f"duration done ({until:g} s)", self.clock())
+                self._until = None
+            else:
+                assert tick_at is not None
+                self.ticks_delivered += 1
+                self._guard(m.tick, tick_at, self.clock(), deadline)
+            self._watch_idle(was_running)
+        was_running = m.mode is not None
+        m.halt(self.logical_now(), "runner closed", self.clock())
+        self._watch_idle(was_running)
+        with self._cond:
+            self._cond.notify_all()

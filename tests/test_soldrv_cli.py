@@ -1,0 +1,165 @@
+"""The ``soldrv`` command: dry runs, real-time runs, stdin requests, bad input."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_runner_virtual import CORPUS, EXAMPLES, needs_corpus
+
+from sim_ioc.process import SimIocProcess, ca_read, ca_write
+from soldrv.drv_cli import main, parse_request, read_name_map
+from soldrv.runner import load_program
+
+TUT = EXAMPLES / "solenoid_tutorial.sol"
+
+
+def run_main(args, stdin=""):
+    out, err = io.StringIO(), io.StringIO()
+    rc = main(args, stdin=io.StringIO(stdin), stdout=out, stderr=err)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_dry_run_prints_the_timeline():
+    rc, out, err = run_main([str(TUT), "--dry-run", "--duration", "4.5", "--mode", "0"])
+    assert rc == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0].split() == ["0.0000", "s", "mode", "0", "step", "0", "MODE", "mode", "0",
+                                "(request)"]
+    assert "STROBES open A (22), close B (25)" in lines[1]
+    assert [ln.split()[0] for ln in lines[2:6]] == ["1.2500", "1.5000", "2.0000", "3.5000"]
+    assert "STROBES open B (24)" in lines[2]
+    assert lines[-1] == "end of dry run at 4.5000 s after 17 ticks"
+
+
+@needs_corpus
+def test_dry_run_reads_timed_requests_and_survives_bad_lines():
+    sft = CORPUS / "ref_v4" / "arp-hwv__TM__A@e81f155.ref.sft"
+    rc, out, err = run_main(
+        [str(sft), "--dry-run", "--duration", "40"],
+        stdin="S1\n@10 S4\nbogus\n@12 S9\n",
+    )
+    assert rc == 0
+    assert "Invalid command 'bogus'" in err
+    assert "request refused: mode 9 is not defined" in err
+    modes = [ln for ln in out.splitlines() if " MODE " in ln]
+    assert [ln.split()[0] for ln in modes] == ["0.0000", "30.0000"]
+    assert "PENDING mode 4 pending until the next ^ (MSWOK)" in out
+
+
+def test_bad_input_exits_2_with_a_sentence(tmp_path):
+    rc, _, err = run_main([str(tmp_path / "nope.sft"), "--dry-run", "--ticks", "3"])
+    assert rc == 2 and "Can't open" in err
+    data = (tmp_path / "t.sft")
+    from soldrv.sft import write_sft
+
+    data.write_bytes(write_sft(load_program(TUT), 3)[:9])
+    rc, _, err = run_main([str(data), "--dry-run", "--ticks", "3"])
+    assert rc == 2 and "truncated .sft" in err
+    bad = tmp_path / "bad.sol"
+    bad.write_text("solenoid A 1 2 3\nmode 0 {\n  A: O\n  # no\n}\n")
+    rc, _, err = run_main([str(bad), "--dry-run", "--ticks", "3"])
+    assert rc == 2 and "bad.sol:4" in err
+    rc, _, err = run_main([str(TUT), "--dry-run", "--ticks", "3", "--mode", "2"])
+    assert rc == 2 and "--mode 2: mode 2 is not defined; defined modes: 0" in err
+    rc, _, err = run_main([str(TUT), "--dry-run", "--mode", "0"])
+    assert rc == 2 and "needs a limit" in err
+
+
+def test_parse_request_and_name_map():
+    assert parse_request("S3\n") == (None, 3)
+    assert parse_request("@2.5 s12") == (2.5, 12)
+    for bad in ("X3", "S", "S-1", "S1 S2"):
+        with pytest.raises(ValueError, match="Invalid command"):
+            parse_request(bad)
+    prog = load_program(TUT)
+    m = read_name_map("# map\nA  sim:V1\nB = sim:V2  # second\nA.rbv sim:V1_RBV\n", prog)
+    assert m == {"solenoids": {0: "sim:V1", 1: "sim:V2"}, "status": {0: "sim:V1_RBV"},
+                 "dtoa": {}}
+    with pytest.raises(ValueError, match="line 1: no DtoA 'Q'"):
+        read_name_map("Q sim:V9\n", prog)
+    with pytest.raises(ValueError, match="line 2: expected 'KEY PV'"):
+        read_name_map("A x\nB\n", prog)
+
+
+def test_real_time_run_in_process():
+    rc, out, err = run_main([str(TUT), "--mode", "0", "--duration", "4.2", "--speed", "40"])
+    assert rc == 0, err
+    assert "STROBES open B (24)" in out and "STROBES open A (22)" in out
+    assert "HALT runner closed" in out
+
+
+def soldrv_cmd():
+    exe = Path(sys.executable).with_name("soldrv")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "soldrv.drv_cli"]
+
+
+@pytest.mark.integration
+@needs_corpus
+def test_console_script_reads_requests_from_stdin(tmp_path):
+    sft = CORPUS / "ref_v4" / "arp-hwv__TM__A@e81f155.ref.sft"
+    log = tmp_path / "out.txt"
+    with open(log, "w") as f, open(tmp_path / "err.txt", "w") as e:
+        proc = subprocess.Popen([*soldrv_cmd(), str(sft), "--speed", "20"],
+                                stdin=subprocess.PIPE, stdout=f, stderr=e, text=True)
+        try:
+            proc.stdin.write("S9\nhello\nS4\n")
+            proc.stdin.flush()
+            deadline = time.monotonic() + 20
+            while "STROBES close sol0 (50)" not in log.read_text():
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            assert proc.poll() is None  # still running after the refusals
+            proc.stdin.write("S0\nQ\n")
+            proc.stdin.flush()
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+    err = (tmp_path / "err.txt").read_text()
+    assert "mode 9 is not defined" in err and "Invalid command 'hello'" in err
+    out = log.read_text()
+    assert "MODE mode 4 (request)" in out and "MODE mode 0 (interrupt)" in out
+
+
+@pytest.mark.integration
+def test_console_script_drives_the_valve_bank(tmp_path, module_ioc_factory):
+    ioc = module_ioc_factory(SimIocProcess(controllers=1, valves=2, speed=100.0))
+    prefix = ioc.prefix + "VB:"
+    ca_write(prefix + "RESET", 1, ioc.env)
+    env = {**os.environ, **ioc.env}
+    with open(tmp_path / "out.txt", "w") as f:
+        rc = subprocess.run(
+            [*soldrv_cmd(), str(TUT), "--valve-bank", prefix, "--mode", "0",
+             "--duration", "4.1", "--speed", "20", "-q"],
+            stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=60,
+        ).returncode
+    assert rc == 0, (tmp_path / "out.txt").read_text()
+    # init (V1=1, V2=0) then steps 5, 6, 8, 14 of one cycle; no safe state from the CLI
+    assert ca_read(prefix + "CHANGES", ioc.env).data[0] == 6
+    assert list(ca_read(prefix + "STATES", ioc.env).data) == [1, 0]
+
+
+def test_program_error_is_printed_and_the_run_goes_on(tmp_path):
+    from soldrv.program import Program, SetPoint, Solenoid
+    from soldrv.sft import save_sft
+
+    prog = Program(
+        version=0x0300, solenoids=[Solenoid(1, 2, 0x408, 1)], set_points=[SetPoint(0x10, 7)],
+        mode_indices=[0, 3],
+        code=bytes([8, 9, 4, 2, 0, 0x40, 0, 1, 1, 0, 2, 1, 3, 6, 0, 4]),  # mode 0: DTOA 9 (bad)
+    )
+    save_sft(prog, tmp_path / "broken.sft", 3)
+    rc, out, err = run_main([str(tmp_path / "broken.sft"), "--dry-run", "--duration", "3"],
+                            stdin="S0\n@0.5 S1\n")
+    assert rc == 0
+    assert "mode 0, offset 0: DTOA 9 is out of range" in err
+    assert "0.5000 s  mode   1 step    0  STROBES open sol0 (1)" in out
+    assert "1.5000 s  mode   1 step    1  STROBES close sol0 (2)" in out
+    assert "2.5000 s  mode   1 step    0  STROBES open sol0 (1)" in out  # after the GOTO
