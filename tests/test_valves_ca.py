@@ -60,11 +60,12 @@ def test_valve_bank_class_checks_its_size():
 @pytest.mark.integration
 def test_valve_pvs_readback_log_and_refused_puts(bank):
     prefix, ioc = bank
-    assert read(ioc, prefix + "NVALVES")[0] == N_VALVES
+    n_valves = read(ioc, prefix + "NVALVES")[0]
+    assert n_valves == ioc.valves >= N_VALVES
     ca_write(prefix + "RESET", 1, ioc.env)
     ca_write(prefix + "V3", 1, ioc.env)
     assert read(ioc, prefix + "V3_RBV")[0] == 1
-    assert list(read(ioc, prefix + "STATES")) == [0, 0, 1, 0][:N_VALVES]
+    assert list(read(ioc, prefix + "STATES")) == [0, 0, 1] + [0] * (n_valves - 3)
     with pytest.raises(ErrorResponseReceived, match="accepts 0 \\(close\\) or 1"):
         ca_write(prefix + "V3", 5, ioc.env)
     with pytest.raises(ErrorResponseReceived, match="0..65535"):

@@ -1,0 +1,192 @@
+"""Benchmark the CS800 IOC: datagram-to-monitor latency and CPU use per number of controllers.
+
+Run::
+
+    python benchmarks/bench_ioc.py [--samples 400] [--seconds 10] [--counts 1,10,50]
+
+1. Latency: ``cs800-ioc`` runs as a subprocess; this script sends status datagrams (built with
+   ``protocol.encode_status``, TEMP changing every time) to its status port and subscribes to
+   ``CS0:TEMP`` with caproto's threading client. Latency = CA monitor callback time minus the
+   time just before ``sendto``, both ``time.monotonic()`` in this process. Prints median, p99
+   and max in milliseconds.
+2. CPU: for 1, 10 and 50 simulated controllers at 1 Hz (speed 1), the IOC's process CPU seconds
+   per wall second, from ``/proc/<pid>/stat`` (utime + stime), over ``--seconds``:
+   (a) ``cs800-ioc`` alone, fed by ``cs800-sim`` in a separate process;
+   (b) ``cs800-sim-ioc`` (IOC and simulators in one process).
+   No CA client is connected during the CPU runs. Linux only (uses /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from ophyd_cs800 import protocol as P
+from sim_ioc.clock import ManualClock
+from sim_ioc.controller import SimulatedCS800
+from sim_ioc.process import IocProcess, SimIocProcess, ca_read
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` in seconds (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def cpu_fraction(pid: int, seconds: float) -> float:
+    c0, t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)  # measuring a rate over a wall-clock window (benchmark, not a test)
+    return (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of ``pid`` in MB (Linux /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def hardware_ioc(n: int, command_port: int) -> IocProcess:
+    args = ["ioc", "--status-port", "0", "--listen", "127.0.0.1", "--command-host", "127.0.0.1",
+            "-q"]
+    for i in range(n):
+        args += ["--controller", f"CS{i}:{411 + i}@127.0.0.1:{command_port}"]
+    return IocProcess(args, ready_pv="CS:PORT", startup_timeout=60)
+
+
+def bench_latency(samples: int, rate_hz: float) -> None:
+    from caproto.threading.client import Context
+
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    with hardware_ioc(1, sink.getsockname()[1]) as ioc:
+        os.environ.update(ioc.env)
+        port = int(ioc.read(ioc.prefix + "CS:PORT").data[0])
+        raw = SimulatedCS800(411, ManualClock(), seed=1).raw_values()
+        sent: dict[int, float] = {}
+        latencies: list[float] = []
+        done = threading.Event()
+
+        def on_update(sub, response):
+            now = time.monotonic()
+            ck = round(float(response.data[0]) * 100)
+            t0 = sent.pop(ck, None)
+            if t0 is not None:
+                latencies.append(now - t0)
+                if len(latencies) >= samples:
+                    done.set()
+
+        ctx = Context()
+        pv, = ctx.get_pvs(ioc.prefix + "CS0:TEMP", timeout=10)
+        pv.wait_for_connection(timeout=10)
+        sub = pv.subscribe(data_type="time")
+        sub.add_callback(on_update)
+        time.sleep(0.5)  # let the subscription's initial value arrive before timing
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        period = 1.0 / rate_hz
+        next_t = time.monotonic()
+        for i in range(samples * 2):
+            if done.is_set():
+                break
+            ck = 10000 + (i % 20000)
+            raw[1051] = ck
+            datagram = P.encode_status(raw)
+            sent[ck] = time.monotonic()
+            sender.sendto(datagram, ("127.0.0.1", port))
+            next_t += period
+            time.sleep(max(0.0, next_t - time.monotonic()))
+        done.wait(5)
+        sub.clear()
+        ctx.disconnect()
+        sender.close()
+    sink.close()
+    ms = [x * 1000 for x in latencies]
+    print(f"latency datagram -> CA monitor (cs800-ioc, {len(ms)} samples at {rate_hz:g} Hz): "
+          f"median {statistics.median(ms):.2f} ms, p99 {percentile(ms, 99):.2f} ms, "
+          f"max {max(ms):.2f} ms")
+
+
+def bench_cpu_alone(n: int, seconds: float) -> tuple[float, float]:
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    with hardware_ioc(n, sink.getsockname()[1]) as ioc:
+        port = int(ioc.read(ioc.prefix + "CS:PORT").data[0])
+        cmd = [sys.executable, "-m", "sim_ioc.sim_cli", "--status-to", f"127.0.0.1:{port}",
+               "--command-port", "0", "--speed", "1"]
+        for i in range(n):
+            cmd += ["--cid", str(411 + i)]
+        with tempfile.TemporaryFile() as log:
+            sim = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+            try:
+                wait_all_heard(ioc, n)
+                frac = cpu_fraction(ioc.pid, seconds)
+                rss = rss_mb(ioc.pid)
+            finally:
+                sim.terminate()
+                try:
+                    sim.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    sim.kill()
+                    sim.wait(timeout=10)
+    sink.close()
+    return frac, rss
+
+
+def wait_all_heard(ioc: IocProcess, n: int, timeout: float = 60.0) -> None:
+    """Wait until every controller group has shown a datagram (bounded)."""
+    deadline = time.monotonic() + timeout
+    i = 0
+    while i < n and time.monotonic() < deadline:
+        try:
+            value = ca_read(f"{ioc.prefix}CS{i}:CTRLNUM", ioc.env, timeout=2).data[0]
+        except TimeoutError:
+            continue
+        if value == 411 + i:
+            i += 1
+    if i < n:
+        raise RuntimeError(f"only {i} of {n} controllers reported within {timeout:g} s")
+
+
+def bench_cpu_sim(n: int, seconds: float) -> float:
+    with SimIocProcess(controllers=n, speed=1.0, extra_args=["-q"], startup_timeout=60) as ioc:
+        wait_all_heard(ioc, n)
+        return cpu_fraction(ioc.pid, seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=400, help="latency samples")
+    parser.add_argument("--rate", type=float, default=50.0, help="latency datagrams per second")
+    parser.add_argument("--seconds", type=float, default=10.0, help="CPU measuring window")
+    parser.add_argument("--counts", default="1,10,50", help="controller counts for CPU")
+    args = parser.parse_args()
+    bench_latency(args.samples, args.rate)
+    counts = [int(c) for c in args.counts.split(",")]
+    for n in counts:
+        alone, rss = bench_cpu_alone(n, args.seconds)
+        together = bench_cpu_sim(n, args.seconds)
+        print(f"CPU, {n:3d} controller(s) at 1 Hz: cs800-ioc alone {alone * 100:5.1f} % of one "
+              f"core (RSS {rss:.0f} MB); cs800-sim-ioc (IOC + simulators) "
+              f"{together * 100:5.1f} %")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,628 @@
+"""The CS800 IOC: a caproto server with the synApps ``ip`` PV names, talking UDP to controllers.
+
+PV layout (the same names as ``Oxford_CS800_status.db`` and ``Oxford_CS800.db``, spec section 6):
+
+* status server at ``$(P)$(R)`` (R default ``CS:``): ``status_packet`` (the last datagram
+  received, uchar waveform), ``RECEIVED``, ``ACCEPTED``, ``REJECTED`` and ``REJ:<REASON>``
+  counters (reasons: SHORT, HEADER, LENGTH, CHECKSUM, FOOTER, UNKNOWN controller, OTHER),
+  ``LASTREJECT`` (why the last datagram was refused), ``PORT`` (the UDP status port bound) and,
+  per controller, ``$(P)$(R)<controller R>AGE`` (seconds since its last datagram) and ``COUNT``;
+* one group per controller at ``$(P)$(R)`` (R default ``CS0:``, ``CS1:``, ...) with every PV of
+  ``Oxford_CS800.db``: the status records (:mod:`sim_ioc.pvs`), DISABLE, DEBUG, the parameters
+  RRATE RTEMP PTIME CTEMP ERATE TURBO and the actions RAMP PLAT HOLD COOL END PURGE PAUSE
+  RESUME STOP RESTART TURBOCMD. A put to an action (or to its ``.PROC``) sends exactly one
+  7-byte command datagram; a put to TURBO sends the turbo command at once (as in synApps).
+* in simulated mode only, ``SIM:BROADCAST``, ``SIM:ALARM``, ``SIM:DROP``, ``SIM:SENSORFAIL``
+  per controller (:class:`SimControllerGroup`).
+
+Differences from the C IOC (by design): DISABLE starts Enabled; header, length, checksum and
+footer are checked; ERROR is signed; alarm texts are Oxford's; units are honest; 0xFFFE shows
+INVALID severity; no datagram for ``stale_timeout`` seconds puts every status PV of that
+controller in INVALID/COMM until the next datagram.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from caproto import AlarmSeverity, AlarmStatus, ChannelType
+from caproto.server import PVGroup, pvproperty
+from caproto.server.server import PvpropertyDouble
+
+from ophyd_cs800 import protocol as P
+from sim_ioc.lazy_records import LazyFieldsMixin, LazyRecordGroup
+from sim_ioc.pvs import (
+    ALARM_TEXT_UNSET,
+    DEBUG_STRINGS,
+    ENABLE_STRINGS,
+    OFF_ON_STRINGS,
+    STATUS_PVS,
+    extract,
+)
+from sim_ioc.status_server import (
+    REJECT_REASONS,
+    StatusCounters,
+    StatusReceiver,
+    open_command_socket,
+    open_status_socket,
+)
+
+log = logging.getLogger(__name__)
+
+#: Default seconds without a datagram before a controller's status PVs go INVALID/COMM.
+DEFAULT_STALE_TIMEOUT = 5.0
+#: Elements of the ``status_packet`` waveform (a firmware-153 datagram is 1236 bytes).
+STATUS_PACKET_NELM = 2048
+#: Period of the housekeeping task: counters, ``status_packet``, staleness (seconds).
+HOUSEKEEPING_PERIOD = 0.2
+#: Period of the per-controller AGE update (seconds).
+AGE_PERIOD = 1.0
+#: Good packets waiting for their PV updates; beyond this they are counted as rejected.
+MAX_PENDING = 10000
+
+_DEBUG_LEVELS = {
+    "Off": logging.CRITICAL + 1,
+    "Error": logging.ERROR,
+    "Warning": logging.WARNING,
+    "Info": logging.INFO,
+    "Debug": logging.DEBUG,
+}
+
+
+@dataclass
+class ControllerConfig:
+    """One controller served by the IOC.
+
+    Attributes:
+        r: the group's ``$(R)``, e.g. ``"CS0:"``.
+        cid: controller number (status id 1028) whose datagrams this group shows; 0 adopts the
+            first controller heard that no other group claims (one-controller setups only).
+        command_addr: ``(host, port)`` the 7-byte commands are sent to (port 30305 on hardware).
+    """
+
+    r: str
+    cid: int
+    command_addr: tuple[str, int] | None = None
+
+
+class _ParamDouble(LazyFieldsMixin, PvpropertyDouble):
+    """An ``ao`` parameter: a put outside DRVL..DRVH (the control limits) is refused."""
+
+    whole = False
+
+    async def verify_value(self, value):
+        """Refuse values outside the control limits (and fractions for whole-number PVs)."""
+        lo, hi = self.lower_ctrl_limit, self.upper_ctrl_limit
+        units = f" {self.units}" if self.units else ""
+        if not lo <= value <= hi:
+            raise ValueError(
+                f"{self.pvname} {value:g}{units} is out of range: allowed {lo:g} to {hi:g}"
+                f"{units}; nothing was sent"
+            )
+        if self.whole and value != int(value):
+            raise ValueError(
+                f"{self.pvname} must be a whole number of{units or ' units'}, got {value:g}; "
+                "nothing was sent"
+            )
+        return await super().verify_value(value)
+
+
+class _WholeParamDouble(_ParamDouble):
+    """An ``ao`` parameter holding a whole number (K/h, minutes)."""
+
+    whole = True
+
+
+def _status_property(pv) -> pvproperty:
+    common = dict(name=pv.suffix, read_only=True, record=pv.record, alarm_group=pv.suffix,
+                  doc=pv.doc)
+    if pv.record == "mbbi":
+        return pvproperty(value=pv.enum_strings[0], dtype=ChannelType.ENUM,
+                          enum_strings=pv.enum_strings, **common)
+    if pv.record == "stringin":
+        return pvproperty(value=ALARM_TEXT_UNSET, dtype=ChannelType.STRING, **common)
+    return pvproperty(value=math.nan, dtype=float, units=pv.units, precision=pv.precision,
+                      lower_disp_limit=pv.low, upper_disp_limit=pv.high, **common)
+
+
+#: Base class with one read-only record per status PV of :data:`sim_ioc.pvs.STATUS_PVS`.
+_StatusRecords = type(
+    "_StatusRecords",
+    (LazyRecordGroup,),
+    {
+        "__doc__": "The status records of one controller (generated from sim_ioc.pvs).",
+        "__module__": __name__,
+        **{pv.suffix.lower(): _status_property(pv) for pv in STATUS_PVS},
+    },
+)
+
+
+def _param(name: str, value: float, units: str, lo: float, hi: float, *, precision: int,
+           whole: bool, doc: str) -> pvproperty:
+    return pvproperty(name=name, value=value, dtype=_WholeParamDouble if whole else _ParamDouble,
+                      record="ao", units=units, precision=precision, lower_ctrl_limit=lo,
+                      upper_ctrl_limit=hi, lower_disp_limit=lo, upper_disp_limit=hi,
+                      alarm_group=name, doc=doc)
+
+
+def _action(name: str, build: Callable[[CS800ControllerGroup], P.Command], doc: str):
+    async def put(group: CS800ControllerGroup, instance, value):
+        group.send(build(group))
+        return value
+
+    return pvproperty(name=name, value=0.0, record="ao", alarm_group=name, doc=doc, put=put)
+
+
+class CS800ControllerGroup(_StatusRecords):
+    """Every PV of ``Oxford_CS800.db`` for one controller at ``$(P)$(R)``.
+
+    Status PVs are read-only and change only when a datagram of this controller arrives (or
+    when it goes stale). Command PVs send through :meth:`send`.
+    """
+
+    # ------------------------------------------------------------------ control / diagnostics
+    disable = pvproperty(name="DISABLE", value="Enabled", dtype=ChannelType.ENUM,
+                         enum_strings=ENABLE_STRINGS, record="bo", alarm_group="DISABLE",
+                         doc="Comms: Enabled (default here) or Disabled")
+    debug = pvproperty(name="DEBUG", value="Warning", dtype=ChannelType.ENUM,
+                       enum_strings=DEBUG_STRINGS, record="mbbo", alarm_group="DEBUG",
+                       doc="Log level of this controller")
+
+    # ------------------------------------------------------------------ command parameters
+    rrate = _param("RRATE", 360.0, "K/h", 0, 360, precision=0, whole=True,
+                   doc="Ramp rate for RAMP (K/h)")
+    rtemp = _param("RTEMP", 100.0, "K", P.DEFAULT_MIN_TEMP_K, P.DEFAULT_MAX_TEMP_K, precision=2,
+                   whole=False, doc="Ramp target for RAMP (K)")
+    ptime = _param("PTIME", 10.0, "min", 1, 1440, precision=0, whole=True,
+                   doc="Plateau duration for PLAT (min)")
+    ctemp = _param("CTEMP", 100.0, "K", P.DEFAULT_MIN_TEMP_K, P.DEFAULT_MAX_TEMP_K, precision=2,
+                   whole=False, doc="Cool target for COOL (K)")
+    erate = _param("ERATE", 360.0, "K/h", 1, 360, precision=0, whole=True,
+                   doc="End ramp rate for END (K/h)")
+    turbo = pvproperty(name="TURBO", value="Off", dtype=ChannelType.ENUM,
+                       enum_strings=OFF_ON_STRINGS, record="bo", alarm_group="TURBO",
+                       doc="Turbo flow; a put sends the command")
+
+    # ------------------------------------------------------------------ actions
+    ramp = _action("RAMP", lambda g: P.ramp(g.rrate.value, g.rtemp.value, **g.temp_limits()),
+                   "Send Ramp (RRATE, RTEMP)")
+    plat = _action("PLAT", lambda g: P.plat(g.ptime.value), "Send Plat (PTIME)")
+    hold = _action("HOLD", lambda g: P.hold(), "Send Hold")
+    cool = _action("COOL", lambda g: P.cool(g.ctemp.value, **g.temp_limits()),
+                   "Send Cool (CTEMP)")
+    end = _action("END", lambda g: P.end(g.erate.value), "Send End (ERATE)")
+    purge = _action("PURGE", lambda g: P.purge(), "Send Purge")
+    pause = _action("PAUSE", lambda g: P.pause(), "Send Pause (suspend)")
+    resume = _action("RESUME", lambda g: P.resume(), "Send Resume")
+    stop = _action("STOP", lambda g: P.stop(), "Send Stop (shuts down)")
+    restart = _action("RESTART", lambda g: P.restart(), "Send Restart")
+    turbocmd = _action("TURBOCMD", lambda g: P.turbo(g.turbo.value == "On"),
+                       "Send Turbo (TURBO)")
+
+    def __init__(self, prefix: str, *, config: ControllerConfig,
+                 send_datagram: Callable[[bytes, tuple[str, int]], None] | None = None,
+                 **kwargs: Any) -> None:
+        """Create the group at ``prefix`` for ``config``; commands go out via ``send_datagram``."""
+        super().__init__(prefix, **kwargs)
+        self.config = config
+        self.bound_cid: int | None = config.cid or None
+        self.send_datagram = send_datagram
+        self.clog = logging.getLogger(f"{__name__}.{prefix.rstrip(':')}")
+        self.min_temp = P.DEFAULT_MIN_TEMP_K
+        self.max_temp = P.DEFAULT_MAX_TEMP_K
+        self.last_heard: float | None = None  # monotonic time of the last good datagram
+        self.last_applied: float | None = None
+        self.count = 0
+        self.commands_sent = 0
+        self.stale = False
+        self._posted: dict[str, tuple[Any, AlarmSeverity, AlarmStatus]] = {}
+        self.status_channels = {pv.suffix: getattr(self, pv.suffix.lower()) for pv in STATUS_PVS}
+        for suffix in self.status_channels:  # no data yet: INVALID/UDF, as an EPICS record
+            self.alarms[suffix]._data.update(status=AlarmStatus.UDF,
+                                             severity=AlarmSeverity.INVALID_ALARM)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def disabled(self) -> bool:
+        """True when DISABLE reads Disabled: no commands sent, no status applied."""
+        return self.disable.value == "Disabled"
+
+    def temp_limits(self) -> dict[str, float]:
+        """Device temperature limits (DEVICEMINTEMP, DEVICEMAXTEMP) as builder keywords."""
+        return {"min_temp": self.min_temp, "max_temp": self.max_temp}
+
+    # ------------------------------------------------------------------ commands
+    def send(self, command: P.Command) -> None:
+        """Send one command datagram to this controller.
+
+        Raises ``RuntimeError`` (the CA put fails with this text) when DISABLE is Disabled, when
+        no command address is known, or when the socket refuses the datagram.
+        """
+        name = command.command.name
+        if self.disabled:
+            raise RuntimeError(f"{self.prefix}DISABLE is Disabled: {name} was not sent")
+        addr = self.config.command_addr
+        if addr is None or self.send_datagram is None:
+            raise RuntimeError(f"{self.prefix}: no command address configured; {name} not sent")
+        data = command.encode()
+        try:
+            self.send_datagram(data, addr)
+        except OSError as exc:
+            raise RuntimeError(f"{self.prefix}: sending {name} to {addr[0]}:{addr[1]} failed: "
+                               f"{exc}") from exc
+        self.commands_sent += 1
+        self.clog.info("sent %s (%s) to %s:%d", name, data.hex(" "), *addr)
+
+    @turbo.putter
+    async def turbo(self, instance, value):
+        """TURBO forward-links TURBOCMD in synApps: a put sends the turbo command at once."""
+        self.send(P.turbo(value == "On"))
+        return value
+
+    @debug.putter
+    async def debug(self, instance, value):
+        """Set this controller's log level (Off, Error, Warning, Info, Debug)."""
+        self.clog.setLevel(_DEBUG_LEVELS.get(value, logging.WARNING))
+        return value
+
+    # ------------------------------------------------------------------ status
+    def heard(self, now: float) -> bool:
+        """Note a good datagram of this controller; return True if it should be applied."""
+        self.last_heard = now
+        self.count += 1
+        if self.disabled:
+            return False
+        self.last_applied = now
+        return True
+
+    async def _post(self, suffix: str, value: Any, severity: AlarmSeverity,
+                    status: AlarmStatus, timestamp: float) -> None:
+        key = (None if isinstance(value, float) and math.isnan(value) else value, severity, status)
+        channel = self.status_channels[suffix]
+        if self._posted.get(suffix) == key:
+            # As an EPICS ai with MDEL 0: the record is processed (a read shows the new time
+            # stamp) but no monitor is posted for an unchanged value and alarm.
+            await channel.write_metadata(timestamp=timestamp, publish=False)
+            return
+        self._posted[suffix] = key
+        await channel.write(value, timestamp=timestamp, severity=severity, status=status,
+                            verify_value=False)
+
+    async def apply(self, packet: P.StatusPacket, timestamp: float) -> None:
+        """Show one decoded packet of this controller on the status PVs."""
+        readings = extract(packet)
+        for suffix, (value, severity, status) in readings.items():
+            await self._post(suffix, value, severity, status, timestamp)
+        self.stale = False
+        await self._update_temp_limits(readings)
+
+    async def _update_temp_limits(self, readings) -> None:
+        lo, lo_sev, _ = readings["DEVICEMINTEMP"]
+        hi, hi_sev, _ = readings["DEVICEMAXTEMP"]
+        if lo_sev != AlarmSeverity.NO_ALARM or hi_sev != AlarmSeverity.NO_ALARM or not lo < hi:
+            return
+        if (lo, hi) == (self.min_temp, self.max_temp):
+            return
+        self.min_temp, self.max_temp = lo, hi
+        for channel in (self.rtemp, self.ctemp):
+            await channel.write_metadata(lower_ctrl_limit=lo, upper_ctrl_limit=hi,
+                                         lower_disp_limit=lo, upper_disp_limit=hi)
+
+    async def mark_stale(self) -> None:
+        """No datagram for too long: every status PV goes INVALID with COMM status."""
+        self.stale = True
+        now = time.time()
+        for suffix, channel in self.status_channels.items():
+            await self._post(suffix, channel.value, AlarmSeverity.INVALID_ALARM,
+                             AlarmStatus.COMM, now)
+        self.clog.warning("%s: no status datagram for too long; status PVs INVALID/COMM",
+                          self.prefix)
+
+
+class SimControllerGroup(CS800ControllerGroup):
+    """A controller group with the simulation-control PVs (simulated mode only).
+
+    ``sim`` is the :class:`sim_ioc.controller.SimulatedCS800` behind this controller.
+    """
+
+    sim_broadcast = pvproperty(name="SIM:BROADCAST", value="On", dtype=ChannelType.ENUM,
+                               enum_strings=OFF_ON_STRINGS, record="bo",
+                               alarm_group="SIM:BROADCAST",
+                               doc="Simulator sends status datagrams")
+    sim_alarm = pvproperty(name="SIM:ALARM", value=0, dtype=int, record="longout",
+                           lower_ctrl_limit=0, upper_ctrl_limit=65533, alarm_group="SIM:ALARM",
+                           doc="Inject an alarm code into the simulator")
+    sim_drop = pvproperty(name="SIM:DROP", value=0.0, dtype=_ParamDouble, record="ao",
+                          lower_ctrl_limit=0.0, upper_ctrl_limit=1.0, precision=3,
+                          alarm_group="SIM:DROP", doc="Fraction of status datagrams dropped")
+    sim_sensorfail = pvproperty(name="SIM:SENSORFAIL", value="Off", dtype=ChannelType.ENUM,
+                                enum_strings=OFF_ON_STRINGS, record="bo",
+                                alarm_group="SIM:SENSORFAIL", doc="Simulate a sensor failure")
+
+    def __init__(self, prefix: str, *, sim: Any, **kwargs: Any) -> None:
+        """Create the group; ``sim`` is the simulated controller these PVs act on."""
+        super().__init__(prefix, **kwargs)
+        self.sim = sim
+
+    @sim_broadcast.putter
+    async def sim_broadcast(self, instance, value):
+        """Stop (Off) or resume (On) the simulator's status datagrams."""
+        self.sim.broadcasting = value == "On"
+        return value
+
+    @sim_alarm.putter
+    async def sim_alarm(self, instance, value):
+        """Raise alarm ``value`` in the simulator (0 clears, as far as the simulator allows)."""
+        self.sim.inject_alarm(int(value))
+        return value
+
+    @sim_drop.putter
+    async def sim_drop(self, instance, value):
+        """Make the simulator drop this fraction (0..1) of its status datagrams."""
+        self.sim.drop_fraction = float(value)
+        return value
+
+    @sim_sensorfail.putter
+    async def sim_sensorfail(self, instance, value):
+        """Switch the simulated sensor failure on or off."""
+        self.sim.set_sensor_fail(value == "On")
+        return value
+
+
+def _counter(name: str, doc: str) -> pvproperty:
+    return pvproperty(name=name, value=0, dtype=int, read_only=True, record="longin",
+                      alarm_group=name, doc=doc)
+
+
+_StatusServerBase = type(
+    "_StatusServerBase",
+    (LazyRecordGroup,),
+    {
+        "__doc__": "Rejection counters of the status server (one per reason).",
+        "__module__": __name__,
+        **{f"rej_{reason}": _counter(f"REJ:{reason.upper()}", f"Rejected: {reason}")
+           for reason in REJECT_REASONS},
+    },
+)
+
+
+class StatusServerGroup(_StatusServerBase):
+    """The status-server PVs at ``$(P)$(R)`` (``Oxford_CS800_status.db`` plus counters)."""
+
+    status_packet = pvproperty(name="status_packet", value=b"", dtype=bytes,
+                               max_length=STATUS_PACKET_NELM, read_only=True, record="waveform",
+                               strip_null_terminator=False, alarm_group="status_packet",
+                               doc="Last status datagram received")
+    received = _counter("RECEIVED", "Status datagrams received")
+    accepted = _counter("ACCEPTED", "Status datagrams accepted")
+    rejected = _counter("REJECTED", "Status datagrams rejected")
+    last_reject = pvproperty(name="LASTREJECT", value="", dtype=str, max_length=256,
+                             read_only=True, alarm_group="LASTREJECT",
+                             doc="Why the last datagram was rejected")
+    port = _counter("PORT", "UDP port of the status socket")
+
+    async def publish(self, counters: StatusCounters) -> None:
+        """Write the counters and the last datagram to their PVs (only those that changed)."""
+        values = {
+            self.received: counters.received,
+            self.accepted: counters.accepted,
+            self.rejected: counters.rejected_total,
+            **{getattr(self, f"rej_{r}"): counters.rejected.get(r, 0) for r in REJECT_REASONS},
+        }
+        for channel, value in values.items():
+            if channel.value != value:
+                await channel.write(value, verify_value=False)
+        if counters.last_reject and self.last_reject.value != counters.last_reject:
+            await self.last_reject.write(counters.last_reject[:255], verify_value=False)
+        packet = counters.last_datagram[:STATUS_PACKET_NELM]
+        if packet and packet != self._last_packet:
+            self._last_packet = packet
+            await self.status_packet.write(packet, verify_value=False)
+
+    _last_packet = b""
+
+
+class ControllerStatsGroup(LazyRecordGroup):
+    """Per-controller reception figures at ``$(P)$(status R)$(controller R)``."""
+
+    age = pvproperty(name="AGE", value=math.nan, dtype=float, read_only=True, record="ai",
+                     units="s", precision=1, alarm_group="AGE",
+                     doc="Seconds since the last datagram")
+    count = _counter("COUNT", "Datagrams of this controller")
+
+    def __init__(self, prefix: str, **kwargs: Any) -> None:
+        """Create AGE and COUNT at ``prefix``; AGE is INVALID/UDF until a datagram arrives."""
+        super().__init__(prefix, **kwargs)
+        self.alarms["AGE"]._data.update(status=AlarmStatus.UDF,
+                                        severity=AlarmSeverity.INVALID_ALARM)
+
+
+class CS800IOC:
+    """The whole IOC: status server, controller groups, sockets and background tasks.
+
+    Build it, ``await open()`` (binds the UDP sockets, starts the tasks), serve :attr:`pvdb`
+    with caproto, then ``await close()``. Extra PV groups (e.g. the simulated valve bank) are
+    added with :meth:`add_group` before serving.
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        controllers: Sequence[ControllerConfig],
+        *,
+        status_r: str = "CS:",
+        status_host: str = "0.0.0.0",
+        status_port: int = P.STATUS_PORT,
+        command_host: str = "0.0.0.0",
+        stale_timeout: float = DEFAULT_STALE_TIMEOUT,
+        sims: Sequence[Any] | None = None,
+    ) -> None:
+        """Create the PV groups.
+
+        ``controllers`` needs at least one entry, distinct R values and distinct non-zero
+        controller numbers (``ValueError`` otherwise). ``sims`` (simulated mode) gives the
+        simulated controller of each entry and adds the ``SIM:`` PVs. ``stale_timeout`` must
+        be positive (seconds).
+        """
+        if not controllers:
+            raise ValueError("the IOC needs at least one controller (--controller R:CID@HOST)")
+        if stale_timeout <= 0 or not math.isfinite(stale_timeout):
+            raise ValueError(f"stale timeout must be a positive number of seconds, "
+                             f"got {stale_timeout}")
+        rs = [c.r for c in controllers]
+        if len(set(rs)) != len(rs) or status_r in rs:
+            raise ValueError(f"controller prefixes must be distinct and differ from the status "
+                             f"server's {status_r!r}: got {rs}")
+        cids = [c.cid for c in controllers if c.cid]
+        if len(set(cids)) != len(cids):
+            raise ValueError(f"controller numbers must be distinct: got {cids}")
+        if sims is not None and len(sims) != len(controllers):
+            raise ValueError("one simulated controller per controller entry is needed")
+        self.prefix = prefix
+        self.status_host, self.requested_status_port = status_host, status_port
+        self.command_host = command_host
+        self.stale_timeout = float(stale_timeout)
+        self.counters = StatusCounters()
+        self.status = StatusServerGroup(prefix + status_r)
+        self.controllers: list[CS800ControllerGroup] = []
+        self.stats: list[ControllerStatsGroup] = []
+        for i, config in enumerate(controllers):
+            if sims is None:
+                group = CS800ControllerGroup(prefix + config.r, config=config,
+                                             send_datagram=self._send_datagram)
+            else:
+                group = SimControllerGroup(prefix + config.r, config=config, sim=sims[i],
+                                           send_datagram=self._send_datagram)
+            self.controllers.append(group)
+            self.stats.append(ControllerStatsGroup(prefix + status_r + config.r))
+        self.pvdb: dict[str, Any] = {}
+        for group in (self.status, *self.controllers, *self.stats):
+            self.add_group(group)
+        self._by_cid = {g.bound_cid: g for g in self.controllers if g.bound_cid}
+        self._status_sock = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._command_sock = None
+        self._queue: asyncio.Queue | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.status_port: int | None = None
+        self._started = time.monotonic()
+
+    def add_group(self, group: PVGroup) -> None:
+        """Serve the PVs of ``group`` too; a PV name already served raises ``ValueError``."""
+        clash = set(group.pvdb) & set(self.pvdb)
+        if clash:
+            raise ValueError(f"PV names served twice: {sorted(clash)[:5]}")
+        self.pvdb.update(group.pvdb)
+
+    # ------------------------------------------------------------------ routing
+    def route(self, packet: P.StatusPacket, arrival: float) -> bool:
+        """Hand a checked packet to its controller group (by id 1028); False if none wants it."""
+        cid = packet.cid
+        if cid is None or cid == 0:
+            return False
+        group = self._by_cid.get(cid)
+        if group is None:
+            group = next((g for g in self.controllers if g.bound_cid is None), None)
+            if group is None:
+                return False
+            group.bound_cid = cid  # CID 0: adopt the first controller heard
+            self._by_cid[cid] = group
+            log.info("%s: CID 0 adopts controller number %d", group.prefix, cid)
+        if group.heard(time.monotonic()):
+            try:
+                self._queue.put_nowait((group, packet, arrival))
+            except asyncio.QueueFull:
+                raise RuntimeError(f"IOC busy: {MAX_PENDING} packets waiting; dropped") from None
+        return True
+
+    def _send_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self._command_sock is None:
+            raise OSError("the command socket is not open (IOC not started)")
+        self._command_sock.sendto(data, addr)
+
+    # ------------------------------------------------------------------ life cycle
+    async def open(self) -> None:
+        """Bind the status and command sockets and start the background tasks.
+
+        Raises ``OSError`` (with the address) if a socket cannot be bound.
+        """
+        loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue(MAX_PENDING)
+        self._status_sock = open_status_socket(self.status_host, self.requested_status_port)
+        self.status_port = self._status_sock.getsockname()[1]
+        self._command_sock = open_command_socket(self.command_host)
+        self._transport, _ = await loop.create_datagram_endpoint(
+            lambda: StatusReceiver(self.route, self.counters), sock=self._status_sock)
+        await self.status.port.write(self.status_port, verify_value=False)
+        self._started = time.monotonic()
+        self._tasks = [loop.create_task(self._consume()), loop.create_task(self._housekeeping())]
+
+    async def close(self) -> None:
+        """Stop the tasks and close the sockets (safe to call twice or after a failed open)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        self._tasks = []
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        if self._command_sock is not None:
+            self._command_sock.close()
+            self._command_sock = None
+
+    async def _consume(self) -> None:
+        queue = self._queue
+        while True:
+            group, packet, arrival = await queue.get()
+            try:
+                if not group.disabled:
+                    await group.apply(packet, arrival)
+            except Exception:  # a PV update must never stop the IOC  # noqa: BLE001
+                log.exception("%s: applying a status packet failed", group.prefix)
+
+    async def _housekeeping(self) -> None:
+        next_age = 0.0
+        while True:
+            try:
+                await self.status.publish(self.counters)
+                now = time.monotonic()
+                for group in self.controllers:
+                    last = group.last_applied
+                    silent_for = now - (last if last is not None else self._started)
+                    if not group.stale and silent_for > self.stale_timeout:
+                        await group.mark_stale()
+                if now >= next_age:
+                    next_age = now + AGE_PERIOD
+                    await self._publish_ages(now)
+            except Exception:  # noqa: BLE001
+                log.exception("housekeeping failed")
+            await asyncio.sleep(HOUSEKEEPING_PERIOD)
+
+    async def _publish_ages(self, now: float) -> None:
+        for group, stats in zip(self.controllers, self.stats, strict=True):
+            if group.last_heard is None:
+                continue
+            await stats.age.write(round(now - group.last_heard, 1), verify_value=False,
+                                  severity=AlarmSeverity.NO_ALARM, status=AlarmStatus.NO_ALARM)
+            if stats.count.value != group.count:
+                await stats.count.write(group.count, verify_value=False)
+
+    def describe(self) -> list[str]:
+        """One line per served prefix (printed by the command-line tools)."""
+        lines = [f"{self.status.prefix}  status server, UDP {self.status_host}:{self.status_port}"]
+        for group in self.controllers:
+            cid = group.config.cid or "0 (first heard)"
+            addr = group.config.command_addr
+            where = f"{addr[0]}:{addr[1]}" if addr else "no command address"
+            lines.append(f"{group.prefix}  controller {cid}, commands to {where}")
+        return lines

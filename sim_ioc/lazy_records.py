@@ -1,0 +1,70 @@
+"""caproto PV groups whose record fields (``.EGU``, ``.PROC``, ``.SEVR``, ...) are built on demand.
+
+caproto builds every field of a ``pvproperty(record="ai")`` (about 80 channels per record)
+when the group is created. With 50 controllers of 70 records each that costs ~10 s and ~450 MB
+before the first datagram. :class:`LazyRecordGroup` keeps the record type (reported as ``.RTYP``
+and used for the field set) but creates the field group the first time a client asks for one
+field of that record (a CA search for ``PV.FIELD``). Behaviour of the fields themselves is
+caproto's, unchanged: ``.PROC`` re-writes the current value (so the putter runs), ``.EGU``
+and ``.PREC`` follow the PV's metadata, ``.SEVR``/``.STAT`` follow its alarm.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from caproto.server import PVGroup
+from caproto.server.server import get_record_class
+
+#: Record fields filled from the parent's metadata when the field group is built.
+_STATIC_FIELDS = (
+    ("EGU", "units"),
+    ("HOPR", "upper_disp_limit"),
+    ("LOPR", "lower_disp_limit"),
+    ("DRVH", "upper_ctrl_limit"),
+    ("DRVL", "lower_ctrl_limit"),
+)
+
+
+class LazyFieldsMixin:
+    """Mixin for caproto ``Pvproperty*`` data classes: create ``field_inst`` on first use."""
+
+    def __init__(self, *args: Any, record: Any = None, **kwargs: Any) -> None:
+        """Create the channel without its field group; remember the record type for later."""
+        super().__init__(*args, record=None, **kwargs)
+        self.record_type = record
+        if record is not None:
+            self.reported_record_type = record
+        self._lazy_record = record
+
+    def _build_fields(self) -> None:
+        field_class = get_record_class(self._lazy_record)
+        self.field_inst = field_class(prefix="", parent=self, name=f"{self.name}.fields")
+        self.fields = self.field_inst.pvdb
+        # caproto links .PREC and .DESC to the parent; copy the rest of the metadata once.
+        for field, attr in _STATIC_FIELDS:
+            if field in self.fields and hasattr(self, attr):
+                self.fields[field]._data["value"] = getattr(self, attr)
+
+    def get_field(self, field: str):
+        """Return the channel of record field ``field`` (``""``/``"VAL"``: the PV itself).
+
+        Raises ``KeyError`` for a field the record type does not have (the CA search then
+        fails, as for an unknown PV).
+        """
+        if not field or field == "VAL":
+            return self
+        if self.field_inst is None and self._lazy_record is not None:
+            self._build_fields()
+        return self.fields[field]
+
+
+def _lazy(cls: type) -> type:
+    return type(f"Lazy{cls.__name__}", (LazyFieldsMixin, cls), {"__doc__": cls.__doc__})
+
+
+class LazyRecordGroup(PVGroup):
+    """A ``PVGroup`` whose ``pvproperty(record=...)`` channels build their fields on demand."""
+
+    type_map = {key: _lazy(cls) for key, cls in PVGroup.type_map.items()}
+    type_map_read_only = {key: _lazy(cls) for key, cls in PVGroup.type_map_read_only.items()}

@@ -1,0 +1,266 @@
+"""Run the CS800 IOC as a subprocess on loopback: for tests, ``cs800-demo`` and benchmarks.
+
+:class:`SimIocProcess` starts ``python -m sim_ioc.cli sim-ioc ...`` (the IOC with simulated
+controllers) with a random prefix and its own free Channel Access port, waits until a PV
+answers, and stops it by PID at exit::
+
+    with SimIocProcess(controllers=2, speed=500) as ioc:
+        os.environ.update(ioc.env)           # before the first CA client context is created
+        read(ioc.controller_prefix(0) + "TEMP", repeater=False)
+
+:class:`IocProcess` is the general form (any ``sim_ioc.cli`` arguments, e.g. ``ioc`` for the
+real-hardware IOC pointed at test sockets). Output goes to a log file, never to a pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+#: Seconds allowed for the IOC to exit after SIGINT, then after SIGTERM, before SIGKILL.
+STOP_GRACE = 5.0
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """Return a port that is free on 127.0.0.1 for both UDP and TCP right now.
+
+    Channel Access uses the same number for its UDP search and TCP circuit ports, so both are
+    checked. Another process may still take it before it is used; callers bind soon after.
+    """
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
+            with socket.socket(socket.AF_INET, other) as second:
+                try:
+                    second.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port found on 127.0.0.1 after 50 tries")
+
+
+def loopback_ca_env(port: int, *extra_ports: int) -> dict[str, str]:
+    """The EPICS environment for a CA server on 127.0.0.1:``port`` and its clients.
+
+    Clients search ``127.0.0.1:port`` (and ``127.0.0.1:p`` for each of ``extra_ports``); the
+    server binds 127.0.0.1 only and sends beacons to loopback only.
+    """
+    addr_list = " ".join(f"127.0.0.1:{p}" for p in (port, *extra_ports))
+    return {
+        "EPICS_CA_AUTO_ADDR_LIST": "NO",
+        "EPICS_CA_ADDR_LIST": addr_list,
+        "EPICS_CA_SERVER_PORT": str(port),
+        "EPICS_CAS_SERVER_PORT": str(port),
+        "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
+        "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+        "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
+    }
+
+
+def random_prefix(stem: str = "cs800") -> str:
+    """A unique record-name prefix, e.g. ``cs800a1b2c3d4:``."""
+    return f"{stem}{uuid.uuid4().hex[:8]}:"
+
+
+class IocProcess:
+    """A ``python -m sim_ioc.cli ARGS`` subprocess serving CA on its own loopback port.
+
+    Args:
+        args: arguments after ``python -m sim_ioc.cli`` (the prefix is added from ``prefix``).
+        prefix: record-name prefix (default: a random one).
+        ready_pv: PV (without the prefix) that must answer before :meth:`start` returns.
+        ca_port: CA server port (default: a free one).
+        log_path: file for the IOC's stdout and stderr (default: a new temporary file, deleted
+            by :meth:`stop` when the IOC exited cleanly).
+        startup_timeout: seconds to wait for ``ready_pv``; ``RuntimeError`` (with the end of
+            the log) if it does not answer in time or the process exits.
+    """
+
+    def __init__(self, args: Sequence[str], *, prefix: str | None = None,
+                 ready_pv: str = "CS:PORT", ca_port: int | None = None,
+                 log_path: str | os.PathLike[str] | None = None,
+                 startup_timeout: float = 30.0) -> None:
+        """Prepare the process (nothing runs until :meth:`start`)."""
+        self.prefix = prefix or random_prefix()
+        self.ca_port = ca_port or free_port()
+        self.args = list(args)
+        self.ready_pv = ready_pv
+        self.startup_timeout = startup_timeout
+        self.env: dict[str, str] = loopback_ca_env(self.ca_port)
+        self._own_log = log_path is None
+        if log_path is None:
+            fd, name = tempfile.mkstemp(prefix="cs800-ioc-", suffix=".log")
+            os.close(fd)
+            log_path = name
+        self.log_path = Path(log_path)
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the IOC process (None before start)."""
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def command(self) -> list[str]:
+        """The command line that starts the IOC."""
+        return [sys.executable, "-m", "sim_ioc.cli", *self.args, "--prefix", self.prefix]
+
+    def controller_prefix(self, i: int = 0) -> str:
+        """Prefix of controller group ``i``: ``f"{prefix}CS{i}:"``."""
+        return f"{self.prefix}CS{i}:"
+
+    def log_text(self, tail: int = 4000) -> str:
+        """The last ``tail`` characters of the IOC's log."""
+        try:
+            return self.log_path.read_text(errors="replace")[-tail:]
+        except OSError:
+            return ""
+
+    def read(self, pv: str, *, timeout: float = 2.0, **kwargs: Any):
+        """``caproto.sync.client.read`` of ``pv`` against this IOC (its env, no repeater)."""
+        return ca_read(pv, self.env, timeout=timeout, **kwargs)
+
+    def start(self) -> IocProcess:
+        """Start the IOC and wait until :attr:`ready_pv` answers (bounded)."""
+        if self._proc is not None:
+            raise RuntimeError("the IOC process is already started")
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(self.command, env=env, stdin=subprocess.DEVNULL,
+                                          stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
+        deadline = time.monotonic() + self.startup_timeout
+        pv = self.prefix + self.ready_pv
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                self._proc = None
+                raise RuntimeError(f"the IOC exited during startup; log {self.log_path}:\n"
+                                   f"{self.log_text()}")
+            try:
+                self.read(pv, timeout=1.0)
+                return self
+            except Exception as exc:  # noqa: BLE001 (not up yet)
+                last_error = exc
+        self._own_log = False  # keep the log for the post-mortem
+        self.stop()
+        raise RuntimeError(f"{pv} did not answer within {self.startup_timeout:g} s "
+                           f"({last_error}); log {self.log_path}:\n{self.log_text()}")
+
+    def stop(self) -> int | None:
+        """Stop the IOC by PID: SIGINT, then SIGTERM, then SIGKILL (each bounded).
+
+        Returns the exit status (None if it was not running). Safe to call twice.
+        """
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            if proc.poll() is not None:
+                break
+            try:
+                proc.send_signal(sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                continue
+        status = proc.wait(timeout=STOP_GRACE)
+        if status == 0 and self._own_log:
+            self.log_path.unlink(missing_ok=True)
+        return status
+
+    def __enter__(self) -> IocProcess:
+        """Start on entry."""
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop on exit."""
+        self.stop()
+
+
+class SimIocProcess(IocProcess):
+    """``cs800-sim-ioc`` as a subprocess: the IOC with ``controllers`` simulated controllers.
+
+    Args:
+        prefix: record-name prefix (default: random); controllers at ``{prefix}CS0:`` ...
+        controllers: number of simulated controllers (411, 412, ...).
+        speed: simulated seconds per wall second.
+        valves: N > 0 also serves the simulated valve bank at ``{prefix}VB:``.
+        stale_timeout: seconds before silent controllers' PVs go INVALID (None: IOC default).
+        ca_port, log_path, startup_timeout: as :class:`IocProcess`.
+        extra_args: more ``cs800-sim-ioc`` arguments.
+    """
+
+    def __init__(self, *, prefix: str | None = None, controllers: int = 1, speed: float = 100.0,
+                 valves: int = 0, stale_timeout: float | None = None, ca_port: int | None = None,
+                 extra_args: Sequence[str] = (), log_path: str | os.PathLike[str] | None = None,
+                 startup_timeout: float = 30.0) -> None:
+        """Prepare the process; see the class docstring."""
+        args = ["sim-ioc", "--controllers", str(controllers), "--speed", repr(float(speed))]
+        if valves:
+            args += ["--valves", str(valves)]
+        if stale_timeout is not None:
+            args += ["--stale-timeout", repr(float(stale_timeout))]
+        args += list(extra_args)
+        super().__init__(args, prefix=prefix, ready_pv="CS0:CTRLNUM", ca_port=ca_port,
+                         log_path=log_path, startup_timeout=startup_timeout)
+        self.controllers = controllers
+        self.speed = speed
+        self.valves = valves
+
+
+def ca_read(pv: str, env: Mapping[str, str], *, timeout: float = 2.0, **kwargs: Any):
+    """``caproto.sync.client.read(pv, repeater=False)`` with ``env`` in force during the call.
+
+    caproto's sync client reads ``EPICS_CA_ADDR_LIST`` from ``os.environ`` at every search, so
+    the environment is swapped in for the call and restored after it (not thread-safe with
+    other code changing ``os.environ`` at the same moment).
+    """
+    from caproto.sync.client import read
+
+    with _environ(env):
+        return read(pv, timeout=timeout, repeater=False, **kwargs)
+
+
+def ca_write(pv: str, value: Any, env: Mapping[str, str], *, timeout: float = 2.0,
+             notify: bool = True, **kwargs: Any):
+    """``caproto.sync.client.write(pv, value, notify=True)`` with ``env`` in force.
+
+    A put the IOC refuses raises ``caproto.ErrorResponseReceived`` carrying the IOC's message.
+    """
+    from caproto.sync.client import write
+
+    with _environ(env):
+        return write(pv, value, timeout=timeout, notify=notify, repeater=False, **kwargs)
+
+
+class _environ:
+    """Context manager: set variables in ``os.environ``, restore the previous values after."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = dict(env)
+        self.saved: dict[str, str | None] = {}
+
+    def __enter__(self) -> None:
+        self.saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+
+    def __exit__(self, *exc: object) -> None:
+        for key, value in self.saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

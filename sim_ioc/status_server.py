@@ -1,0 +1,157 @@
+"""UDP side of the CS800 IOC: the shared status socket, datagram checks and rejection counters.
+
+Every controller broadcasts its status to one UDP port (30304 on real hardware), so one socket
+receives all of them. :class:`StatusReceiver` checks each datagram with
+:func:`ophyd_cs800.protocol.decode_status` (length, header, length field, footer, checksum),
+counts each rejection by reason, and hands good packets to a ``route`` callable that picks the
+controller by its controller number (id 1028). Nothing a datagram contains can raise out of
+here: a malformed datagram is counted and forgotten.
+
+The status socket is bound with ``SO_REUSEADDR`` and ``SO_REUSEPORT`` (asyn issue 108), so
+other listeners on the same host (another IOC, a logger, ``cs800-sim`` tools) keep receiving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ophyd_cs800 import protocol as P
+
+log = logging.getLogger(__name__)
+
+#: Rejection reasons, in the order the PVs are listed (``$(P)$(R)REJ:<REASON>``).
+REJECT_REASONS: tuple[str, ...] = (
+    "short", "header", "length", "checksum", "footer", "unknown", "other",
+)
+#: Receive buffer asked of the kernel for the status socket (bytes); bursts of datagrams from
+#: many controllers queue here while the IOC is busy. Linux caps it at net.core.rmem_max.
+STATUS_RCVBUF = 4 * 1024 * 1024
+
+_ERROR_KEYWORDS: tuple[tuple[str, str], ...] = (
+    ("too short", "short"),
+    ("header", "header"),
+    ("length field", "length"),
+    ("checksum", "checksum"),
+    ("footer", "footer"),
+)
+
+
+def classify(error: Exception) -> str:
+    """Map a :class:`~ophyd_cs800.protocol.ProtocolError` to one of :data:`REJECT_REASONS`."""
+    text = str(error)
+    for keyword, reason in _ERROR_KEYWORDS:
+        if keyword in text:
+            return reason
+    return "other"
+
+
+@dataclass
+class StatusCounters:
+    """Counts of status datagrams, by outcome (plain ints; published as PVs by the IOC)."""
+
+    received: int = 0
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))
+    last_reject: str = ""
+    last_datagram: bytes = b""
+
+    @property
+    def rejected_total(self) -> int:
+        """Every rejected datagram, whatever the reason."""
+        return sum(self.rejected.values())
+
+    def reject(self, reason: str, message: str) -> None:
+        """Count one rejection; ``message`` says what was wrong (kept as the last reason)."""
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        self.last_reject = f"{reason}: {message}"
+
+
+#: ``route(packet, arrival_time) -> bool``: deliver a good packet; False if no controller of
+#: this IOC has that controller number (counted as "unknown").
+Route = Callable[[P.StatusPacket, float], bool]
+
+
+class StatusReceiver(asyncio.DatagramProtocol):
+    """asyncio protocol of the status socket: check, count, route. Never raises."""
+
+    def __init__(self, route: Route, counters: StatusCounters) -> None:
+        """Deliver good packets to ``route``; count everything in ``counters``."""
+        self.route = route
+        self.counters = counters
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Handle one datagram (called by the event loop)."""
+        counters = self.counters
+        counters.received += 1
+        counters.last_datagram = data
+        arrival = time.time()
+        try:
+            packet = P.decode_status(data)
+        except P.ProtocolError as exc:
+            counters.reject(classify(exc), str(exc))
+            return
+        except Exception as exc:  # a codec bug must not stop the IOC  # noqa: BLE001
+            counters.reject("other", f"{type(exc).__name__}: {exc}")
+            log.exception("status datagram from %s could not be decoded", addr)
+            return
+        try:
+            routed = self.route(packet, arrival)
+        except Exception as exc:  # noqa: BLE001
+            counters.reject("other", f"{type(exc).__name__}: {exc}")
+            log.exception("status datagram from %s could not be routed", addr)
+            return
+        if routed:
+            counters.accepted += 1
+        else:
+            counters.reject(
+                "unknown", f"controller number {packet.cid} (from {addr[0]}) is not served here"
+            )
+
+    def error_received(self, exc: Exception) -> None:
+        """Log a socket error (e.g. ICMP unreachable) and keep receiving."""
+        log.warning("status socket error: %s", exc)
+
+
+def _udp_socket(host: str, port: int, what: str,
+                options: tuple[tuple[int, int], ...]) -> socket.socket:
+    """A non-blocking UDP socket with ``options`` (level, name) set to 1, bound to host:port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for level, name in options:
+            sock.setsockopt(level, name, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot bind the CS800 {what} socket to {host}:{port}: "
+                                 f"{exc.strerror}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+def open_status_socket(host: str, port: int) -> socket.socket:
+    """Bind the shared status UDP socket on ``host:port`` (port 0: a free port).
+
+    ``SO_REUSEADDR`` and (where the platform has it) ``SO_REUSEPORT`` are set before binding,
+    so other processes can bind the same port. ``SO_BROADCAST`` is set and the receive buffer
+    enlarged (:data:`STATUS_RCVBUF`). To receive broadcasts bind ``""``/``"0.0.0.0"``.
+    Raises ``OSError`` with the address in the message if the bind fails.
+    """
+    options = [(socket.SOL_SOCKET, socket.SO_REUSEADDR), (socket.SOL_SOCKET, socket.SO_BROADCAST)]
+    if hasattr(socket, "SO_REUSEPORT"):
+        options.append((socket.SOL_SOCKET, socket.SO_REUSEPORT))
+    sock = _udp_socket(host, port, "status", tuple(options))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STATUS_RCVBUF)
+    except OSError:  # a smaller buffer still works; only bursts may be lost
+        log.warning("could not enlarge the status socket's receive buffer")
+    return sock
+
+
+def open_command_socket(host: str) -> socket.socket:
+    """Open the UDP socket that sends 7-byte commands, bound to ``host`` on a free port."""
+    return _udp_socket(host, 0, "command", ((socket.SOL_SOCKET, socket.SO_BROADCAST),))

@@ -1,0 +1,112 @@
+"""Shared pytest fixtures: a session simulated CS800 IOC on loopback and a factory for more IOCs.
+
+Channel Access configuration happens AT IMPORT TIME, before any test module creates an ophyd
+signal: a free CA port is reserved for the session IOC, the loopback EPICS environment is put in
+``os.environ`` and ophyd's control layer is set to caproto. (pyepics/libca read the address list
+once per process; caproto's threading client, which ophyd's caproto layer uses, re-reads
+``EPICS_CA_ADDR_LIST`` at every search, and ``caproto.sync.client`` at every call -- so IOCs
+started later on other ports are reachable once their port is appended to the list, which
+``ioc_factory`` does.)
+
+Fixtures:
+
+* ``cs800_sim_ioc`` (session): :class:`sim_ioc.process.SimIocProcess` with 2 simulated
+  controllers (411 at ``{prefix}CS0:``, 412 at ``{prefix}CS1:``), speed 500, stale timeout 2 s,
+  and ``SESSION_VALVES`` valves at ``{prefix}VB:``. Tests that disturb it restore it.
+* ``ioc_factory`` (function): ``ioc_factory(SimIocProcess(...))`` or ``ioc_factory(IocProcess
+  (...))`` starts an extra IOC on its own CA port, makes that port searchable by every client in
+  this process, and stops the IOC at the end of the test. ``module_ioc_factory`` is the same for
+  a module.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sim_ioc.process import IocProcess, SimIocProcess, free_port, loopback_ca_env
+
+#: Simulated valves of the session IOC (0: none). The valve-bank author flips this to 8 when
+#: ``sim_ioc.valves.ValveBank`` exists.
+SESSION_VALVES = 8
+SESSION_CONTROLLERS = 2
+SESSION_SPEED = 500.0
+SESSION_STALE_TIMEOUT = 2.0
+
+#: CA port of the session IOC, reserved now so the environment can be set before any client.
+SESSION_CA_PORT = free_port()
+os.environ.update(loopback_ca_env(SESSION_CA_PORT))
+
+import ophyd  # noqa: E402  (after the environment is set)
+
+ophyd.set_cl("caproto")
+
+
+def add_ca_port(port: int) -> None:
+    """Make CA clients of this process also search ``127.0.0.1:port``."""
+    entry = f"127.0.0.1:{port}"
+    current = os.environ.get("EPICS_CA_ADDR_LIST", "").split()
+    if entry not in current:
+        os.environ["EPICS_CA_ADDR_LIST"] = " ".join([*current, entry])
+
+
+def remove_ca_port(port: int) -> None:
+    """Undo :func:`add_ca_port`."""
+    entry = f"127.0.0.1:{port}"
+    current = os.environ.get("EPICS_CA_ADDR_LIST", "").split()
+    os.environ["EPICS_CA_ADDR_LIST"] = " ".join(e for e in current if e != entry)
+
+
+class _Launcher:
+    """Starts IOC processes, registers their CA ports, stops everything at teardown."""
+
+    def __init__(self) -> None:
+        self.started: list[IocProcess] = []
+
+    def __call__(self, proc: IocProcess) -> IocProcess:
+        self.started.append(proc)
+        add_ca_port(proc.ca_port)
+        proc.start()
+        return proc
+
+    def close(self) -> None:
+        for proc in reversed(self.started):
+            try:
+                proc.stop()
+            finally:
+                remove_ca_port(proc.ca_port)
+        self.started.clear()
+
+
+@pytest.fixture(scope="session")
+def cs800_sim_ioc():
+    """The session simulated IOC (2 controllers, speed 500, stale timeout 2 s)."""
+    proc = SimIocProcess(controllers=SESSION_CONTROLLERS, speed=SESSION_SPEED,
+                         stale_timeout=SESSION_STALE_TIMEOUT, valves=SESSION_VALVES,
+                         ca_port=SESSION_CA_PORT)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def ioc_factory():
+    """Start extra IOCs (``ioc_factory(proc)``) for one test; stopped at its end."""
+    launcher = _Launcher()
+    try:
+        yield launcher
+    finally:
+        launcher.close()
+
+
+@pytest.fixture(scope="module")
+def module_ioc_factory():
+    """As ``ioc_factory``, for IOCs shared by the tests of one module."""
+    launcher = _Launcher()
+    try:
+        yield launcher
+    finally:
+        launcher.close()
