@@ -141,7 +141,35 @@ def _run(coro: Awaitable[None]) -> int:
     return 0
 
 
+class _BeaconNoiseFilter(logging.Filter):
+    """Reduce caproto's beacon failures to one line.
+
+    With no CA repeater listening on the beacon port (the normal case on a laptop or in CI),
+    caproto logs a full traceback for every beacon it fails to send, for as long as the IOC
+    runs. Beacons only speed up reconnection; the first failure is shown once, without its
+    traceback, and later ones are dropped.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Pass every record except the second and later beacon failures."""
+        if not record.getMessage().startswith("Failed to send beacon"):
+            return True
+        if self.seen:
+            return False
+        self.seen = True
+        record.exc_info = None
+        record.exc_text = None
+        record.msg = f"{record.getMessage()} (no CA repeater listening; shown once)"
+        record.args = ()
+        return True
+
+
 def _setup_logging(args: argparse.Namespace) -> None:
+    logging.getLogger("caproto.ctx").addFilter(_BeaconNoiseFilter())
     level = logging.WARNING if args.quiet else logging.INFO
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
