@@ -8,3 +8,18 @@ Sub-modules:
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["CS800", "CS800Error"]
+
+
+def __getattr__(name: str):
+    """Import the ophyd device lazily, so ``ophyd_cs800.protocol`` users never load ophyd."""
+    if name == "CS800":
+        from ophyd_cs800.device import CS800
+
+        return CS800
+    if name == "CS800Error":
+        from ophyd_cs800.errors import CS800Error
+
+        return CS800Error
+    raise AttributeError(f"module 'ophyd_cs800' has no attribute {name!r}")

@@ -1,0 +1,44 @@
+"""Helper for the CS800 examples: connect to a CryoStream, or start a simulated one.
+
+``open_cs800(prefix)`` yields a connected :class:`ophyd_cs800.CS800`. With ``prefix=None`` it
+first starts ``cs800-sim-ioc`` (one simulated controller, sped up) on free loopback ports and
+points this process's Channel Access client at it -- which must happen before any ophyd
+signal is created, so call this before making other EPICS devices. The simulated IOC is
+stopped when the ``with`` block ends (also on errors and Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def open_cs800(prefix: str | None = None, *, name: str = "cs0", speed: float = 100.0,
+               settle_time: float = 1.0) -> Iterator:
+    """Yield a connected CS800 at ``prefix`` (``None``: on a new simulated IOC)."""
+    ioc = None
+    status_period = 1.0
+    if prefix is None:
+        from sim_ioc.process import SimIocProcess
+
+        ioc = SimIocProcess(controllers=1, speed=speed)
+        ioc.start()
+        os.environ.update(ioc.env)
+        prefix = ioc.controller_prefix(0)
+        status_period = 0.25  # the sim sends up to 20 status updates per wall second
+        print(f"started a simulated CS800 IOC (speed x{speed:g}), controller at {prefix}")
+    try:
+        from ophyd_cs800 import CS800
+
+        cs = CS800(prefix, name=name, settle_time=settle_time, status_period=status_period)
+        cs.wait_for_connection(timeout=20)
+        deadline = time.monotonic() + 20  # a fresh (simulated) controller starts up first
+        while cs.run_mode.get() not in (2, 3) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield cs
+    finally:
+        if ioc is not None:
+            ioc.stop()

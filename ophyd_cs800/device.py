@@ -1,0 +1,795 @@
+"""The ophyd ``CS800`` device: an Oxford CryoStream 800 as a temperature positioner in kelvin.
+
+It talks to the PVs of synApps ``ip`` ``Oxford_CS800.db`` (prefix like ``xxx:CS0:``, spec
+section 6.4), served by the synApps IOC or by this package's ``cs800-ioc`` / ``cs800-sim-ioc``.
+It never imports the simulator.
+
+``cs0.set(150)`` (what ``bps.mv`` and :func:`ophyd_cs800.plans.ramp` use) checks that comms
+are enabled, the controller is Ready or Running, and 150 K lies in DEVICEMINTEMP..DEVICEMAXTEMP;
+writes RRATE and RTEMP and processes RAMP; confirms through TARGETTEMP that the controller took
+the command (re-sending a bounded number of times, since the controller never replies); and
+finishes when PHASE has left Ramp/Cool/Wait and |TEMP - 150| <= ``tolerance`` has held for
+``settle_time`` seconds. ``stop(success=True)`` (called by the RunEngine after every plan) does
+nothing; ``stop()`` during a move sends HOLD. The device never sends STOP (command 19), which
+shuts the cooler down.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ophyd import Component as Cpt
+from ophyd import Device, EpicsSignal, EpicsSignalRO, Signal
+from ophyd.device import required_for_connection
+from ophyd.positioner import PositionerBase
+from ophyd.status import DeviceStatus, MoveStatus, StatusBase
+
+from ophyd_cs800 import protocol as P
+from ophyd_cs800.errors import (
+    CS800CommsDisabledError,
+    CS800Error,
+    CS800InterruptedError,
+    CS800RangeError,
+    CS800ShutDownError,
+    CS800StaleError,
+)
+from ophyd_cs800.move_status import (
+    SAME_TEMP_K,
+    SHUT_DOWN_MODES,
+    Job,
+    JobRunner,
+    MoveJob,
+    PhaseJob,
+    RestartJob,
+    ShutdownJob,
+    Snapshot,
+    phase_name,
+    run_mode_name,
+)
+from ophyd_cs800.protocol import MOVING_PHASES, Phase, RunMode
+
+#: EPICS INVALID alarm severity (the IOC marks a stale controller's PVs INVALID/COMM).
+INVALID_SEVERITY = 3
+#: Temperature End ramps to before it shuts down, kelvin.
+END_TEMP_K = 300.0
+#: The fastest rate (Cool), K/h, used to size Cool timeouts.
+FASTEST_RATE_K_PER_H = 360
+
+
+def _hk(suffix: str, **kwargs: Any) -> Cpt:
+    """A housekeeping status PV: read-only, not in read()/configuration, created on first use."""
+    return Cpt(EpicsSignalRO, suffix, kind="omitted", lazy=True, **kwargs)
+
+
+def _param(suffix: str) -> Cpt:
+    """A command parameter PV (RRATE, RTEMP, ...): written with put completion before an action."""
+    return Cpt(EpicsSignal, suffix, kind="omitted", put_complete=True)
+
+
+def _action_pv(suffix: str) -> Cpt:
+    """A command record processed by writing 1 to its ``.PROC`` field (sends one UDP command)."""
+    return Cpt(EpicsSignal, f"{suffix}.PROC", kind="omitted", put_complete=True)
+
+
+class Action(Signal):
+    """A soft signal whose ``set(value)`` runs one controller command on the parent ``CS800``.
+
+    Plans use these through ordinary ``Msg('set', ...)`` (``bps.abs_set(cs.actions.plateau, 5)``),
+    so every command is non-blocking and returns an ophyd status. ``method`` names the
+    ``CS800`` method called with ``value`` (ignored for commands without a parameter).
+    """
+
+    def __init__(self, *, method: str, takes_value: bool = True, **kwargs: Any):
+        super().__init__(value=0, **kwargs)
+        self._method = method
+        self._takes_value = takes_value
+
+    def set(self, value: Any = 1, **kwargs: Any) -> StatusBase:  # type: ignore[override]
+        """Run the command on the root CS800 device; returns its status (see the method)."""
+        self._readback = value
+        run = getattr(self.root, self._method)
+        return run(value, **kwargs) if self._takes_value else run(**kwargs)
+
+    def put(self, value: Any, **kwargs: Any) -> None:
+        """Start the command without waiting (same as ``set``, the status is dropped)."""
+        self.set(value)
+
+
+class CS800Actions(Device):
+    """The CS800 commands as settable soft signals (used by :mod:`ophyd_cs800.plans`)."""
+
+    plateau = Cpt(Action, method="plateau", kind="omitted")
+    hold = Cpt(Action, method="hold", takes_value=False, kind="omitted")
+    end = Cpt(Action, method="end", kind="omitted")
+    purge = Cpt(Action, method="purge", takes_value=False, kind="omitted")
+    restart = Cpt(Action, method="restart", takes_value=False, kind="omitted")
+    pause_program = Cpt(Action, method="pause_program", takes_value=False, kind="omitted")
+    resume_program = Cpt(Action, method="resume_program", takes_value=False, kind="omitted")
+    turbo = Cpt(Action, method="set_turbo", kind="omitted")
+
+
+class CS800(Device, PositionerBase):
+    """An Oxford CryoStream 800 on the synApps ``Oxford_CS800.db`` PVs, a positioner in kelvin.
+
+    Parameters:
+        prefix: the controller's PV prefix ``$(P)$(R)``, e.g. ``"xxx:CS0:"``.
+        name: the device name; the readback TEMP is reported under it (``cs0``).
+        tolerance: |TEMP - target| (K) that counts as "there" (default 0.2 K: the readback
+            resolution is 0.01 K and the noise at rest about +/-0.05 K).
+        settle_time: seconds (wall clock) TEMP must stay within tolerance, out of
+            Ramp/Cool/Wait, before a move is done (default 5 s).
+        ramp_rate: K/h used by ``set`` / ``ramp`` when no rate is given (1-360, default 360).
+        status_period: seconds between the controller's status updates (1.0 on hardware);
+            scales the confirmation window, the stale checks and the poll interval.
+        max_resends: re-sends of a command the controller has not acted on (default 2).
+        timeout_margin: seconds added to the computed ramp time for the default timeout.
+        stale_after: seconds without any status update before a move fails as stale
+            (default 30; ``None`` disables; INVALID severity on TEMP fails it sooner).
+        put_timeout: seconds allowed for each PV write.
+        timeout: a fixed default timeout for moves (seconds) instead of the computed one.
+
+    Attributes set from the parameters can be changed later (``cs0.status_period = 0.2``);
+    ``tolerance``, ``settle_time`` and ``ramp_rate`` are configuration signals
+    (``cs0.tolerance.put(0.3)``) and so appear in the run's configuration.
+    """
+
+    # -- readings (read()) -------------------------------------------------------------------
+    temperature = Cpt(EpicsSignalRO, "TEMP", kind="hinted", auto_monitor=True)
+    setpoint = Cpt(EpicsSignalRO, "SETPOINT", kind="normal", auto_monitor=True)
+    target = Cpt(EpicsSignalRO, "TARGETTEMP", kind="normal", auto_monitor=True)
+    phase = Cpt(EpicsSignalRO, "PHASE", kind="normal", auto_monitor=True)
+    run_mode = Cpt(EpicsSignalRO, "RUNMODE", kind="normal", auto_monitor=True)
+    alarm = Cpt(EpicsSignalRO, "ALARM", kind="normal", auto_monitor=True, string=True)
+
+    # -- configuration -----------------------------------------------------------------------
+    ramp_rate = Cpt(Signal, value=360, kind="config")
+    tolerance = Cpt(Signal, value=0.2, kind="config")
+    settle_time = Cpt(Signal, value=5.0, kind="config")  # type: ignore[assignment]
+    controller_number = Cpt(EpicsSignalRO, "CTRLNUM", kind="config")
+    firmware = Cpt(EpicsSignalRO, "VER", kind="config")
+
+    # -- used by the checks before a command ------------------------------------------------
+    disable = Cpt(EpicsSignal, "DISABLE", kind="omitted", auto_monitor=True)
+    min_temp = Cpt(EpicsSignalRO, "DEVICEMINTEMP", kind="omitted", auto_monitor=True)
+    max_temp = Cpt(EpicsSignalRO, "DEVICEMAXTEMP", kind="omitted", auto_monitor=True)
+
+    # -- command parameters and command records (never STOP) --------------------------------
+    rrate = _param("RRATE")
+    rtemp = _param("RTEMP")
+    ctemp = _param("CTEMP")
+    ptime = _param("PTIME")
+    erate = _param("ERATE")
+    cmd_ramp = _action_pv("RAMP")
+    cmd_cool = _action_pv("COOL")
+    cmd_plat = _action_pv("PLAT")
+    cmd_hold = _action_pv("HOLD")
+    cmd_end = _action_pv("END")
+    cmd_purge = _action_pv("PURGE")
+    cmd_pause = _action_pv("PAUSE")
+    cmd_resume = _action_pv("RESUME")
+    cmd_restart = _action_pv("RESTART")
+    turbo = Cpt(EpicsSignal, "TURBO", kind="omitted", put_complete=True, lazy=True)
+
+    actions = Cpt(CS800Actions, "", kind="omitted")
+
+    # -- housekeeping status PVs (omitted; created on first access) -------------------------
+    error = _hk("ERROR")
+    status_ramp_rate = _hk("RAMPRATE")
+    remaining = _hk("REMAINING")
+    evap_temp = _hk("EVAPTEMP")
+    suct_temp = _hk("SUCTTEMP")
+    gas_flow = _hk("GASFLOW")
+    gas_heat = _hk("GASHEAT")
+    evap_heat = _hk("EVAPHEAT")
+    suct_heat = _hk("SUCTHEAT")
+    back_pressure = _hk("BACKPRESS")
+    alarm_code = _hk("ALARMI")
+    run_time = _hk("RUNTIME")
+    evap_adjust = _hk("EVAPADJUST")
+    turbo_mode = _hk("TURBOMODE")
+    valve_opening = _hk("VALVEOPENING")
+    level = _hk("LEVEL")
+    device_type = _hk("DEVICETYPE")
+    device_subtype = _hk("DEVICESUBTYPE")
+    coldhead_temp = _hk("COLDHEADTEMP")
+    shield_temp = _hk("SHIELDTEMP")
+    nozzle_temp = _hk("NOZZLETEMP")
+    collar_temp = _hk("COLLARTEMP")
+    suct_set_temp = _hk("SUCTSETTEMP")
+    nozzle_set_temp = _hk("NOZZLESETTEMP")
+    sample_holder_temp = _hk("SAMHOLDTEMP")
+    cryostat_temp = _hk("CRYOSTATTEMP")
+    vac_gauge = _hk("VACGAUGE")
+    sample_holder_present = _hk("SAMHOLDPRES")
+    elapsed = _hk("ELAPSED")
+    sample_heat = _hk("SAMPLEHEAT")
+    coldhead_heat = _hk("COLDHEADHEAT")
+    shield_heat = _hk("SHIELDHEAT")
+    nozzle_heat = _hk("NOZZLEHEAT")
+    avg_sample_heat = _hk("AVGSAMPLEHEAT")
+    avg_nozzle_heat = _hk("AVGNOZZLEHEAT")
+    vac_sensor = _hk("VACSENSOR")
+
+    def __init__(
+        self,
+        prefix: str = "",
+        *,
+        name: str,
+        tolerance: float = 0.2,
+        settle_time: float = 5.0,
+        ramp_rate: float = 360,
+        status_period: float = 1.0,
+        max_resends: int = 2,
+        timeout_margin: float = 300.0,
+        stale_after: float | None = 30.0,
+        put_timeout: float = 10.0,
+        connection_timeout: float = 5.0,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(prefix, name=name, timeout=timeout, **kwargs)
+        self.temperature.name = self.name
+        self.tolerance.put(float(tolerance))
+        self.settle_time.put(float(settle_time))
+        self.ramp_rate.put(ramp_rate)
+        self.status_period = float(status_period)
+        self.max_resends = int(max_resends)
+        self.timeout_margin = float(timeout_margin)
+        self.stale_after = stale_after
+        self.put_timeout = float(put_timeout)
+        self.command_connection_timeout = float(connection_timeout)
+        self._job_lock = threading.RLock()
+        self._runner: JobRunner | None = None
+        self._paused = False
+        self._last_update = time.monotonic()
+        self.temperature.subscribe(self._temperature_changed, run=False)
+        for sig in (self.setpoint, self.target, self.phase, self.run_mode):
+            sig.subscribe(self._status_changed, run=False)
+
+    # -- positioner basics -------------------------------------------------------------------
+    @property
+    def egu(self) -> str:
+        """Engineering units of the position: ``"K"``."""
+        return "K"
+
+    @property
+    def precision(self) -> int:
+        """Display precision of the position (0.01 K resolution)."""
+        return 2
+
+    @property
+    def position(self) -> float | None:
+        """The current sample gas temperature TEMP in kelvin (``None`` if never received)."""
+        if self._position is None and self.temperature.connected:
+            try:
+                self._position = self.temperature.get()
+            except Exception:
+                return None
+        return self._position
+
+    @property
+    def limits(self) -> tuple[float, float]:
+        """(low, high) target limits in K: DEVICEMINTEMP..DEVICEMAXTEMP, 80..400 if unknown."""
+        low = self._valid_value(self.min_temp)
+        high = self._valid_value(self.max_temp)
+        if low is None or high is None or not 0 < low < high:
+            return (P.DEFAULT_MIN_TEMP_K, P.DEFAULT_MAX_TEMP_K)
+        return (low, high)
+
+    @property
+    def moving(self) -> bool:
+        """True while a ramp or cool started by this device is being followed."""
+        runner = self._runner
+        return runner is not None and not runner.closed and isinstance(runner.job, MoveJob)
+
+    @property
+    def paused(self) -> bool:
+        """True between :meth:`pause_program` and :meth:`resume_program`."""
+        return self._paused
+
+    @required_for_connection
+    def _temperature_changed(self, value: Any = None, timestamp: float | None = None,
+                             **kwargs: Any) -> None:
+        self._last_update = time.monotonic()
+        self._set_position(value, timestamp=timestamp if timestamp is not None else time.time())
+
+    def _status_changed(self, **kwargs: Any) -> None:
+        self._last_update = time.monotonic()
+
+    # -- reading the cached state ------------------------------------------------------------
+    @staticmethod
+    def _valid_value(sig: Signal) -> float | None:
+        """The cached value of a monitored PV as a float, or None if absent/invalid/NaN."""
+        try:
+            if not sig.connected:
+                return None
+            severity = sig.metadata.get("severity")
+            if severity is not None and int(severity) >= INVALID_SEVERITY:
+                return None
+            value = sig.get()
+        except Exception:
+            return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return None
+        return number if math.isfinite(number) else None
+
+    def _int_value(self, sig: Signal) -> int | None:
+        value = self._valid_value(sig)
+        return None if value is None else int(value)
+
+    def _temp_invalid(self) -> bool:
+        sig = self.temperature
+        if not sig.connected:
+            return True
+        severity = sig.metadata.get("severity")
+        return severity is not None and int(severity) >= INVALID_SEVERITY
+
+    def snapshot(self) -> Snapshot:
+        """Return the controller state from the cached monitors (no Channel Access traffic)."""
+        try:
+            alarm = str(self.alarm.get()) if self.alarm.connected else ""
+        except Exception:
+            alarm = ""
+        now = time.monotonic()
+        return Snapshot(
+            now=now,
+            temp=self._valid_value(self.temperature) if not self._temp_invalid()
+            else self._position,
+            temp_invalid=self._temp_invalid(),
+            update_age=now - self._last_update,
+            setpoint=self._valid_value(self.setpoint),
+            target=self._valid_value(self.target),
+            phase=self._int_value(self.phase),
+            run_mode=self._int_value(self.run_mode),
+            alarm=alarm,
+        )
+
+    # -- checks before sending anything -------------------------------------------------------
+    def _pvname(self, sig: Signal) -> str:
+        """The PV name behind a component signal (also for ophyd fake signals)."""
+        name = getattr(sig, "pvname", None)
+        if name:
+            return str(name)
+        cpt = getattr(type(sig.parent), sig.attr_name, None)
+        return f"{self.prefix}{getattr(cpt, 'suffix', sig.attr_name)}"
+
+    def _require_connected(self, *signals: Signal) -> None:
+        for sig in signals:
+            if sig.connected:
+                continue
+            try:
+                sig.wait_for_connection(timeout=self.command_connection_timeout)
+            except Exception:
+                raise CS800StaleError(
+                    f"{self.name}: cannot reach {self._pvname(sig)} (not "
+                    f"connected within {self.command_connection_timeout:g} s): is the IOC "
+                    "running, and does EPICS_CA_ADDR_LIST point at it? Nothing was sent."
+                ) from None
+
+    def _check_commandable(self, what: str, *, modes: tuple[RunMode, ...] | None) -> Snapshot:
+        """Raise unless comms are enabled, TEMP is valid and the run mode is in ``modes``.
+
+        ``modes=None`` accepts any run mode. Returns the snapshot the checks were made on.
+        """
+        self._require_connected(self.disable, self.run_mode, self.temperature, self.phase)
+        try:  # the raw value: a never-processed bo may carry UDF/INVALID on a C IOC
+            disabled = int(self.disable.get())
+        except (TypeError, ValueError):
+            disabled = None
+        if disabled != 0:
+            raise CS800CommsDisabledError(
+                f"{self.name}: communication with the controller is disabled "
+                f"({self._pvname(self.disable)} is not 0), so the {what} was not sent: "
+                f"enable it with {self.name}.disable.put(0) (the 'comms ON' button of the "
+                "admin screen)."
+            )
+        snap = self.snapshot()
+        if snap.temp_invalid:
+            raise CS800StaleError(
+                f"{self.name}: the controller is not reporting (TEMP "
+                f"{self._pvname(self.temperature)} is disconnected or has INVALID severity), "
+                f"so the {what} was not sent: check the controller's network link and the IOC."
+            )
+        if modes is not None and snap.run_mode not in modes:
+            mode = run_mode_name(snap.run_mode)
+            if snap.run_mode in (RunMode.SHUTDOWN_OK, RunMode.SHUTDOWN_FAIL,
+                                 RunMode.STARTUP_FAIL):
+                raise CS800ShutDownError(
+                    f"{self.name}: controller is shut down (run mode {mode}, alarm "
+                    f"{snap.alarm!r}), so the {what} was not sent: restart it first "
+                    f"(RE(restart({self.name})) or {self.name}.restart())."
+                )
+            raise CS800ShutDownError(
+                f"{self.name}: the controller cannot take the {what} in run mode {mode} "
+                "(it needs Ready or Run); wait for start-up to finish, or leave Setup mode."
+            )
+        return snap
+
+    def check_value(self, value: Any) -> None:
+        """Raise :class:`CS800RangeError` unless ``value`` is a finite temperature within limits."""
+        self._target_kelvin(value, self.limits)
+
+    def _target_kelvin(self, value: Any, limits: tuple[float, float]) -> float:
+        try:
+            target = float(value)
+        except (TypeError, ValueError):
+            raise CS800RangeError(
+                f"{self.name}: target {value!r} is not a temperature in kelvin; nothing was sent."
+            ) from None
+        low, high = limits
+        if not math.isfinite(target) or not low <= target <= high:
+            raise CS800RangeError(
+                f"{self.name}: target {target:g} K is out of range: the controller accepts "
+                f"{low:.2f} K to {high:.2f} K; nothing was sent."
+            )
+        return P.ck_to_kelvin(P.kelvin_to_ck(target))
+
+    def _validated(self, build: Callable[[], P.Command]) -> P.Command:
+        """Run a protocol command builder, turning its ValueError into a CS800RangeError."""
+        try:
+            return build()
+        except ValueError as exc:
+            raise CS800RangeError(f"{self.name}: {exc}; nothing was sent.") from None
+
+    # -- writing PVs (runs on the job thread) ------------------------------------------------
+    def _put(self, sig: EpicsSignal, value: Any) -> None:
+        sig.put(value, wait=True, timeout=self.put_timeout)
+
+    def _writer(self, *writes: tuple[EpicsSignal, Any],
+                checked: EpicsSignal | None = None) -> Callable[[], None]:
+        """Return a ``send`` callable that writes ``(signal, value)`` pairs in order.
+
+        The ``checked`` temperature parameter is read back after the write (see
+        :meth:`_put_checked`).
+        """
+        def send() -> None:
+            for sig, value in writes:
+                if sig is checked:
+                    self._put_checked(sig, value)
+                else:
+                    self._put(sig, value)
+
+        return send
+
+    def _put_checked(self, sig: EpicsSignal, value: float) -> None:
+        """Write a temperature parameter and check the IOC did not clamp it (DRVL/DRVH)."""
+        self._put(sig, value)
+        try:
+            echo = float(sig.get(use_monitor=False))
+        except Exception:
+            return
+        if abs(echo - value) > SAME_TEMP_K:
+            raise CS800RangeError(
+                f"{self.name}: the IOC limited {self._pvname(sig)} to {echo:.2f} K when "
+                f"{value:.2f} K was written (its drive limits DRVL/DRVH do not allow it); "
+                "widen the record's limits in the IOC."
+            )
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def _start(self, job: Job, status: StatusBase) -> StatusBase:
+        """Supersede any running job, then follow ``job`` on a new runner thread.
+
+        The same command again (e.g. replayed by the RunEngine after a pause) takes over: the
+        old status finishes with the new one. A different command fails the old status.
+        """
+        with self._job_lock:
+            old = self._runner
+            if old is not None and not old.closed:
+                if old.job.what == job.what:
+                    old.hand_over(status)
+                else:
+                    old.cancel(CS800InterruptedError(
+                        f"{self.name}: the {old.job.what} was superseded by the {job.what}."))
+            self._paused = False  # any new command ends a suspended programme
+            runner = JobRunner(
+                job,
+                status,
+                self.snapshot,
+                status_period=self.status_period,
+                max_resends=self.max_resends,
+                stale_after=self.stale_after,
+                paused=lambda: self._paused,
+                on_timeout=self._send_hold if isinstance(job, MoveJob) else None,
+                on_finish=self._job_finished,
+            )
+            self._runner = runner
+            if isinstance(job, MoveJob):
+                self._moving = True
+                self._started_moving = True
+                self._run_subs(sub_type=self.SUB_START, timestamp=time.time())
+            runner.start()
+        return status
+
+    def _job_finished(self, runner: JobRunner) -> None:
+        with self._job_lock:
+            if self._runner is runner:
+                self._runner = None
+        if isinstance(runner.job, MoveJob):
+            self._moving = False
+            if runner.status.success:
+                self._run_subs(sub_type=self.SUB_DONE, timestamp=time.time())
+
+    def _finished_status(self) -> DeviceStatus:
+        status = DeviceStatus(self, call_stop_on_failure=False)
+        status.set_finished()
+        return status
+
+    def _send_hold(self) -> None:
+        self._paused = False
+        self._put(self.cmd_hold, 1)
+
+    @property
+    def active_job(self) -> str | None:
+        """What the device is following now (e.g. ``"ramp to 150.00 K at 360 K/h"``) or None."""
+        runner = self._runner
+        return None if runner is None or runner.closed else runner.job.what
+
+    # -- the positioner interface -------------------------------------------------------------
+    def set(  # type: ignore[override]
+        self,
+        new_position: float,
+        *,
+        rate: float | None = None,
+        cool: bool = False,
+        timeout: float | None = None,
+        moved_cb: Callable[..., None] | None = None,
+        wait: bool = False,
+    ) -> MoveStatus:
+        """Ramp (or Cool) to ``new_position`` kelvin; return a status done when it is there.
+
+        Parameters:
+            new_position: target temperature in K, within :attr:`limits`.
+            rate: ramp rate in whole K/h, 1-360 (default: the ``ramp_rate`` signal).
+            cool: send Cool (as fast as possible) instead of Ramp; ``rate`` must be None.
+            timeout: seconds before the move fails (default: :attr:`timeout` if set, else
+                ``1.1 * |dT| / rate + timeout_margin + settle_time``).
+            moved_cb: called with ``obj=self`` when the move finishes (ophyd compatibility).
+            wait: block until the move finishes (for interactive use outside a plan).
+
+        Raises (before anything is sent): :class:`CS800RangeError` (target or rate out of
+        range), :class:`CS800CommsDisabledError`, :class:`CS800ShutDownError` (shut down:
+        restart it first), :class:`CS800StaleError` (not connected / not reporting).
+        Set on the status later: not accepted after re-sends, timeout (HOLD is sent), stale
+        controller, shutdown, or interrupted (HOLD from elsewhere, stop(), a newer command).
+        """
+        snap = self._check_commandable("move", modes=(RunMode.STARTUP_OK, RunMode.RUN))
+        low, high = self.limits
+        target = self._target_kelvin(new_position, (low, high))
+        if cool:
+            if rate is not None:
+                raise CS800RangeError(
+                    f"{self.name}: Cool runs as fast as possible; do not give a rate.")
+            self._validated(lambda: P.cool(target, min_temp=low, max_temp=high))
+            rate_k_h = FASTEST_RATE_K_PER_H
+            what = f"cool to {target:.2f} K"
+
+            send = self._writer((self.ctemp, target), (self.cmd_cool, 1), checked=self.ctemp)
+        else:
+            rate_k_h = self.ramp_rate.get() if rate is None else rate
+            try:
+                rate_k_h = float(rate_k_h)
+            except (TypeError, ValueError):
+                raise CS800RangeError(
+                    f"{self.name}: ramp rate {rate_k_h!r} is not a number of K/h.") from None
+            if not 1 <= rate_k_h <= 360:
+                raise CS800RangeError(
+                    f"{self.name}: ramp rate {rate_k_h:g} K/h is out of range: allowed 1 to "
+                    "360 K/h; nothing was sent.")
+            self._validated(lambda: P.ramp(rate_k_h, target, min_temp=low, max_temp=high))
+            rate_k_h = int(rate_k_h)
+            what = f"ramp to {target:.2f} K at {rate_k_h} K/h"
+
+            send = self._writer((self.rrate, rate_k_h), (self.rtemp, target),
+                                (self.cmd_ramp, 1), checked=self.rtemp)
+
+        start = snap.temp if snap.temp is not None else target
+        settle = float(self.settle_time.get())
+        if timeout is None:
+            timeout = self.timeout
+        if timeout is None:
+            timeout = 1.1 * abs(target - start) / rate_k_h * 3600 + self.timeout_margin + settle
+        job = MoveJob(
+            self.name, what, send, timeout,
+            target=target,
+            tolerance=float(self.tolerance.get()),
+            settle_time=settle,
+            interrupt_after=3 * self.status_period,
+        )
+        status = MoveStatus(self, target, timeout=None, settle_time=0,
+                            call_stop_on_failure=False)
+        if moved_cb is not None:
+            status.add_callback(lambda st: moved_cb(obj=self))
+        self._start(job, status)
+        if wait:
+            status.wait()
+        return status
+
+    def move(self, position: float, wait: bool = True, timeout: float | None = None,
+             moved_cb: Callable[..., None] | None = None, **kwargs: Any) -> MoveStatus:
+        """Ramp to ``position`` K and, by default, wait for it (see :meth:`set`)."""
+        return self.set(position, wait=wait, timeout=timeout, moved_cb=moved_cb, **kwargs)
+
+    def cool(self, target: float, *, timeout: float | None = None) -> MoveStatus:
+        """Go to ``target`` K as fast as possible (Cool command); same status as :meth:`set`."""
+        return self.set(target, cool=True, timeout=timeout)
+
+    def stop(self, *, success: bool = False) -> None:
+        """Stop a move: with ``success=False`` send HOLD (hold the current temperature).
+
+        ``stop(success=True)``, which the RunEngine calls after every plan (and on pause),
+        does nothing: a ramp started with ``wait=False`` keeps going. ``stop()`` sends HOLD if
+        this device is following a command or the controller is ramping/cooling, and fails
+        the running move's status. Never sends STOP (which would shut the cooler down).
+        """
+        if success:
+            return
+        with self._job_lock:
+            runner = self._runner
+            active = runner is not None and not runner.closed
+            snap = self.snapshot()
+            ramping = snap.run_mode == RunMode.RUN and snap.phase in MOVING_PHASES
+            if not (active or ramping):
+                return
+            self._paused = False
+            try:
+                self.cmd_hold.put(1, wait=False)
+                held = "HOLD was sent, so the controller holds its current temperature."
+            except Exception as exc:  # still end the move; say that HOLD did not go out
+                held = f"sending HOLD failed: {exc}"
+            if active:
+                runner.cancel(CS800InterruptedError(
+                    f"{self.name}: the {runner.job.what} was stopped at "
+                    f"{snap.temp if snap.temp is not None else float('nan'):.2f} K; {held}"))
+
+    # -- other commands (each returns a status; plans use them through cs.actions) ------------
+    def _command(self, job: Job, status: StatusBase | None = None) -> StatusBase:
+        return self._start(job, status or DeviceStatus(self, call_stop_on_failure=False))
+
+    def plateau(self, minutes: float, *, timeout: float | None = None) -> StatusBase:
+        """Hold the current temperature for ``minutes`` (whole minutes, 1-1440), then Hold.
+
+        The status finishes when the controller leaves the Plat phase. Raises before sending
+        like :meth:`set` (range, comms, shut down).
+        """
+        self._check_commandable("plateau", modes=(RunMode.STARTUP_OK, RunMode.RUN))
+        cmd = self._validated(lambda: P.plat(minutes))
+        send = self._writer((self.ptime, cmd.param1), (self.cmd_plat, 1))
+        if timeout is None:
+            timeout = cmd.param1 * 60 + self.timeout_margin
+        return self._command(PhaseJob(self.name, f"plateau of {cmd.param1} min", send, timeout,
+                                      phases=frozenset({Phase.PLAT})))
+
+    def hold(self, *, timeout: float | None = None) -> StatusBase:
+        """Hold the current temperature indefinitely (cancels the programme and any move).
+
+        Done when PHASE reads Hold in Run mode. In Ready this starts the gas flow.
+        """
+        self._check_commandable("hold", modes=(RunMode.STARTUP_OK, RunMode.RUN))
+        return self._command(PhaseJob(
+            self.name, "hold", self._writer((self.cmd_hold, 1)), timeout or self.timeout_margin,
+            phases=frozenset({Phase.HOLD}), done_in_phase=True))
+
+    def end(self, rate: float = 360, *, timeout: float | None = None) -> StatusBase:
+        """Ramp to 300 K at ``rate`` (whole K/h, 1-360), then shut down (Shutdown OK).
+
+        The status finishes when the run mode reads Shutdown OK (at once if already shut
+        down, without sending). A ramp afterwards raises "controller is shut down".
+        """
+        cmd = self._validated(lambda: P.end(rate))
+        snap = self._check_commandable("end", modes=None)
+        if snap.run_mode == RunMode.SHUTDOWN_OK:
+            return self._finished_status()
+        start = snap.temp if snap.temp is not None else END_TEMP_K
+        send = self._writer((self.erate, cmd.param1), (self.cmd_end, 1))
+        if timeout is None:
+            timeout = 1.1 * abs(END_TEMP_K - start) / cmd.param1 * 3600 + self.timeout_margin
+        return self._command(ShutdownJob(self.name, f"end at {cmd.param1} K/h", send, timeout,
+                                         phases=frozenset({Phase.END})))
+
+    def purge(self, *, timeout: float = 4 * 3600.0) -> StatusBase:
+        """Warm up to room temperature, then shut down; the status finishes at Shutdown OK."""
+        snap = self._check_commandable("purge", modes=None)
+        if snap.run_mode == RunMode.SHUTDOWN_OK:
+            return self._finished_status()
+        return self._command(ShutdownJob(self.name, "purge", self._writer((self.cmd_purge, 1)),
+                                         timeout,
+                                         phases=frozenset({Phase.PURGE, Phase.SOAK})))
+
+    def restart(self, *, timeout: float = 120.0) -> StatusBase:
+        """Restart after a shutdown; the status finishes in Ready (Startup OK) or Run.
+
+        Does nothing (finished status) if the controller is already Ready or Running.
+        """
+        snap = self._check_commandable("restart", modes=None)
+        if snap.run_mode in (RunMode.STARTUP_OK, RunMode.RUN):
+            return self._finished_status()
+        if snap.run_mode == RunMode.SETUP:
+            raise CS800ShutDownError(
+                f"{self.name}: the controller is in Setup mode; leave it on the controller's "
+                "front panel before restarting.")
+        writes = ((self.cmd_restart, 1),) if snap.run_mode in SHUT_DOWN_MODES else ()
+        job = RestartJob(self.name, "restart", self._writer(*writes), timeout)  # Startup: wait
+        return self._command(job)
+
+    def _fire(self, sig: EpicsSignal, value: Any, what: str,
+              before: Callable[[], None] | None = None) -> StatusBase:
+        """Write one command PV with put completion on a thread; the status follows the write.
+
+        ``before`` runs after the checks, just before the write is started.
+        """
+        self._check_commandable(what, modes=None)
+        status = DeviceStatus(self, call_stop_on_failure=False)
+
+        def write() -> None:
+            try:
+                self._put(sig, value)
+            except Exception as exc:
+                status.set_exception(CS800Error(f"{self.name}: could not send {what}: {exc}"))
+            else:
+                status.set_finished()
+
+        if before is not None:
+            before()
+        threading.Thread(target=write, name=f"cs800-{self.name}-{what}", daemon=True).start()
+        return status
+
+    def _set_paused(self, paused: bool) -> None:
+        self._paused = paused
+
+    def pause_program(self) -> StatusBase:
+        """Suspend the programme (a temporary Hold); a running move waits, its timeout paused."""
+        return self._fire(self.cmd_pause, 1, "pause", lambda: self._set_paused(True))
+
+    def resume_program(self) -> StatusBase:
+        """Resume the programme suspended by :meth:`pause_program`."""
+        return self._fire(self.cmd_resume, 1, "resume", lambda: self._set_paused(False))
+
+    def set_turbo(self, on: Any) -> StatusBase:
+        """Switch turbo gas flow (10 l/min) on or off; writing TURBO sends the command at once."""
+        value = 1 if (on in ("On", "on") or (not isinstance(on, str) and bool(on))) else 0
+        self._validated(lambda: P.turbo(bool(value)))
+        return self._fire(self.turbo, value, "turbo")
+
+    # -- presentation -------------------------------------------------------------------------
+    def describe_state(self) -> str:
+        """One line for people: TEMP, target, phase, run mode and alarm."""
+        snap = self.snapshot()
+        target = "unknown" if snap.target is None else f"{snap.target:.2f} K"
+        return f"{self.name}: {snap.describe()}, target {target}"
+
+    def destroy(self) -> None:
+        """End any command being followed (its status fails), then disconnect all PVs."""
+        runner = self._runner
+        if runner is not None:
+            runner.cancel(CS800Error(f"{self.name}: the device was destroyed during the "
+                                     f"{runner.job.what}."))
+        super().destroy()
+
+    def _repr_info(self):  # noqa: D102 - ophyd hook
+        for key, value in super()._repr_info():
+            if key != "settle_time":  # PositionerBase's number; ours is the settle_time signal
+                yield key, value
+        yield ("egu", "K")
+
+
+def error_message(exc: BaseException) -> str:
+    """Return the CS800 sentence behind ``exc`` (unwrapping bluesky's ``FailedStatus``)."""
+    seen = exc
+    while seen is not None and not isinstance(seen, CS800Error):
+        seen = seen.__cause__ or seen.__context__
+    return str(seen if seen is not None else exc)
+
+
+__all__ = [
+    "CS800",
+    "Action",
+    "CS800Actions",
+    "error_message",
+    "phase_name",
+]

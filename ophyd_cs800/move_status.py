@@ -1,0 +1,507 @@
+"""How a CS800 command is followed to completion: snapshots, jobs and the job runner.
+
+The CryoStream never acknowledges a command, so every command the device sends (ramp, cool,
+plateau, hold, end, purge, restart) is a *job*: it is sent, then *accepted* when the status
+PVs show the controller acting on it (re-sent a bounded number of times otherwise), then
+*done* when the status PVs show it finished. A :class:`JobRunner` follows one job on a small
+thread that wakes every ``poll_interval`` seconds and looks at a :class:`Snapshot` of the
+cached (monitored) PV values, so a quiet readback can never hang a move. The runner also
+fails the job on a stale controller, on a shutdown and on timeout.
+
+This module knows nothing about PV names: the device supplies a ``snapshot`` callable and
+the jobs' ``send`` callables. Times are ``time.monotonic()`` seconds, temperatures kelvin.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ophyd.status import StatusBase
+
+from ophyd_cs800.errors import (
+    CS800Error,
+    CS800InterruptedError,
+    CS800NotAcceptedError,
+    CS800ShutDownError,
+    CS800StaleError,
+    CS800TimeoutError,
+)
+from ophyd_cs800.protocol import MOVING_PHASES, PHASE_STRINGS, RUN_MODE_STRINGS, RunMode
+
+#: Two temperatures closer than this are "the same" controller value (the wire resolution is
+#: 0.01 K, so a commanded 150.004 K reads back as 150.00 K).
+SAME_TEMP_K = 0.006
+
+#: Run modes in which the controller no longer runs a programme.
+SHUT_DOWN_MODES = frozenset({RunMode.SHUTDOWN_OK, RunMode.SHUTDOWN_FAIL, RunMode.STARTUP_FAIL})
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The controller state as the device's monitors show it at one instant (no CA traffic).
+
+    Attributes:
+        now: ``time.monotonic()`` when the snapshot was taken.
+        temp: sample gas temperature TEMP in K (``None`` if unknown).
+        temp_invalid: TEMP is disconnected or has INVALID alarm severity (stale controller).
+        update_age: seconds since any status PV last posted a monitor.
+        setpoint: the ramping gas set point SETPOINT in K (``None`` if unknown).
+        target: the programme's final target TARGETTEMP in K (``None`` if unknown).
+        phase: PHASE as an int (:class:`~ophyd_cs800.protocol.Phase` value) or ``None``.
+        run_mode: RUNMODE as an int (:class:`~ophyd_cs800.protocol.RunMode` value) or ``None``.
+        alarm: the ALARM text ("" if unknown).
+    """
+
+    now: float
+    temp: float | None
+    temp_invalid: bool
+    update_age: float
+    setpoint: float | None
+    target: float | None
+    phase: int | None
+    run_mode: int | None
+    alarm: str = ""
+
+    def describe(self) -> str:
+        """Return a short human description, e.g. ``TEMP 212.31 K, phase Ramp, run mode Run``."""
+        parts = [f"TEMP {_fmt_k(self.temp)}", f"phase {phase_name(self.phase)}",
+                 f"run mode {run_mode_name(self.run_mode)}"]
+        if self.alarm and self.alarm.lower() not in ("no errors or warnings", "no error", "unset"):
+            parts.append(f"alarm {self.alarm!r}")
+        return ", ".join(parts)
+
+
+def _fmt_k(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.2f} K"
+
+
+def phase_name(phase: int | None) -> str:
+    """Return the synApps PHASE string for an int phase (``"unknown"`` for ``None`` or junk)."""
+    if phase is None or not 0 <= phase < len(PHASE_STRINGS):
+        return "unknown" if phase is None else f"unknown ({phase})"
+    return PHASE_STRINGS[phase]
+
+
+def run_mode_name(mode: int | None) -> str:
+    """Return the synApps RUNMODE string for an int run mode (``"unknown"`` for junk)."""
+    if mode is None or not 0 <= mode < len(RUN_MODE_STRINGS):
+        return "unknown" if mode is None else f"unknown ({mode})"
+    return RUN_MODE_STRINGS[mode]
+
+
+def close(a: float | None, b: float, tol: float) -> bool:
+    """Return True when ``a`` is known and ``|a - b| <= tol`` (kelvin)."""
+    return a is not None and math.isfinite(a) and abs(a - b) <= tol
+
+
+class Job:
+    """One controller command followed to completion (subclasses fill in the predicates).
+
+    Attributes:
+        device: the device name, used in messages.
+        what: what was asked, e.g. ``"ramp to 150.00 K at 360 K/h"``.
+        send: callable that writes the PVs of the command once (raises on a CA failure).
+        timeout: seconds from the first send until the job fails with a timeout.
+        confirm_periods: status periods to wait for acceptance before a re-send.
+    """
+
+    confirm_periods: float = 3.0
+
+    def __init__(self, device: str, what: str, send: Callable[[], None], timeout: float):
+        self.device = device
+        self.what = what
+        self.send = send
+        self.timeout = float(timeout)
+
+    def accepted(self, snap: Snapshot) -> bool:
+        """Return True when the status shows the controller acting on the command."""
+        raise NotImplementedError
+
+    def done(self, snap: Snapshot) -> bool:
+        """Return True when the command has finished (only asked once accepted)."""
+        raise NotImplementedError
+
+    def failure(self, snap: Snapshot, *, paused: bool) -> CS800Error | None:
+        """Return an error when the accepted command can no longer finish, else ``None``.
+
+        The default fails when the controller shuts down (or fails its start-up checks).
+        """
+        if snap.run_mode in SHUT_DOWN_MODES:
+            return CS800ShutDownError(
+                f"{self.device}: the controller shut down during the {self.what} "
+                f"({snap.describe()}): restart it first (RE(restart({self.device})))."
+            )
+        return None
+
+
+class MoveJob(Job):
+    """A Ramp or Cool to ``target`` K: done when out of Ramp/Cool/Wait and settled in tolerance.
+
+    ``tolerance`` (K) and ``settle_time`` (s of wall clock inside the band) decide "done";
+    ``interrupt_after`` (s) is how long the controller may sit out of Ramp/Cool/Wait with its
+    set point away from the target before the move counts as interrupted (HOLD or PLAT sent
+    from somewhere else).
+    """
+
+    def __init__(
+        self,
+        device: str,
+        what: str,
+        send: Callable[[], None],
+        timeout: float,
+        *,
+        target: float,
+        tolerance: float,
+        settle_time: float,
+        interrupt_after: float,
+    ):
+        super().__init__(device, what, send, timeout)
+        self.target = float(target)
+        self.tolerance = float(tolerance)
+        self.settle_time = float(settle_time)
+        self.interrupt_after = float(interrupt_after)
+        self._band_since: float | None = None
+        self._off_since: float | None = None
+
+    def accepted(self, snap: Snapshot) -> bool:
+        """Accepted when TARGETTEMP shows the target, the mode is Run, and it moves or is there."""
+        if not close(snap.target, self.target, SAME_TEMP_K) or snap.run_mode != RunMode.RUN:
+            return False
+        return (
+            snap.phase in MOVING_PHASES
+            or close(snap.setpoint, self.target, SAME_TEMP_K)
+            or close(snap.temp, self.target, self.tolerance)
+        )
+
+    def _settled_in_band(self, snap: Snapshot) -> bool:
+        in_band = snap.phase not in MOVING_PHASES and close(snap.temp, self.target, self.tolerance)
+        if not in_band:
+            self._band_since = None
+            return False
+        if self._band_since is None:
+            self._band_since = snap.now
+        return snap.now - self._band_since >= self.settle_time
+
+    def done(self, snap: Snapshot) -> bool:
+        """Done when PHASE left Ramp/Cool/Wait and |TEMP - target| <= tolerance for settle_time."""
+        return self._settled_in_band(snap)
+
+    def failure(self, snap: Snapshot, *, paused: bool) -> CS800Error | None:
+        """Shutdown (base class), or interrupted: idle with the set point away from the target."""
+        err = super().failure(snap, paused=paused)
+        if err is not None:
+            return err
+        idle_elsewhere = (
+            snap.phase is not None
+            and snap.phase not in MOVING_PHASES
+            and snap.setpoint is not None
+            and not close(snap.setpoint, self.target, 0.05)
+            and not close(snap.temp, self.target, self.tolerance)
+        )
+        if paused or not idle_elsewhere:
+            self._off_since = None
+            return None
+        if self._off_since is None:
+            self._off_since = snap.now
+        if snap.now - self._off_since >= self.interrupt_after:
+            return CS800InterruptedError(
+                f"{self.device}: the {self.what} was interrupted: the controller left the "
+                f"programme at set point {_fmt_k(snap.setpoint)} ({snap.describe()}); "
+                "was HOLD or PLAT sent from another client?"
+            )
+        return None
+
+
+class PhaseJob(Job):
+    """A command that is accepted when PHASE enters ``phases`` and done when it leaves them.
+
+    Used for Plat (``{Plat}``). With ``done_in_phase=True`` the job is done as soon as it is
+    accepted (Hold).
+    """
+
+    def __init__(
+        self,
+        device: str,
+        what: str,
+        send: Callable[[], None],
+        timeout: float,
+        *,
+        phases: frozenset[int],
+        done_in_phase: bool = False,
+    ):
+        super().__init__(device, what, send, timeout)
+        self.phases = phases
+        self.done_in_phase = done_in_phase
+
+    def accepted(self, snap: Snapshot) -> bool:
+        """Accepted when the run mode is Run and PHASE is one of ``phases``."""
+        return snap.run_mode == RunMode.RUN and snap.phase in self.phases
+
+    def done(self, snap: Snapshot) -> bool:
+        """Done when PHASE has left ``phases`` (or at once with ``done_in_phase``)."""
+        return self.done_in_phase or snap.phase not in self.phases
+
+
+class ShutdownJob(PhaseJob):
+    """End or Purge: accepted when PHASE enters ``phases`` (or the unit is shut down already),
+    done when the run mode is Shutdown OK; Shutdown Fail is an error."""
+
+    def accepted(self, snap: Snapshot) -> bool:
+        """Accepted when PHASE is one of ``phases`` or the controller is shut down."""
+        return snap.phase in self.phases or snap.run_mode in SHUT_DOWN_MODES
+
+    def done(self, snap: Snapshot) -> bool:
+        """Done when the run mode is Shutdown OK."""
+        return snap.run_mode == RunMode.SHUTDOWN_OK
+
+    def failure(self, snap: Snapshot, *, paused: bool) -> CS800Error | None:
+        """Shutdown Fail (a fault) or Startup Fail end the job with an error."""
+        if snap.run_mode in (RunMode.SHUTDOWN_FAIL, RunMode.STARTUP_FAIL):
+            return CS800ShutDownError(
+                f"{self.device}: the controller shut down with an error during the {self.what} "
+                f"({snap.describe()})."
+            )
+        return None
+
+
+class RestartJob(Job):
+    """Restart: accepted when the run mode leaves Shutdown, done in Ready (Startup OK) or Run."""
+
+    confirm_periods = 6.0  # BCSB waits about 4 s after Restart before it expects Ready
+
+    def accepted(self, snap: Snapshot) -> bool:
+        """Accepted once the run mode is no longer Shutdown OK / Shutdown Fail / Startup Fail."""
+        return snap.run_mode is not None and snap.run_mode not in SHUT_DOWN_MODES
+
+    def done(self, snap: Snapshot) -> bool:
+        """Done in Ready (Startup OK) or Run."""
+        return snap.run_mode in (RunMode.STARTUP_OK, RunMode.RUN)
+
+    def failure(self, snap: Snapshot, *, paused: bool) -> CS800Error | None:
+        """Startup Fail after acceptance: the start-up checks failed."""
+        if snap.run_mode == RunMode.STARTUP_FAIL:
+            return CS800ShutDownError(
+                f"{self.device}: the controller failed its start-up checks after Restart "
+                f"({snap.describe()}): see the alarm and the controller's display."
+            )
+        return None
+
+
+class JobRunner:
+    """Follows one :class:`Job` on a daemon thread and finishes its ophyd status.
+
+    Parameters:
+        job: what to follow.
+        status: the ophyd status to finish (``set_finished`` / ``set_exception``).
+        snapshot: callable returning the current :class:`Snapshot`.
+        status_period: seconds between controller status updates (1.0 on real hardware).
+        max_resends: re-sends allowed when the command is not accepted in time.
+        stale_after: seconds without any status update before the job fails as stale
+            (``None`` disables); INVALID severity on TEMP for one status period also fails it.
+        poll_interval: seconds between checks (default ``min(0.25, status_period / 4)``).
+        paused: callable, True while the programme is paused (time does not count then).
+        on_timeout: called (on the runner thread) before a timeout error is set, e.g. HOLD.
+        on_finish: called with the runner after the status is finished, either way.
+        clock: monotonic clock (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        status: StatusBase,
+        snapshot: Callable[[], Snapshot],
+        *,
+        status_period: float = 1.0,
+        max_resends: int = 2,
+        stale_after: float | None = 30.0,
+        poll_interval: float | None = None,
+        paused: Callable[[], bool] = lambda: False,
+        on_timeout: Callable[[], None] | None = None,
+        on_finish: Callable[[JobRunner], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.job = job
+        self.status = status
+        self._snapshot = snapshot
+        self.status_period = float(status_period)
+        self.max_resends = int(max_resends)
+        self.stale_after = stale_after
+        self.poll_interval = (
+            float(poll_interval) if poll_interval is not None else min(0.25, status_period / 4)
+        )
+        self._paused = paused
+        self._on_timeout = on_timeout
+        self._on_finish = on_finish
+        self._clock = clock
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.sends = 0
+        self.accepted = False
+        self.thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> JobRunner:
+        """Start following the job on a daemon thread; returns ``self``."""
+        self.thread = threading.Thread(
+            target=self.run, name=f"cs800-{self.job.device}-job", daemon=True
+        )
+        self.thread.start()
+        return self
+
+    @property
+    def closed(self) -> bool:
+        """True once the status has been finished (successfully or not)."""
+        return self._closed
+
+    def cancel(self, exc: BaseException | None) -> bool:
+        """End the job now: fail the status with ``exc`` (or finish it if ``None``).
+
+        Returns False if the job had already finished. Safe from any thread.
+        """
+        done = self._finish(exc)
+        self._wake.set()
+        return done
+
+    def hand_over(self, successor: StatusBase) -> bool:
+        """Stop following the job and finish this status the way ``successor`` finishes.
+
+        Used when the same command is issued again (e.g. the RunEngine replays a ``set`` after
+        a pause): both statuses end together. Returns False if the job had already finished.
+        """
+        with self._lock:
+            if self._closed:
+                return False
+            self._closed = True
+        self._wake.set()
+
+        def follow(done: StatusBase) -> None:
+            exc = done.exception()
+            if exc is None:
+                self.status.set_finished()
+            else:
+                self.status.set_exception(exc)
+
+        successor.add_callback(follow)
+        return True
+
+    def _finish(self, exc: BaseException | None) -> bool:
+        with self._lock:
+            if self._closed:
+                return False
+            self._closed = True
+        if exc is None:
+            self.status.set_finished()
+        else:
+            self.status.set_exception(exc)
+        if self._on_finish is not None:
+            self._on_finish(self)
+        return True
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _send(self) -> bool:
+        self.sends += 1
+        try:
+            self.job.send()
+        except CS800Error as exc:  # already a sentence (e.g. the IOC clamped a parameter)
+            self._finish(exc)
+            return False
+        except Exception as exc:  # a CA write failed: say which and why
+            self._finish(CS800Error(
+                f"{self.job.device}: could not send the {self.job.what}: {exc}"))
+            return False
+        return True
+
+    def run(self) -> None:
+        """Send the job and follow it until it is done, fails or is cancelled (bounded)."""
+        job = self.job
+        if not self._send():
+            return
+        start = last = self._clock()
+        window = job.confirm_periods * self.status_period
+        confirm_deadline = start + window
+        paused_total = 0.0
+        invalid_since: float | None = None
+        while not self._closed:
+            now = self._clock()
+            paused = self._paused()
+            if paused:
+                paused_total += now - last
+            last = now
+            snap = self._snapshot()
+            exc = self._check_stale(snap, now, invalid_since)
+            invalid_since = (invalid_since or now) if snap.temp_invalid else None
+            if exc is None and not self.accepted:
+                if job.accepted(snap):
+                    self.accepted = True
+                elif now >= confirm_deadline and not paused:
+                    if self.sends > self.max_resends:
+                        exc = CS800NotAcceptedError(
+                            f"{job.device}: the controller did not accept the {job.what} after "
+                            f"{self.sends} attempts over {now - start:.1f} s ({snap.describe()}, "
+                            f"TARGETTEMP {_fmt_k(snap.target)}); check that the controller "
+                            "number and IP address of the IOC are right."
+                        )
+                    elif not self._send():
+                        return
+                    confirm_deadline = now + window
+            if exc is None and self.accepted:
+                exc = job.failure(snap, paused=paused)
+                if exc is None and job.done(snap):
+                    self._finish(None)
+                    return
+            if exc is None and now - start - paused_total > job.timeout:
+                held = ""
+                if self._on_timeout is not None:
+                    try:
+                        self._on_timeout()
+                        held = " HOLD was sent, so the controller stays where it is."
+                    except Exception as err:  # report, but the timeout is the error
+                        held = f" (sending HOLD failed too: {err})"
+                exc = CS800TimeoutError(
+                    f"{job.device}: the {job.what} did not finish within {job.timeout:.0f} s "
+                    f"({snap.describe()}).{held} Pass a longer timeout= for slower moves."
+                )
+            if exc is not None:
+                self._finish(exc)
+                return
+            self._wake.wait(self.poll_interval)
+
+    def _check_stale(
+        self, snap: Snapshot, now: float, invalid_since: float | None
+    ) -> CS800Error | None:
+        if snap.temp_invalid and invalid_since is not None:
+            if now - invalid_since >= self.status_period:
+                return CS800StaleError(
+                    f"{self.job.device}: the controller stopped reporting during the "
+                    f"{self.job.what}: TEMP is disconnected or has INVALID severity "
+                    f"(last reading {_fmt_k(snap.temp)}); check the controller's network "
+                    "link and the IOC."
+                )
+        if self.stale_after is not None and snap.update_age > self.stale_after:
+            return CS800StaleError(
+                f"{self.job.device}: no status update from the controller for "
+                f"{snap.update_age:.0f} s during the {self.job.what} (last TEMP "
+                f"{_fmt_k(snap.temp)}); check the controller's network link and the IOC."
+            )
+        return None
+
+
+__all__ = [
+    "SAME_TEMP_K",
+    "SHUT_DOWN_MODES",
+    "Job",
+    "JobRunner",
+    "MoveJob",
+    "PhaseJob",
+    "RestartJob",
+    "ShutdownJob",
+    "Snapshot",
+    "close",
+    "phase_name",
+    "run_mode_name",
+]

@@ -1,0 +1,237 @@
+"""Bluesky plans for the Oxford CryoStream 800 (:class:`ophyd_cs800.device.CS800`).
+
+Every plan is a generator of ``Msg`` objects: usable as ``RE(ramp(cs0, 150))``, inside other
+plans (``yield from ramp(cs0, 150, record=False)`` inside your own run: by default ``ramp`` and
+``cool`` open a run of their own) and in bluesky-queueserver. Nothing blocks inside a plan:
+commands go through ``Msg('set', ...)`` on the device (moves) or on its ``cs.actions`` soft
+signals (plateau, hold, end, ...), which return ophyd statuses; ``wait=True`` waits on them
+with ``Msg('wait')``. Errors raised before anything is sent (out of range, comms disabled,
+controller shut down) surface at the ``set``; failures found later (not accepted, timeout,
+stale controller) fail the status, and the RunEngine raises ``FailedStatus`` from them
+(:func:`ophyd_cs800.device.error_message` returns the sentence).
+
+Temperatures are kelvin, rates K/h (whole numbers, 1-360), durations minutes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable, Sequence
+from typing import Any
+
+from bluesky import plan_stubs as bps
+from bluesky import plans as bp
+from bluesky import preprocessors as bpp
+from bluesky.utils import Msg
+
+from ophyd_cs800.device import CS800
+
+Plan = Generator[Msg, Any, Any]
+
+
+def _move(
+    cs: CS800,
+    target: float,
+    *,
+    wait: bool,
+    record: bool | None,
+    group: str | None,
+    md: dict[str, Any] | None,
+    plan_name: str,
+    **set_kwargs: Any,
+) -> Plan:
+    """Move ``cs`` with ``Msg('set')``; with ``record`` inside a run (see :func:`ramp`)."""
+    set_kwargs = {key: value for key, value in set_kwargs.items() if value is not None}
+    if record is None:
+        record = wait
+    if record and not wait:
+        raise ValueError(f"{plan_name}(..., record=True) needs wait=True: a run records a "
+                         "finished move")
+    if not record:
+        return (yield from bps.abs_set(cs, target, group=group, wait=wait, **set_kwargs))
+    cs.check_value(target)
+    _md = {
+        "plan_name": plan_name,
+        "detectors": [cs.name],
+        "target_K": float(target),
+        "plan_args": {"target": float(target), **set_kwargs},
+        "hints": {"dimensions": [(["time"], "primary")]},
+    }
+    _md.update(md or {})
+
+    @bpp.monitor_during_decorator([cs.temperature])
+    @bpp.run_decorator(md=_md)
+    def recorded() -> Plan:
+        yield from bps.trigger_and_read([cs])
+        yield from bps.abs_set(cs, target, group=group, wait=True, **set_kwargs)
+        yield from bps.trigger_and_read([cs])
+
+    return (yield from recorded())
+
+
+def ramp(
+    cs: CS800,
+    target: float,
+    rate: float | None = None,
+    *,
+    wait: bool = True,
+    timeout: float | None = None,
+    record: bool | None = None,
+    group: str | None = None,
+    md: dict[str, Any] | None = None,
+) -> Plan:
+    """Ramp ``cs`` to ``target`` K at ``rate`` K/h (default: ``cs.ramp_rate``, 360 K/h).
+
+    With ``wait=True`` the plan returns when the sample gas is at the target (out of
+    Ramp/Cool/Wait, within ``cs.tolerance`` for ``cs.settle_time`` s); ``timeout`` (s)
+    overrides the computed one.
+
+    ``record`` (default: same as ``wait``) makes the move a run: a ``primary`` event before
+    and after the move (the table shows where it started and ended) and a ``cs0_monitor``
+    stream of TEMP during it; the plan returns the run uid. With ``record=False`` it is a
+    plain move like ``bps.mv`` (no documents, usable inside another run) and returns the
+    status; ``wait=False`` starts the ramp and returns its status at once (wait later with
+    ``bps.wait(group)``).
+    """
+    return (yield from _move(cs, target, wait=wait, record=record, group=group, md=md,
+                             plan_name="ramp", rate=rate, timeout=timeout))
+
+
+def cool(
+    cs: CS800,
+    target: float,
+    *,
+    wait: bool = True,
+    timeout: float | None = None,
+    record: bool | None = None,
+    group: str | None = None,
+    md: dict[str, Any] | None = None,
+) -> Plan:
+    """Go to ``target`` K as fast as possible (Cool); otherwise like :func:`ramp`."""
+    return (yield from _move(cs, target, wait=wait, record=record, group=group, md=md,
+                             plan_name="cool", cool=True, timeout=timeout))
+
+
+def plateau(cs: CS800, minutes: float, *, wait: bool = False, group: str | None = None) -> Plan:
+    """Hold the current temperature for ``minutes`` (1-1440), then Hold indefinitely.
+
+    ``wait=True`` returns when the plateau is over (PHASE has left Plat).
+    """
+    return (yield from bps.abs_set(cs.actions.plateau, minutes, group=group, wait=wait))
+
+
+def hold(cs: CS800, *, wait: bool = True) -> Plan:
+    """Hold the current temperature indefinitely; cancels the programme and any move of ``cs``.
+
+    ``wait=True`` returns once PHASE reads Hold. (In Ready this starts the gas flow.)
+    """
+    return (yield from bps.abs_set(cs.actions.hold, 1, wait=wait))
+
+
+def pause(cs: CS800) -> Plan:
+    """Suspend the controller's programme (a temporary Hold that :func:`resume` continues)."""
+    return (yield from bps.abs_set(cs.actions.pause_program, 1, wait=True))
+
+
+def resume(cs: CS800) -> Plan:
+    """Resume the programme suspended by :func:`pause`."""
+    return (yield from bps.abs_set(cs.actions.resume_program, 1, wait=True))
+
+
+def end(cs: CS800, rate: float = 360, *, wait: bool = False) -> Plan:
+    """Ramp to 300 K at ``rate`` K/h (1-360), then shut the controller down (Shutdown OK).
+
+    ``wait=True`` returns when the run mode reads Shutdown OK. Use :func:`restart` before
+    the next ramp.
+    """
+    return (yield from bps.abs_set(cs.actions.end, rate, wait=wait))
+
+
+def purge(cs: CS800, *, wait: bool = False) -> Plan:
+    """Warm the cooler up to room temperature, then shut down (``wait=True``: until then)."""
+    return (yield from bps.abs_set(cs.actions.purge, 1, wait=wait))
+
+
+def turbo(cs: CS800, on: bool) -> Plan:
+    """Switch turbo gas flow (10 l/min) on (``True``) or off (``False``)."""
+    return (yield from bps.abs_set(cs.actions.turbo, bool(on), wait=True))
+
+
+def restart(cs: CS800, *, wait: bool = True) -> Plan:
+    """Restart a shut-down controller; ``wait=True`` returns when it is Ready.
+
+    Does nothing if the controller is already Ready or Running.
+    """
+    return (yield from bps.abs_set(cs.actions.restart, 1, wait=wait))
+
+
+def temperature_series(
+    detectors: Sequence[Any],
+    cs: CS800,
+    temperatures: Iterable[float],
+    *,
+    rate: float | None = None,
+    md: dict[str, Any] | None = None,
+) -> Plan:
+    """Read ``detectors`` (and ``cs``) at each temperature in turn, settling at each one.
+
+    One run; one event per temperature, after the move to it is done (the device's tolerance
+    and settle time decide). ``rate`` (K/h) sets ``cs.ramp_rate`` first. Every temperature is
+    checked against the controller's range before anything moves. Returns the run uid.
+    """
+    temps = [float(t) for t in temperatures]
+    if not temps:
+        raise ValueError("temperature_series needs at least one temperature")
+    for t in temps:
+        cs.check_value(t)
+    if rate is not None:
+        yield from bps.mv(cs.ramp_rate, rate)
+    _md = {"plan_name": "temperature_series", "temperatures_K": temps,
+           "ramp_rate_K_per_h": cs.ramp_rate.get()}
+    _md.update(md or {})
+    return (yield from bp.list_scan(list(detectors), cs, temps, md=_md))
+
+
+def ramp_and_record(
+    detectors: Sequence[Any],
+    cs: CS800,
+    target: float,
+    *,
+    rate: float | None = None,
+    period: float | None = 1.0,
+    md: dict[str, Any] | None = None,
+) -> Plan:
+    """Ramp ``cs`` to ``target`` K while reading ``detectors`` and ``cs`` every ``period`` s.
+
+    Built on ``bluesky.plans.ramp_plan``: a ``primary`` event per reading (before, during and
+    after the ramp) plus a monitor stream of the temperature. If the move fails (timeout,
+    stale controller, ...) the run ends with that error instead of looking successful.
+    Returns the run uid.
+    """
+    cs.check_value(target)
+    readables = [*detectors, cs]
+
+    def inner() -> Plan:
+        return (yield from bps.trigger_and_read(readables))
+
+    _md = {"plan_name": "ramp_and_record", "target_K": float(target)}
+    _md.update(md or {})
+    # The RunEngine raises FailedStatus as soon as the move's status fails (the run is open),
+    # so a failed ramp ends the run with exit_status "fail".
+    go = ramp(cs, target, rate, wait=False, record=False)
+    return (yield from bp.ramp_plan(go, cs.temperature, inner, period=period, md=_md))
+
+
+__all__ = [
+    "cool",
+    "end",
+    "hold",
+    "pause",
+    "plateau",
+    "purge",
+    "ramp",
+    "ramp_and_record",
+    "restart",
+    "resume",
+    "temperature_series",
+    "turbo",
+]

@@ -1,0 +1,123 @@
+"""``cs800-demo`` end to end: a subprocess that starts its own sim IOC and ramps to 150 K."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+DEMO_TIMEOUT = 120.0  # the demo takes about 20 s; generous for a loaded 2-core machine
+
+
+def demo_command() -> list[str]:
+    script = Path(sys.executable).with_name("cs800-demo")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "ophyd_cs800.demo"]
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_command(tmp_path, command):
+    """Run ``command`` in its own session, output to a file; kill the group on timeout."""
+    out_path = tmp_path / "command.out"
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=DEMO_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the command and the IOC it started
+            proc.wait(10)
+            pytest.fail(f"{command} did not finish in {DEMO_TIMEOUT} s:\n"
+                        f"{out_path.read_text(errors='replace')[-3000:]}")
+    return rc, out_path.read_text(errors="replace")
+
+
+def run_demo(tmp_path, *args):
+    return run_command(tmp_path, [*demo_command(), *args])
+
+
+def test_demo_ramps_to_150_and_says_where_it_ended(tmp_path):
+    rc, text = run_demo(tmp_path)
+    assert rc == 0, text[-3000:]
+    match = re.search(r"cs0 ended at (\d+\.\d\d) K \(target 150\.00 K", text)
+    assert match, text[-3000:]
+    assert abs(float(match.group(1)) - 150.0) <= 0.2
+    assert "RE(ramp(cs0, 150" in text
+    assert "|         2 |" in text  # the live table's second row: the reading at the end
+
+
+def test_demo_rejects_bad_arguments_without_starting_anything(tmp_path):
+    rc, text = run_demo(tmp_path, "--target", "500")
+    assert rc == 2 and "--target must be 80-400 K, got 500" in text
+    assert "starting the simulated IOC" not in text
+
+
+def test_demo_table_falls_back_to_livetable_without_matplotlib(monkeypatch):
+    from bluesky.callbacks.core import LiveTable
+
+    from ophyd_cs800 import demo
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as on a plain `pip install`
+    monkeypatch.delitem(sys.modules, "bluesky.callbacks.best_effort", raising=False)
+    table, kind = demo._table_callback()
+    assert kind == "LiveTable" and isinstance(table, LiveTable)
+
+
+def test_example_temperature_series_runs_against_a_sim(tmp_path):
+    rc, text = run_command(tmp_path, [sys.executable, str(EXAMPLES / "temperature_series.py"),
+                                      "--temps", "280", "270", "--speed", "500",
+                                      "--settle", "0.3"])
+    assert rc == 0, text[-3000:]
+    rows = re.findall(r"\|\s+\d+ \| [\d:.]+ \|\s+(\d+\.\d\d) \|\s+1\.000 \|", text)
+    assert [round(float(t)) for t in rows] == [280, 270], text[-3000:]
+
+
+def test_example_plot_ramp_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    rc, text = run_command(tmp_path, [sys.executable, str(EXAMPLES / "plot_ramp.py"),
+                                      "--target", "270", "--speed", "500", "--period", "0.05",
+                                      "--out", "ramp.png"])
+    assert rc == 0, text[-3000:]
+    png = tmp_path / "ramp.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    match = re.search(r"(\d+) readings; ended at (\d+\.\d\d) K", text)
+    assert match and int(match.group(1)) >= 5 and abs(float(match.group(2)) - 270) <= 0.2
+
+
+def test_demo_ctrl_c_stops_the_ioc_it_started(tmp_path):
+    out_path = tmp_path / "demo.out"
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen([*demo_command(), "--speed", "20"], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            text = ""
+            deadline = time.monotonic() + DEMO_TIMEOUT
+            while "RE(ramp(cs0" not in text and time.monotonic() < deadline:
+                assert proc.poll() is None, out_path.read_text(errors="replace")
+                time.sleep(0.1)
+                text = out_path.read_text(errors="replace")
+            ioc_pid = int(re.search(r"IOC pid (\d+)", text).group(1))
+            os.killpg(proc.pid, signal.SIGINT)  # like Ctrl-C in a terminal: the whole group
+            rc = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+    text = out_path.read_text(errors="replace")
+    assert rc == 130, text[-3000:]
+    assert "interrupted; stopping the IOC" in text
+    assert "cs0 ended at" not in text
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{ioc_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{ioc_pid}").exists(), "the demo left its IOC running"
