@@ -53,7 +53,7 @@ def _table_callback() -> tuple[Any, str]:
     """BestEffortCallback without plots; bluesky's LiveTable if matplotlib is missing."""
     try:
         from bluesky.callbacks.best_effort import BestEffortCallback
-    except ImportError:  # BEC imports matplotlib, which a plain `pip install` lacks
+    except ImportError:  # BEC imports matplotlib; an environment may have removed it
         from bluesky.callbacks.core import LiveTable
 
         return LiveTable(["cs0", "cs0_setpoint", "cs0_target", "cs0_phase"]), "LiveTable"

@@ -66,7 +66,7 @@ def test_demo_table_falls_back_to_livetable_without_matplotlib(monkeypatch):
 
     from ophyd_cs800 import demo
 
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as on a plain `pip install`
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as in an environment without matplotlib
     monkeypatch.delitem(sys.modules, "bluesky.callbacks.best_effort", raising=False)
     table, kind = demo._table_callback()
     assert kind == "LiveTable" and isinstance(table, LiveTable)
