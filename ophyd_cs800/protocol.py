@@ -273,9 +273,14 @@ def status_checksum(data: bytes) -> int:
     ``data`` is the region between the length field and the checksum (ids and values, and any
     trailing bytes). An odd final byte counts as the high byte of a word padded with zero.
     """
+    return sum(_words(data)) & 0xFFFF
+
+
+def _words(data: bytes) -> tuple[int, ...]:
+    """Big-endian 16-bit words of ``data``; an odd final byte is padded with zero."""
     if len(data) % 2:
         data = data + b"\x00"
-    return sum(struct.unpack(f">{len(data) // 2}H", data)) & 0xFFFF
+    return struct.unpack(f">{len(data) // 2}H", data)
 
 
 @dataclass
@@ -450,20 +455,20 @@ def decode_status(datagram: bytes) -> StatusPacket:
         raise ProtocolError(f"bad footer: expected AB AA, found {data[-2:].hex(' ').upper()}")
     region = data[4 : 4 + size]
     found = struct.unpack_from(">H", data, 4 + size)[0]
-    expected = status_checksum(region)
+    words = _words(region)
+    expected = sum(words) & 0xFFFF
     if found != expected:
         raise ProtocolError(
             f"checksum mismatch: expected 0x{expected:04X} (sum of data words), found 0x{found:04X}"
         )
+    n_pairs = size // 4
     raw: dict[int, int] = {}
-    offset = 0
-    while offset + 4 <= size:
-        pid, value = struct.unpack_from(">HH", region, offset)
+    pairs = zip(words[0 : 2 * n_pairs : 2], words[1 : 2 * n_pairs : 2], strict=True)
+    for pid, value in pairs:
         if not _MIN_ID <= pid <= _MAX_ID or pid in raw:
             break
         raw[pid] = value
-        offset += 4
-    return StatusPacket(raw=raw, trailing=region[offset:], checksum=found)
+    return StatusPacket(raw=raw, trailing=region[4 * len(raw) :], checksum=found)
 
 
 # --------------------------------------------------------------------------------------------
