@@ -1,8 +1,10 @@
 """Benchmark solfmt: compile time of the largest corpus file (HFEMS, 64 solenoids) and lines/s.
 
-Run: ``python benchmarks/bench_solfmt.py [--repeat N]``. Prints, for the v3 and v4 outputs in
-compat and default mode, the best and median compile time of HFEMS@c01fc82.sol, the source
-lines compiled per second, and the .sft read + write time. Needs ``../shared/sol_examples``.
+Run: ``python benchmarks/bench_solfmt.py [--repeat N]``. Prints, for the v4 output in compat
+and default mode (v3 cannot hold its 64 solenoids), the best and median compile time of
+HFEMS@c01fc82.sol, the source lines compiled per second, the whole-file syntax-tree parse
+(:func:`soldrv.grammar.parse`) for comparison, and the .sft read + write time. Needs
+``../shared/sol_examples``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 
 from soldrv.compiler import compile_files
+from soldrv.grammar import parse
 from soldrv.sft import read_sft, write_sft
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "sol_examples"
@@ -33,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=10, help="runs per figure (default 10)")
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     if not SOURCE.exists():
         print(f"corpus file not found: {SOURCE}", file=sys.stderr)
         return 1
@@ -48,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         label = f"v{version} {'compat' if compat else 'default'}"
         print(f"{label:<16}{best * 1e3:>10.1f}{med * 1e3:>12.1f}{n_lines / med:>12.0f}"
               f"{len(result.program.code):>12}")
+    times = _times(lambda: parse(text), args.repeat)
+    med = statistics.median(times)
+    print(f"{'grammar.parse':<16}{min(times) * 1e3:>10.1f}{med * 1e3:>12.1f}"
+          f"{n_lines / med:>12.0f}{'(tree)':>12}")
     data = write_sft(compile_files([SOURCE], compat=True, version=4).program)
     times = _times(lambda: write_sft(read_sft(data)), args.repeat * 10)
     print(f".sft read+write of {len(data)} bytes: median {statistics.median(times) * 1e3:.2f} ms")

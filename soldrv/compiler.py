@@ -183,7 +183,9 @@ class _Mode:
 class CompileResult:
     """Result of a compilation: the ``program`` and the ``warnings`` (SolfmtWarning list).
 
-    ``verbose_text`` holds the reference ``-v`` description of every mode.
+    ``verbose_text`` holds what the reference ``solfmt -v`` prints on stdout before
+    ``Output written to file``: the optimizer notes, the solenoid/DtoA/proxy tables and a
+    description of every defined mode, in the reference layout (ends with a newline).
     """
 
     program: Program
@@ -222,6 +224,7 @@ class Compiler:
         self.verbose_lines: list[str] = []
         self.sources: list[str] = []
         self.lx: Lexer = Lexer("", "<none>")
+        self._call_site = ""  # "R, called by mode 3 at f.sol:7:2" while a routine is inlined
 
     # ------------------------------------------------------------------ helpers
 
@@ -265,6 +268,19 @@ class Compiler:
         if not tok.is_number:
             raise self._err(message)
         return tok.value
+
+    def _check_word(self, value: int, what: str) -> int:
+        """Check that ``value`` (the last token) fits the 16-bit word it is written to.
+
+        The reference writes only the low 16 bits; compat mode does the same, the default
+        mode stops with an error at the number.
+        """
+        if value > 0xFFFF and not self.compat:
+            raise self._err(
+                f"{what} {value} does not fit in a 16-bit word (0..65535); the reference "
+                "compiler silently keeps only its low 16 bits"
+            )
+        return value
 
     # ------------------------------------------------------------------ top level
 
@@ -322,7 +338,9 @@ class Compiler:
 
     def _read_solenoid(self) -> None:
         if len(self.solenoids) == self.max_solenoids:
-            raise self._err("Too Many Solenoids Defined")
+            hint = ("the v3 (QNX4) .sft format holds at most 32 solenoids; --format 4 (QNX6) "
+                    "allows 64") if self.version == VERSION_3 else ""
+            raise self.lx.error("Too Many Solenoids Defined", hint=hint)
         tok = self.lx.next()
         cat, _ = self.classify(tok)
         if cat == "sol":
@@ -330,8 +348,12 @@ class Compiler:
         if cat != "undefined":
             raise self._err("Solenoid Name Error")
         name = tok.text
-        open_cmd = self._expect_number("Solenoid Open Command Missing")
-        close_cmd = self._expect_number("Solenoid Close Command Missing")
+        open_cmd = self._check_word(
+            self._expect_number("Solenoid Open Command Missing"), "Solenoid open command"
+        )
+        close_cmd = self._check_word(
+            self._expect_number("Solenoid Close Command Missing"), "Solenoid close command"
+        )
         bit = self._expect_number("Solenoid Status Bit Definition Missing")
         if not 0 <= bit < 32:
             raise self._err("Solenoid Status Bit Out of Range")
@@ -345,7 +367,7 @@ class Compiler:
         while tok.is_number:
             if i == MAX_STATUS_ADDRS:
                 raise self._err("Maximum of 4 status addresses")
-            self.status_addrs[i] = tok.value
+            self.status_addrs[i] = self._check_word(tok.value, "Status address")
             i += 1
             tok = self.lx.next()
         if not tok.is_punct("}"):
@@ -366,6 +388,8 @@ class Compiler:
             if not tok.is_number:
                 raise self._err(value_msg)
             value = tok.value
+            if not is_proxy:
+                self._check_word(value, "DtoA set-point value")
             obj.chars.append(ch if ch is not None else "")
             if is_proxy:
                 if len(self.proxy_ids) >= MAX_PRXY_PTS:
@@ -402,7 +426,8 @@ class Compiler:
 
     def _read_dtoa(self) -> None:
         obj = self._read_named_set(False)
-        obj.address = self._expect_number("DtoA Addresss Missing")
+        obj.address = self._check_word(self._expect_number("DtoA Addresss Missing"),
+                                       "DtoA address")
         if not self.lx.next().is_punct("{"):
             raise self._err("DtoA Set Point Definition needs '{'")
         self._read_set_list(obj, MAX_DTOA_SET_POINTS, "DtoA Set Point Definition", False)
@@ -477,8 +502,19 @@ class Compiler:
         for table, _k in kinds:
             for obj in table:
                 obj.tl = _Timeline()
+        try:
+            self._read_mode_body(mode)
+        except SolfmtError as e:
+            if self._call_site and not e.hint:
+                e.hint = f"in routine {self._call_site}"
+            raise
+        self._end_mode(mode)
+
+    def _read_mode_body(self, mode: _Mode) -> None:
+        """Read a mode body up to its ``}`` (or ``select N }``), inlining routine calls."""
         kind_of = {"sol": T_SOL, "dtoa": T_DTOA, "proxy": T_PROXY}
         saved: tuple[Lexer, int] | None = None
+        self._call_site = ""
         while True:
             tok = self.lx.next()
             cat, idx = self.classify(tok)
@@ -501,6 +537,10 @@ class Compiler:
                     raise self._err("Nested routines are not supported")
                 saved = (self.lx, self.lx.pos)
                 r = self.routines[idx]
+                line, col = line_col(self.lx.text, tok.start)
+                self._call_site = (
+                    f"{r.name}, called by mode {mode.number} at {self.lx.filename}:{line}:{col}"
+                )
                 self.lx = r.lexer
                 self.lx.pos = r.pos
             elif tok.keyword == "select":
@@ -514,10 +554,16 @@ class Compiler:
                 if saved is not None:
                     self.lx, self.lx.pos = saved
                     saved = None
+                    self._call_site = ""
                     continue
                 break
             else:
                 raise self._err("Unexpected token in read_mode")
+
+    def _end_mode(self, mode: _Mode) -> None:
+        """At a mode's ``}``: check the cycle lengths, optimize, store the mode (§2.4, §3.1)."""
+        mn = mode.number
+        kinds = ((self.solenoids, T_SOL), (self.dtoas, T_DTOA), (self.proxies, T_PROXY))
         close_pos = self.lx.last.start  # type: ignore[union-attr]
         mode.pos = close_pos
         length = -1
@@ -624,6 +670,13 @@ class Compiler:
         if den == 0:
             raise self._err("Resolution denominator is 0 (division by zero)", mode.pos)
         count = (16384 * num) // den
+        if count == 0 and not self.compat:
+            # the reference writes SET_TIME 0, which both runtimes read as 4 s steps
+            raise self._err(
+                f"Mode {mode.number} resolution {num}/{den} s is shorter than one timer count "
+                "(1/16384 s); the reference compiler would silently make 4 s steps",
+                mode.pos,
+            )
         iters = 1
         if count > 0x10000:
             for ti in range(count // 0x10000 + 1, 1000):
@@ -660,7 +713,11 @@ class Compiler:
         describe = self._describe()
         for m, info in program.modes.items():
             info.description = describe.get(m, "")
-        text = "\n".join(self.verbose_lines + [self._describe_header()] + list(describe.values()))
+        # the reference layout: optimizer notes (printed while parsing), then describe():
+        # the tables, and each mode as "\nMode ...\n" ... "\n"
+        text = "".join(line + "\n" for line in self.verbose_lines)
+        text += self._describe_header() + "\n"
+        text += "".join("\n" + block + "\n" for block in describe.values())
         return CompileResult(program, self.warnings, text)
 
     def _describe_header(self) -> str:
@@ -727,8 +784,13 @@ class _CodeGen:
         self.code = bytearray()
         self.strings: list[str] = []
         self.mode: _Mode | None = None
+        self.where: Change | None = None  # the change being emitted, for value errors
 
-    def _err(self, message: str) -> SolfmtError:
+    def _err(self, message: str, at_change: bool = False) -> SolfmtError:
+        """Error located at the change being emitted (``at_change``) or at the mode's ``}``."""
+        w = self.where
+        if at_change and w is not None and w.src is not None and w.pos >= 0:
+            return SolfmtError.at(message, w.src.filename, w.src.text, w.pos)
         m = self.mode
         if m is None:
             return SolfmtError(message, self.c.lx.filename)
@@ -739,11 +801,12 @@ class _CodeGen:
             raise self._err("Mode Code Table exceeded")
         if not 0 <= x <= 255:
             if self.c.version == VERSION_4:
-                raise self._err("Mode code value out of range: string table overflow?")
+                raise self._err("Mode code value out of range: string table overflow?", True)
             if not self.c.compat:
                 raise self._err(
                     f"Mode code value out of range: {what} {x} does not fit in a byte "
-                    "(the v3 reference compiler silently keeps only its low byte)"
+                    "(the v3 reference compiler silently keeps only its low byte)",
+                    True,
                 )
         self.code.append(x & 0xFF)
 
@@ -772,6 +835,7 @@ class _CodeGen:
         n = len(lst)
         while i < n and lst[i].time == t0:
             ch = lst[i]
+            self.where = ch
             if ch.kind == T_SOL:
                 j = i
                 while j < n and lst[j].kind == T_SOL and lst[j].time == t0:
@@ -796,7 +860,22 @@ class _CodeGen:
                     f"Mode {self.mode.number if self.mode else '?'}: two mode switches with no "
                     "change between them; the reference compiler loops forever here"
                 )
+        self.where = None
         return i
+
+    def _check_dccc_buffer(self, cmds: list[int]) -> None:
+        """The reference builds ``M<a>,<b>,...\\n`` in a 250-byte buffer: a number that does
+        not fit is ``DCCC command string overflow``, no room left for the LF and NUL is
+        ``... overflow #2``."""
+        space = DCCC_MAX_CMD_BUF
+        for cmd in cmds:
+            space -= 1  # 'M' or ','
+            nb = len(str(cmd))
+            if space <= 0 or nb >= space:
+                raise self._err("DCCC command string overflow")
+            space -= nb
+        if space < 2:
+            raise self._err("DCCC command string overflow #2")
 
     def strobes(self, cmds: list[int]) -> None:
         if self.c.version == VERSION_3:
@@ -813,12 +892,19 @@ class _CodeGen:
         if len(cmds) == 1 and cmds[0] >= 256:
             if self.c.compat:
                 raise self._err(
-                    f"Solenoid command {cmds[0]} overflows the reference string cache (256)"
+                    f"Solenoid command {cmds[0]} overflows the reference string cache (256)",
+                    True,
                 )
-            self.c._differs(f"solenoid command {cmds[0]} >= 256 (reference cache overflow)")
+            w = self.where
+            self.c._differs(
+                f"solenoid command {cmds[0]} >= 256 (the reference compiler's string cache "
+                "overflows here)",
+                w.pos if w is not None else None,
+                w.src if w is not None else None,
+            )
         text = dccc_string(cmds)
-        if len(cmds) > 1 and len(text) + 1 > DCCC_MAX_CMD_BUF:
-            raise self._err("DCCC command string overflow")
+        if len(cmds) > 1:
+            self._check_dccc_buffer(cmds)
         self.byte(SOL_STROBES if len(cmds) == 1 else SOL_MULT_STROBES)
         self.byte(self.string_index(text), "string index")
 
@@ -899,18 +985,20 @@ class _CodeGen:
         if mode.init:
             i = self.group(mode.init, 0)
             if i < len(mode.init) and not c.compat:
-                lost = ", ".join(
-                    c._change_text(ch).split(maxsplit=1)[1] for ch in mode.init[i:]
-                )
-                first = mode.init[i]
-                c._differs(
-                    f"mode {mode.number}: initialization also sends {lost} (init-drop bug: "
-                    "the reference compiler drops it)",
-                    first.pos,
-                    first.src,
-                )
-                while i < len(mode.init):
-                    i = self.group(mode.init, i)
+                # the fix sends the rest too, except what the first group already sent
+                sent = {(ch.kind, ch.index, ch.state) for ch in mode.init[:i]}
+                rest = [ch for ch in mode.init[i:] if (ch.kind, ch.index, ch.state) not in sent]
+                if rest:
+                    lost = ", ".join(c._change_text(ch).split(maxsplit=1)[1] for ch in rest)
+                    c._differs(
+                        f"mode {mode.number}: initialization also sends {lost} (init-drop "
+                        "bug: the reference compiler drops it)",
+                        rest[0].pos,
+                        rest[0].src,
+                    )
+                j = 0
+                while j < len(rest):
+                    j = self.group(rest, j)
         cyc = mode.cycle
         if cyc:
             self.byte(SOL_SET_TIME)
@@ -985,17 +1073,23 @@ def compile_files(
 
     ``version`` is 3 or 4 (the .sft format the code is generated for); ``compat`` selects
     bit-exact reference behaviour. Raises SolfmtError on any fatal error in the sources and
-    OSError (from reading) as SolfmtError "Cannot open file".
+    OSError (from reading) as SolfmtError "Cannot open file"; the warnings given before the
+    error are in its ``warnings`` attribute.
     """
     comp = Compiler(version, compat)
-    for p in paths:
-        name = os.fspath(p)
-        try:
-            text = _read_text(p)
-        except OSError as e:
-            raise SolfmtError(f"Cannot open file {name}: {e.strerror or e}", "solfmt") from None
-        comp.read_source(text, name)
-    return comp.finish()
+    try:
+        for p in paths:
+            name = os.fspath(p)
+            try:
+                text = _read_text(p)
+            except OSError as e:
+                raise SolfmtError(f"Cannot open file {name}: {e.strerror or e}",
+                                  "solfmt") from None
+            comp.read_source(text, name)
+        return comp.finish()
+    except SolfmtError as e:
+        e.warnings = list(comp.warnings)
+        raise
 
 
 def compile_text(
@@ -1006,5 +1100,9 @@ def compile_text(
 ) -> CompileResult:
     """Compile .sol source ``text`` (see :func:`compile_files`); SolfmtError on bad input."""
     comp = Compiler(version, compat)
-    comp.read_source(text, filename)
-    return comp.finish()
+    try:
+        comp.read_source(text, filename)
+        return comp.finish()
+    except SolfmtError as e:
+        e.warnings = list(comp.warnings)
+        raise

@@ -18,21 +18,76 @@ def line_col(text: str, pos: int) -> tuple[int, int]:
 
 
 def source_line(text: str, pos: int) -> str:
-    """Return the text of the line holding offset ``pos`` (without its LF, CR shown as \\r)."""
+    """Return the raw text of the line holding offset ``pos`` (without its LF)."""
     pos = max(0, min(pos, len(text)))
     start = text.rfind("\n", 0, pos) + 1
     end = text.find("\n", pos)
     if end < 0:
         end = len(text)
-    return text[start:end].replace("\r", "\\r")
+    return text[start:end]
+
+
+SHOW_WIDTH = 100
+"""Longest excerpt of a source line shown under an error message, in characters."""
+
+
+def render_line(line: str, column: int) -> tuple[str, int]:
+    """Return (printable excerpt of ``line``, 0-based display offset of 1-based ``column``).
+
+    TABs are expanded to 8-column stops, CR is shown as ``\\r`` and other control or
+    non-printable characters as ``\\xNN``, so the excerpt is safe for a terminal and a caret
+    at the returned offset sits under the character of ``column``. A line longer than
+    :data:`SHOW_WIDTH` is cut to a window around that character, marked with ``...``.
+    """
+    shown: list[str] = []
+    width = 0
+    caret = None
+    for i, ch in enumerate(line):
+        if i == column - 1:
+            caret = width
+        if ch == "\t":
+            piece = " " * (8 - width % 8)
+        elif ch == "\r":
+            piece = "\\r"
+        elif not ch.isprintable():
+            piece = f"\\x{ord(ch):02x}"
+        else:
+            piece = ch
+        shown.append(piece)
+        width += len(piece)
+    if caret is None:
+        caret = width + max(0, column - 1 - len(line))
+    text = "".join(shown)
+    if len(text) > SHOW_WIDTH:
+        # cut on whole pieces (never inside an escape) to a window around the caret
+        lo = max(0, min(caret - SHOW_WIDTH // 2, len(text) - SHOW_WIDTH))
+        kept: list[str] = []
+        first = None
+        pos = 0
+        for piece in shown:
+            if pos >= lo and pos + len(piece) <= lo + SHOW_WIDTH:
+                if first is None:
+                    first = pos
+                kept.append(piece)
+            pos += len(piece)
+        first = lo if first is None else first
+        body = "".join(kept)
+        prefix = "..." if first > 0 else ""
+        suffix = "..." if first + len(body) < len(text) else ""
+        text = prefix + body + suffix
+        caret = caret - first + len(prefix)
+    return text, caret
 
 
 class SolfmtError(Exception):
     """A fatal error in a .sol source: ``file:line:column: message`` plus the offending line.
 
     Attributes: ``filename``, ``line`` and ``column`` (1-based; 0 when not tied to a place),
-    ``message`` (the reference compiler's message text, e.g. ``"Unknown Character"``) and
-    ``text`` (the source line, or "").
+    ``message`` (the reference compiler's message text, e.g. ``"Unknown Character"``),
+    ``text`` (the raw source line, or "") and ``hint`` (an extra sentence on how to fix it,
+    or ""). ``str()`` gives the message line, the source line made printable
+    (:func:`render_line`) with a caret under the column, then the hint. ``warnings`` holds
+    the :class:`SolfmtWarning` list given before the error (filled by the compiler).
     """
 
     def __init__(
@@ -42,28 +97,34 @@ class SolfmtError(Exception):
         line: int = 0,
         column: int = 0,
         text: str = "",
+        hint: str = "",
     ):
         self.message = message
         self.filename = filename
         self.line = line
         self.column = column
         self.text = text
+        self.hint = hint
+        self.warnings: list[SolfmtWarning] = []
         super().__init__(self.__str__())
 
     @classmethod
-    def at(cls, message: str, filename: str, source: str, pos: int) -> SolfmtError:
+    def at(cls, message: str, filename: str, source: str, pos: int, hint: str = "") -> SolfmtError:
         """Build an error located at character offset ``pos`` of ``source``."""
         line, col = line_col(source, pos)
-        return cls(message, filename, line, col, source_line(source, pos))
+        return cls(message, filename, line, col, source_line(source, pos), hint)
 
     def __str__(self) -> str:
         if not self.line:
-            return f"{self.filename}: {self.message}"
-        head = f"{self.filename}:{self.line}:{self.column}: {self.message}"
-        if not self.text:
-            return head
-        caret = " " * (max(self.column, 1) - 1) + "^"
-        return f"{head}\n    {self.text}\n    {caret}"
+            head = f"{self.filename}: {self.message}"
+        else:
+            head = f"{self.filename}:{self.line}:{self.column}: {self.message}"
+            if self.text:
+                shown, caret = render_line(self.text, max(self.column, 1))
+                head += f"\n    {shown}\n    {' ' * caret}^"
+        if self.hint:
+            head += f"\n    note: {self.hint}"
+        return head
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 :func:`trace_mode` runs one mode's code without hardware or clock and returns the events with
 their tick numbers; :func:`solenoid_states` turns that into the open/closed state of every
-solenoid per step. Used by ``soldump --trace``-style checks and by the tests that spell out the
-timing of the design document's examples. No mode switching is simulated: the trace follows
+solenoid per step. Used by the tests that spell out the timing of the design document's
+examples and of generated programs. No mode switching is simulated: the trace follows
 one mode until END_MODE, SELECT or the tick limit.
 """
 

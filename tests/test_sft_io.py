@@ -162,12 +162,60 @@ def test_timer_period():
 @pytest.mark.integration
 def test_soldump_command(tmp_path):
     exe = shutil.which("soldump", path=str(Path(sys.executable).parent))
+    cmd = [exe] if exe else [sys.executable, "-c",
+                             "from soldrv.cli import main_soldump as m; raise SystemExit(m())"]
     src = CORPUS / "ref_v4" / "arp-das__drivers_soldrv__laser.ref.sft"
-    proc = subprocess.run([exe, str(src)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([*cmd, str(src)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     assert proc.stdout == src.with_name(src.name.replace(".sft", ".dis.txt")).read_text()
     bad = tmp_path / "bad.sft"
     bad.write_bytes(src.read_bytes()[:40])
-    proc = subprocess.run([exe, str(bad)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([*cmd, str(bad)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "truncated" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"soldump: {bad}: truncated .sft")
+
+
+V2_FILE = bytes.fromhex("00 02 01 00 05 00 06 00 08 04 01 00 00 00 01 00 00 00 03 00 00 05 04")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "truncated .sft: the version word needs 2 byte(s) at offset 0"),
+        (b"\x7fELF\x02\x01", "not an .sft file: version word 0x457F at offset 0"),
+        (V2_FILE[:-3], "truncated .sft: 3 bytes of mode code needs 3 byte(s) at offset 20"),
+        (b"\x00\x04A" + b"\x00\x00" * 5, "truncated .sft: the string table size needs 2"),
+    ],
+)
+def test_soldump_on_bad_files_says_one_sentence(tmp_path, capsys, data, message):
+    from soldrv.cli import main_soldump
+
+    path = tmp_path / "bad.sft"
+    path.write_bytes(data)
+    assert main_soldump([str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"soldump: {path}: {message}")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_soldump_dumps_a_v2_file(tmp_path, capsys):
+    from soldrv.cli import main_soldump
+
+    (tmp_path / "old.sft").write_bytes(V2_FILE)
+    assert main_soldump([str(tmp_path / "old")]) == 0  # .sft is added to a bare name
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out == (
+        "version 0x0200  cmd_set 'A'\n"
+        "solenoids (1): [open_cmd, close_cmd, status_addr, status_mask]\n"
+        "    0: 5 6 0x0408 0x0001\n"
+        "set_points (0): [address, value]\n"
+        "proxy_ids (0): []\n"
+        "mode_indices (1): 0\n"
+        "mode_code bytes: 3\n"
+        "trailing bytes: 0\n"
+        "disassembly (offset opcode operands):\n"
+        "mode 0:\n"
+        "      0 STROBES 5\n"
+        "      2 END_MODE\n"
+    )

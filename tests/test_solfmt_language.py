@@ -32,6 +32,17 @@ def test_init_drop():
     assert "init-drop" in msg and "B opened" in msg
 
 
+def test_init_drop_fix_does_not_resend_what_initialize_sent():
+    same = SOL + "mode 0 {\n Initialize A: O\n A: OOOO\n}\n"
+    assert code(same) == code(same, compat=True) == bytes.fromhex("00 16 04")
+    assert differs(same) == []  # nothing was dropped, so nothing differs
+    other = SOL + "mode 0 {\n Initialize A: O\n A: ____\n}\n"
+    assert code(other, compat=True) == bytes.fromhex("00 16 04")  # A left open
+    assert code(other) == bytes.fromhex("00 16 00 17 04")  # the pattern's closed state wins
+    (msg,) = differs(other)
+    assert "A closed" in msg
+
+
 def test_group_shift_after_switch():
     src = SOL + "mode 0 {\n A: OO^O__\n}\n"
     # reference: the close fires at the '^' (t=2) instead of t=3; cycle length is kept
@@ -127,7 +138,10 @@ def test_resolution_to_timer_count(res, count, iters, warned):
     assert (prog.modes[0].timer_count, prog.modes[0].iterations) == (count, iters)
     assert prog.code[:3] == bytes((2, count & 0xFF, count >> 8))
     # after SET_TIME and STROBES: the wait of one step, multiplied by the iterations
-    assert prog.code[5:7] == bytes((5, iters)) if iters > 1 else prog.code[5] == 1
+    if iters > 1:
+        assert prog.code[5:7] == bytes((5, iters))
+    else:
+        assert prog.code[5] == 1
     irr = [w for w in res_obj.warnings if "irrational" in w.message]
     assert bool(irr) == warned
     if warned:
@@ -239,6 +253,43 @@ def test_whole_file_grammar_gives_a_syntax_tree():
     assert ei.value.line == 2 and str(ei.value).startswith("g.sol:2:")
 
 
+@pytest.mark.parametrize(
+    "src",
+    [
+        SOL + "mode 3 { Initialize A: O }\n",  # tokens resume after the value character
+        SOL + "mode 3 {\n Initialize A: O ; comment\n B: O_\n}\n",
+        SOL + "routine R {\n Initialize A junk\n A no colon\n}\n",  # pre-scan skips lines
+        SOL + "dtoa D 0 { ;:1 }\nmode 0 {\n D: ; ;\n}\n",  # ';' raw: no comment
+        SOL + "mode 0 {\n A: O_ } still the pattern\n}\n",
+        "Command_Set = '\\J' open = 'x' close='y' resolution = 0x 1F / 017 status_bytes { }",
+    ],
+)
+def test_grammar_accepts_what_the_compiler_accepts(src):
+    compile_text(src)
+    parse(src)
+
+
+@pytest.mark.parametrize(
+    ("src", "line", "col", "message"),
+    [
+        ("solenoid A 1 2\n", 2, 1, "expected a number (decimal, 0-octal or 0x-hex), found "
+                                   "end of file"),
+        ("dtoa D 1 { a 1 }", 1, 14, "expected ':', found '1'"),
+        ("resolution = 1 2", 1, 16, "expected '/', found '2'"),
+        (SOL + "mode 0 {\n A: O_ }\n", 5, 1, "expected '}', found end of file"),
+        ("open = x", 1, 8, "expected a character constant such as 'O', found 'x'"),
+        ("\x00\x01", 1, 1, "expected a statement (solenoid, DtoA, Proxy, open, close, "
+                             "resolution, status_bytes, Command_Set, routine or mode), found"),
+    ],
+)
+def test_grammar_rejects_with_a_located_sentence(src, line, col, message):
+    with pytest.raises(SolfmtError) as ei:
+        parse(src, "g.sol")
+    err = ei.value
+    assert (err.line, err.column) == (line, col)
+    assert err.message.startswith("Syntax error: " + message)
+
+
 def test_routine_from_an_earlier_file_is_read_from_that_file(tmp_path):
     from soldrv.compiler import compile_files
 
@@ -255,3 +306,11 @@ def test_difference_warnings_point_at_the_source():
     (w,) = [w for w in res.warnings if w.kind == "differs"]
     assert (w.filename, w.line, w.column) == ("w.sol", 4, 9)  # the "_" of step 3, in R
     assert str(w).startswith("w.sol:4:9: warning: mode 0: changes at step 3")
+
+
+def test_cr_is_harmless_in_patterns_comments_and_set_point_lists():
+    plain = SOL + "dtoa D 0 { a:1\n b:2 }\nmode 0 { ; comment\n A: O_\n D: ab\n}\n"
+    with_cr = SOL + "dtoa D 0 { a:1\r\n b:2 }\nmode 0 { ; comment\r\n A: O_\r\n D: ab\r\n}\n"
+    assert code(with_cr, compat=True) == code(plain, compat=True)
+    with pytest.raises(SolfmtError, match="Unknown Character"):
+        code(with_cr.replace("}\n", "}\r\n"))  # but not where tokens are read

@@ -221,6 +221,7 @@ def test_mutated_corpus_compiles_or_raises_solfmt_error(text, compat, version):
         return
     data = write_sft(res.program)
     assert write_sft(read_sft(data)) == data
+    parse(text, "mut.sol")  # the whole-file grammar accepts every file that compiles
 
 
 @PROPS
