@@ -319,10 +319,10 @@ class OphydHardware:
                     self.unknown_command(c)
                 continue
             idx, is_open = owner
-            self.commanded[idx] = 1 if is_open else 0
             sig = self.solenoid_signals.get(idx)
             if sig is not None:
                 self._put(sig, 1 if is_open else 0)
+            self.commanded[idx] = 1 if is_open else 0  # only once the put went out
 
     def set_point(self, address: int, value: int) -> None:
         """Put ``value`` to the signal mapped to D/A ``address`` (ignored if unmapped)."""

@@ -3,7 +3,8 @@
 ::
 
     soldrv FILE... [--mode N] [--at T:N ...] [--duration S | --ticks N] [--speed X]
-                   [--dry-run] [--pv-map MAP | --valve-bank PREFIX] [--compat] [-q]
+                   [--dry-run] [--pv-map MAP | --valve-bank PREFIX] [--compat]
+                   [--safe NAME=0|1 ...] [--no-safe] [-q]
 
 * Real time (default): ticks on absolute deadlines, outputs to the simulated backend (printed)
   or to EPICS PVs (``--pv-map`` file, or ``--valve-bank PREFIX`` for ``sim_ioc.valves``).
@@ -13,17 +14,24 @@
   or ``--ticks``. Requests come from ``--mode``, ``--at T:N`` and, when stdin is not a
   terminal, ``S<n>`` lines optionally prefixed by a time: ``@12.5 S3``.
 
-Bad input (unreadable or malformed file, bad map) prints one sentence and exits with status 2;
-a refused request or a program error while running is printed and soldrv keeps running.
+When a real-time run ends (``Q``, end of input, the limit, Ctrl-C or SIGTERM) the runner is
+stopped and then the safe state is written: every solenoid closed, ``--safe NAME=1`` to open
+one, ``--no-safe`` to leave the outputs alone. ``@T S<n>`` stdin lines are scheduled at T s.
+
+Bad input (unreadable or malformed file, bad map, bad arguments) prints one sentence and exits
+with status 2; a refused request or a program error while running is printed and soldrv keeps
+running. Exit status 130 after Ctrl-C/SIGTERM, 1 if the safe state could not be written.
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
+import itertools
 import re
+import signal
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -60,11 +68,14 @@ def read_name_map(text: str, program: Program) -> dict[str, dict[str | int, str]
 
     KEY is a solenoid name (or ``sol<i>``), ``<solenoid>.rbv`` for its status readback, or a
     DtoA name / address (``0x0E42``). Returns {"solenoids", "status", "dtoa"} maps. Raises
-    ValueError naming the line for a malformed line or an unknown name.
+    ValueError naming the line for a malformed line, an unknown name, a key mapped twice
+    (DtoAs sharing an address are one channel) or an address no DtoA of the program uses.
     """
     from soldrv.backends import resolve_dtoa_address, resolve_solenoid
 
     out: dict[str, dict[str | int, str]] = {"solenoids": {}, "status": {}, "dtoa": {}}
+    seen: dict[tuple[str, int], int] = {}
+    addresses = {sp.address for sp in program.set_points}
     for no, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -75,35 +86,78 @@ def read_name_map(text: str, program: Program) -> dict[str, dict[str | int, str]
         key, pv = parts
         try:
             if key.lower().endswith(".rbv"):
-                out["status"][resolve_solenoid(program, key[:-4])] = pv
-                continue
-            try:
-                out["solenoids"][resolve_solenoid(program, key)] = pv
-            except KeyError:
-                out["dtoa"][resolve_dtoa_address(program, key)] = pv
+                kind, index = "status", resolve_solenoid(program, key[:-4])
+            else:
+                try:
+                    kind, index = "solenoids", resolve_solenoid(program, key)
+                except KeyError as sol_err:
+                    try:
+                        kind, index = "dtoa", resolve_dtoa_address(program, key)
+                    except KeyError as da_err:
+                        raise KeyError(
+                            f"{key!r} is neither a solenoid nor a DtoA of the program "
+                            f"({sol_err.args[0]}; {da_err.args[0]})"
+                        ) from None
+                    if index not in addresses:
+                        raise KeyError(
+                            f"no DtoA of the program uses address 0x{index:04X}"
+                        ) from None
         except KeyError as e:
             raise ValueError(f"name map line {no}: {e.args[0]}") from None
+        if (kind, index) in seen:
+            raise ValueError(
+                f"name map line {no}: {key!r} is mapped twice (first on line "
+                f"{seen[(kind, index)]})"
+            )
+        seen[(kind, index)] = no
+        out[kind][index] = pv
     return out
+
+
+def _format_action(program: Program, act: Action) -> str:
+    mode = "-" if act.mode is None else str(act.mode)
+    return f"{act.time:11.4f} s  mode {mode:>3} step {act.step:>4}  {act.describe(program)}\n"
 
 
 def _print_action(out: TextIO, program: Program, act: Action) -> None:
     if act.kind in ("set_time", "goto"):
         return
-    mode = "-" if act.mode is None else str(act.mode)
-    out.write(
-        f"{act.time:11.4f} s  mode {mode:>3} step {act.step:>4}  {act.describe(program)}\n"
-    )
-    out.flush()
+    out.write(_format_action(program, act))
 
 
 def _parse_at(text: str) -> tuple[float, int]:
     try:
         t, m = text.split(":", 1)
-        return float(t), int(m)
+        at, mode = float(t), int(m)
     except ValueError:
+        at, mode = -1.0, -1
+    if not (at >= 0 and mode >= 0):  # also refuses nan
         raise argparse.ArgumentTypeError(
-            f"--at wants SECONDS:MODE (e.g. 12.5:3), got {text!r}"
-        ) from None
+            f"--at wants SECONDS:MODE with both >= 0 (e.g. 12.5:3), got {text!r}"
+        )
+    return at, mode
+
+
+def _positive(kind: type, what: str, allow_zero: bool = False) -> Any:
+    def conv(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} wants a number, got {text!r}") from None
+        if not (value >= 0 if allow_zero else value > 0) or value != value:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be {'>= 0' if allow_zero else '> 0'}, got {text!r}"
+            )
+        return value
+
+    return conv
+
+
+def _parse_safe(text: str) -> tuple[str, int]:
+    name, sep, state = text.partition("=")
+    if not sep or state.strip() not in ("0", "1") or not name.strip():
+        raise argparse.ArgumentTypeError(f"--safe wants NAME=0 or NAME=1, got {text!r}")
+    return name.strip(), int(state)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -112,12 +166,15 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Run a solenoid-cycle program (.sft, or .sol compiled on the fly).",
     )
     ap.add_argument("files", nargs="+", help="one .sft file, or one or more .sol files")
-    ap.add_argument("--mode", type=int, help="request this mode at start")
+    ap.add_argument("--mode", type=_positive(int, "--mode", True),
+                    help="request this mode at start")
     ap.add_argument("--at", type=_parse_at, action="append", default=[], metavar="T:N",
                     help="request mode N at T seconds (repeatable)")
-    ap.add_argument("--duration", type=float, help="stop after this many seconds")
-    ap.add_argument("--ticks", type=int, help="stop after this many timer ticks")
-    ap.add_argument("--speed", type=float, default=1.0,
+    ap.add_argument("--duration", type=_positive(float, "--duration"),
+                    help="stop after this many seconds")
+    ap.add_argument("--ticks", type=_positive(int, "--ticks"),
+                    help="stop after this many timer ticks")
+    ap.add_argument("--speed", type=_positive(float, "--speed"), default=1.0,
                     help="logical seconds per wall second in real time (default 1)")
     ap.add_argument("--dry-run", action="store_true",
                     help="print the timeline on the virtual clock (needs --duration or --ticks)")
@@ -126,6 +183,11 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="drive a sim_ioc.valves bank: solenoid i -> PREFIX V<i+1>, D/A -> DA<k>")
     ap.add_argument("--compat", action="store_true",
                     help="compile .sol input with the reference compiler's bugs")
+    ap.add_argument("--safe", type=_parse_safe, action="append", default=[], metavar="NAME=0|1",
+                    help="safe state of a solenoid, applied when soldrv exits (Q, end of "
+                         "input, the limit, Ctrl-C or SIGTERM); default: every solenoid closed")
+    ap.add_argument("--no-safe", action="store_true",
+                    help="leave the outputs as they are when soldrv exits")
     ap.add_argument("-q", "--quiet", action="store_true", help="do not print every action")
     return ap
 
@@ -144,6 +206,10 @@ def _stdin_requests(stdin: TextIO, err: TextIO) -> list[tuple[float, int]]:
     return reqs
 
 
+DRY_RUN_MAX_TICKS = 1_000_000
+"""Timer ticks a dry run delivers at most when no ``--ticks`` is given (keeps it bounded)."""
+
+
 def _dry_run(args: argparse.Namespace, program: Program, out: TextIO, err: TextIO,
              stdin: TextIO) -> int:
     if args.duration is None and args.ticks is None:
@@ -159,9 +225,12 @@ def _dry_run(args: argparse.Namespace, program: Program, out: TextIO, err: TextI
         program, on_action=None if args.quiet else lambda a: _print_action(out, program, a),
         record=False,
     )
+    ticks = DRY_RUN_MAX_TICKS if args.ticks is None else args.ticks
     end = float("inf") if args.duration is None else args.duration
     for at, mode in [*reqs, (end, None)]:
-        if _advance(vr, min(at, end), args.ticks, err) or mode is None:
+        if _advance(vr, min(at, end), ticks, err) or mode is None:
+            break
+        if at >= end:  # requests at or after the end of the run never act
             break
         try:
             vr.request_mode(mode)
@@ -169,11 +238,14 @@ def _dry_run(args: argparse.Namespace, program: Program, out: TextIO, err: TextI
             err.write(f"soldrv: request refused: {e}\n")
         except (ProgramError, HardwareError) as e:
             err.write(f"soldrv: {e}\n")
+    if args.ticks is None and vr.ticks_delivered >= DRY_RUN_MAX_TICKS:
+        err.write(f"soldrv: dry run stopped after {DRY_RUN_MAX_TICKS} ticks, before "
+                  f"--duration {args.duration:g} s (give --ticks N for a longer run)\n")
     out.write(f"end of dry run at {vr.now:.4f} s after {vr.ticks_delivered} ticks\n")
     return 0
 
 
-def _advance(vr: VirtualRunner, until: float, ticks: int | None, err: TextIO) -> bool:
+def _advance(vr: VirtualRunner, until: float, ticks: int, err: TextIO) -> bool:
     """Move the virtual clock to ``until``, printing program errors; True if ticks ran out."""
     while True:
         try:
@@ -202,61 +274,174 @@ def _hardware(args: argparse.Namespace, program: Program) -> Any:
     return SimHardware(program)
 
 
+def _safe_state(args: argparse.Namespace, program: Program) -> dict[int, int] | None:
+    """The safe state applied at exit ({solenoid index: 0/1}); None with --no-safe.
+
+    Raises ValueError naming an unknown solenoid of ``--safe``.
+    """
+    from soldrv.backends import resolve_solenoid
+
+    if args.no_safe:
+        return None
+    safe = {i: 0 for i in range(len(program.solenoids))}
+    for name, state in args.safe:
+        try:
+            safe[resolve_solenoid(program, name)] = state
+        except KeyError as e:
+            raise ValueError(f"--safe {name}={state}: {e.args[0]}") from None
+    return safe
+
+
+class _Signals:
+    """SIGINT (Ctrl-C) and SIGTERM end soldrv; while shutting down, both are ignored.
+
+    As the v4 soldrv does, the handlers are installed even if the signal was ignored when
+    soldrv started (e.g. a background job of a non-interactive shell). Only the main thread
+    can handle signals: elsewhere (soldrv called from a thread) this does nothing. Handlers
+    are restored by :meth:`restore`.
+    """
+
+    def __init__(self) -> None:
+        self.active = threading.current_thread() is threading.main_thread()
+        self.saved: dict[int, Any] = {}
+        if self.active:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, self._terminate)
+
+    @staticmethod
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def shield(self) -> None:
+        """Ignore SIGINT and SIGTERM from now on (the safe state must not be cut short)."""
+        if self.active:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
+
+    def restore(self) -> None:
+        """Put back the handlers that were there before."""
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        self.saved.clear()
+
+
 def _real_time(args: argparse.Namespace, program: Program, out: TextIO, err: TextIO,
                stdin: TextIO) -> int:
+    safe = _safe_state(args, program)
     hw = _hardware(args, program)
     done = threading.Event()
+    lock = threading.Lock()
+    schedule: list[tuple[float, int, int]] = []  # heap of (logical s, order, mode)
+    order = itertools.count()
+
+    def write(stream: TextIO, text: str) -> None:
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):  # output closed (e.g. a pipe into head): quit
+            done.set()
 
     def on_action(act: Action) -> None:
-        if not args.quiet:
-            _print_action(out, program, act)
+        if not args.quiet and act.kind not in ("set_time", "goto"):
+            write(out, _format_action(program, act))
 
     runner = RealTimeRunner(
         program, hw, on_action=on_action,
-        on_error=lambda e: err.write(f"soldrv: {e}\n"), speed=args.speed,
+        on_error=lambda e: write(err, f"soldrv: {e}\n"), speed=args.speed,
+        max_ticks=args.ticks,
     )
-    runner.start()
     limited = args.duration is not None or args.ticks is not None
 
+    def request(mode: int) -> None:
+        try:
+            runner.request_mode(mode)
+        except ModeRequestError as e:
+            write(err, f"soldrv: request refused: {e}\n")
+        except RuntimeError:  # the runner is closing: soldrv is quitting
+            pass
+
     def reader() -> None:
-        for line in stdin:
-            if line.strip().upper() in ("Q", "QUIT"):
-                break
-            if not line.strip():
-                continue
-            try:
-                _, mode = parse_request(line)
-                runner.request_mode(mode)
-            except (ValueError, ModeRequestError) as e:
-                err.write(f"soldrv: {e}\n")
-                err.flush()
+        try:
+            for line in stdin:
+                if line.strip().upper() in ("Q", "QUIT"):
+                    done.set()
+                    return
+                if not line.strip():
+                    continue
+                try:
+                    at, mode = parse_request(line)
+                except ValueError as e:
+                    write(err, f"soldrv: {e}\n")
+                    continue
+                if at is None:
+                    request(mode)
+                else:  # @T S<n>: at T logical seconds after the start
+                    with lock:
+                        heapq.heappush(schedule, (at, next(order), mode))
+        except (OSError, ValueError):  # stdin closed under us: like end of input
+            pass
         if not limited:
             done.set()
 
+    for at, mode in [*([(0.0, args.mode)] if args.mode is not None else []), *args.at]:
+        heapq.heappush(schedule, (at, next(order), mode))
+    signals = _Signals()
+    interrupted = False
     try:
-        for at, mode in sorted([*([(0.0, args.mode)] if args.mode is not None else []),
-                                *args.at]):
-            threading.Timer(at / args.speed, _safe_request, (runner, mode, err)).start()
-        threading.Thread(target=reader, daemon=True).start()
-        end = None if args.duration is None else time.monotonic() + args.duration / args.speed
+        runner.start()
+        threading.Thread(target=reader, name="soldrv-stdin", daemon=True).start()
         while not done.is_set():
-            if end is not None and time.monotonic() >= end:
+            now = runner.logical_now()
+            with lock:
+                due = []
+                while schedule and schedule[0][0] <= now:
+                    due.append(heapq.heappop(schedule)[2])
+                next_at = schedule[0][0] if schedule else None
+            for mode in due:
+                request(mode)
+            if args.duration is not None and now >= args.duration:
                 break
             if args.ticks is not None and runner.ticks_delivered >= args.ticks:
                 break
-            done.wait(0.05 if end is None else max(0.0, min(0.05, end - time.monotonic())))
+            wake = [0.05]
+            if next_at is not None:
+                wake.append((next_at - now) / args.speed)
+            if args.duration is not None:
+                wake.append((args.duration - now) / args.speed)
+            done.wait(max(0.0, min(wake)))
     except KeyboardInterrupt:
-        err.write("soldrv: interrupted\n")
+        interrupted = True
+        write(err, "soldrv: interrupted\n")
     finally:
-        runner.close()
-    return 0
+        signals.shield()
+        try:
+            ok = _shut_down(runner, hw, program, safe, args.quiet, out, err, write)
+        finally:
+            signals.restore()
+    if interrupted:
+        return 130
+    return 0 if ok else 1
 
 
-def _safe_request(runner: RealTimeRunner, mode: int, err: TextIO) -> None:
+def _shut_down(runner: RealTimeRunner, hw: Any, program: Program, safe: dict[int, int] | None,
+               quiet: bool, out: TextIO, err: TextIO, write: Any) -> bool:
+    """Stop the runner, then apply the safe state; False if the safe state failed."""
+    if not runner.close(10.0):
+        write(err, "soldrv: warning: the runner thread is still in a hardware call after "
+                   "10 s; applying the safe state anyway\n")
+    if safe is None:
+        return True
+    from soldrv.backends import apply_safe_state
+
     try:
-        runner.request_mode(mode)
-    except ModeRequestError as e:
-        err.write(f"soldrv: request refused: {e}\n")
+        apply_safe_state(hw, program, safe)
+    except Exception as e:  # noqa: BLE001 - reported, exit status 1
+        write(err, f"soldrv: error: putting the safe state failed: {type(e).__name__}: {e}\n")
+        return False
+    if not quiet:
+        states = " ".join(f"{program.solenoid_label(i)}={v}" for i, v in safe.items())
+        write(out, f"safe state: {states}\n")
+    return True
 
 
 def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None,
@@ -278,12 +463,14 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None,
             err.write(f"soldrv: error: {what} {mode}: mode {mode} is not defined; "
                       f"defined modes: {defined}\n")
             return 2
-    if args.dry_run:
-        return _dry_run(args, program, out, err, sin)
     try:
+        if args.dry_run:
+            return _dry_run(args, program, out, err, sin)
         return _real_time(args, program, out, err, sin)
-    except (OSError, ValueError, TimeoutError) as e:
-        err.write(f"soldrv: error: {e}\n")
+    except BrokenPipeError:  # e.g. soldrv ... --dry-run | head
+        return 0
+    except (OSError, ValueError, KeyError, TimeoutError) as e:
+        err.write(f"soldrv: error: {e.args[0] if isinstance(e, KeyError) else e}\n")
         return 2
 
 

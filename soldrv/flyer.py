@@ -24,6 +24,7 @@ from typing import Any
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.status import DeviceStatus
+from ophyd.utils import InvalidState
 
 from soldrv.backends import (
     SimHardware,
@@ -31,7 +32,15 @@ from soldrv.backends import (
     resolve_dtoa_address,
     resolve_solenoid,
 )
-from soldrv.machine import Action, ModeRequestError, SoldrvMachine, StepRecord, dtoa_channels
+from soldrv.machine import (
+    Action,
+    HardwareError,
+    ModeRequestError,
+    ProgramError,
+    SoldrvMachine,
+    StepRecord,
+    dtoa_channels,
+)
 from soldrv.program import Program
 from soldrv.runner import RealTimeRunner, load_program
 
@@ -67,7 +76,14 @@ class SolenoidCycler(Device):
 
     Bad input: an undefined mode gives a kickoff status that fails with
     :class:`~soldrv.machine.ModeRequestError`; an unknown safe-state name raises KeyError
-    here; a program error or hardware failure while flying fails the complete status.
+    here; a program error or hardware failure while flying puts the safe state at once and
+    fails the complete status with a sentence saying what failed and whether the safe state
+    could be written.
+
+    Threads: each kickoff starts one runner thread (named ``soldrv``) that ends when the
+    flight ends; ``stop()``, ``unstage()`` and ``stage()`` wait until it made its last
+    hardware call before they write the safe state. While a RunEngine is paused the cycle
+    keeps running (it is hardware-timed); abort or stop the RunEngine to unstage it.
     """
 
     mode = Cpt(Signal, value=0, kind="config")
@@ -107,13 +123,10 @@ class SolenoidCycler(Device):
         self.stop_on_complete = True
         self._channels = dtoa_channels(program)
         self._keys = self._make_keys()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the recorded state and events (short holds)
+        self._flight_lock = threading.RLock()  # kickoff, halt and safe state, one at a time
         self._events: list[dict[str, Any]] = []
-        self._runner: RealTimeRunner | None = None
-        self._kickoff_status: DeviceStatus | None = None
-        self._complete_status: DeviceStatus | None = None
-        self._error: Exception | None = None
-        self._t_start: float | None = None
+        self._flight: _Flight | None = None
         self._epoch_offset = time.time() - time.monotonic()
         self._states: list[int | None] = [None] * n
         self._dtoa: dict[int, int | None] = {a: None for a, _ in self._channels}
@@ -172,8 +185,16 @@ class SolenoidCycler(Device):
     # -- safe state --------------------------------------------------------------------------
 
     def apply_safe_state(self) -> None:
-        """Halt the runner (if flying) and drive the hardware to the safe state."""
-        self._halt("safe state")
+        """Halt the runner (if flying) and drive the hardware to the safe state.
+
+        The runner thread has made its last hardware call before the safe state is written,
+        so a tick can never undo it. A hardware call that raises here propagates.
+        """
+        with self._flight_lock:
+            self._halt("safe state")
+            self._write_safe_state()
+
+    def _write_safe_state(self) -> None:
         apply_safe_state(self.hardware, self.program, self.safe_solenoids, self.safe_dtoa)
         with self._lock:
             for i, v in self.safe_solenoids.items():
@@ -181,12 +202,15 @@ class SolenoidCycler(Device):
             for key, v in self.safe_dtoa.items():
                 self._dtoa[resolve_dtoa_address(self.program, key)] = int(v)
 
-    def _halt(self, reason: str) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            runner.halt(reason, wait=5.0)
-            runner.close()
-        self._finish(None)
+    def _halt(self, reason: str, flight: _Flight | None = None) -> None:
+        """Stop the current flight (only ``flight`` if given) and finish its statuses."""
+        with self._flight_lock:
+            f = self._flight
+            if f is None or (flight is not None and f is not flight):
+                return
+            f.runner.halt(reason, wait=5.0)
+            f.runner.close(5.0)
+            f.finish(None)
 
     # -- staging ---------------------------------------------------------------------------
 
@@ -197,12 +221,19 @@ class SolenoidCycler(Device):
         return staged
 
     def unstage(self) -> list[object]:
-        """Unstage: stop any running mode and put the hardware in the safe state."""
-        self.apply_safe_state()
-        return super().unstage()
+        """Unstage: stop any running mode and put the hardware in the safe state.
+
+        The device is unstaged even when writing the safe state raises (the error then
+        propagates), so it can be staged again once the hardware is back.
+        """
+        try:
+            self.apply_safe_state()
+        finally:
+            unstaged = super().unstage()
+        return unstaged
 
     def stop(self, *, success: bool = False) -> None:
-        """Stop the running mode and put the hardware in the safe state."""
+        """Stop the running mode and put the hardware in the safe state. Idempotent."""
         self.apply_safe_state()
 
     # -- flyer protocol ----------------------------------------------------------------------
@@ -210,72 +241,85 @@ class SolenoidCycler(Device):
     @property
     def flying(self) -> bool:
         """True while a kicked-off mode runs (until it ends, complete, stop or unstage)."""
-        done = self._complete_status is None or self._complete_status.done
-        return self._runner is not None and not done
+        f = self._flight
+        return f is not None and not f.complete_status.done
 
     def kickoff(self) -> DeviceStatus:
         """Start the configured mode; the status is done once the mode runs.
 
         The status fails with ModeRequestError for an undefined mode, and with the error
-        if the mode's first instructions fail. Kicking off while flying fails too.
+        if the mode's first instructions fail. Kicking off while flying fails too and leaves
+        the flight running (the statuses of this device never call ``stop()`` on failure:
+        the cycler puts the safe state itself after an error).
         """
-        st = DeviceStatus(self)
-        if self.flying:
-            st.set_exception(RuntimeError(f"{self.name} is already flying: complete it first"))
-            return st
-        old, self._runner = self._runner, None
-        if old is not None:  # a finished flight's runner
-            old.close()
-        mode = self.mode.get()
-        cycles = int(self.cycles.get() or 0)
-        duration = float(self.duration.get() or 0.0)
-        try:
-            if cycles < 0 or duration < 0:
-                raise ValueError(f"cycles ({cycles}) and duration ({duration} s) must be >= 0")
-            runner = RealTimeRunner(
+        st = DeviceStatus(self, call_stop_on_failure=False)
+        with self._flight_lock:
+            if self.flying:
+                st.set_exception(
+                    RuntimeError(f"{self.name} is already flying: complete it first")
+                )
+                return st
+            old = self._flight
+            if old is not None:  # a finished flight's runner (its thread is ending)
+                old.runner.close(5.0)
+            try:
+                mode = self.mode.get()
+                cycles = int(self.cycles.get() or 0)
+                duration = float(self.duration.get() or 0.0)
+                if cycles < 0 or duration < 0:
+                    raise ValueError(
+                        f"cycles ({cycles}) and duration ({duration} s) must be >= 0"
+                    )
+                mode = SoldrvMachine(self.program).check_request(mode)
+                if not self.program.is_defined(mode):  # mode 0 is accepted by soldrv
+                    raise ModeRequestError(
+                        f"mode {mode} is not defined in this program; defined modes: "
+                        + (", ".join(map(str, self.program.defined_modes())) or "none")
+                    )
+            except (ModeRequestError, ValueError) as e:
+                st.set_exception(e)
+                return st
+            done = DeviceStatus(self, call_stop_on_failure=False)
+            flight = _Flight(self, st, done, cycles, duration)
+            flight.runner = RealTimeRunner(
                 self.program,
                 self.hardware,
-                on_action=self._on_action,
-                on_step=self._on_step,
-                on_error=self._on_error,
-                on_idle=self._on_idle,
+                on_action=flight.on_action,
+                on_step=flight.on_step,
+                on_error=flight.on_error,
+                on_idle=flight.on_idle,
                 speed=self.speed,
             )
-            mode = runner.machine.check_request(mode)
-        except (ModeRequestError, ValueError) as e:
-            st.set_exception(e)
-            return st
-        with self._lock:
-            self._events.clear()
-            runner.machine.solenoids[:] = self._states
-            runner.machine.dtoa.update(self._dtoa)
-            self._error = None
-            self._t_start = None
-            self._kickoff_status = st
-            self._complete_status = DeviceStatus(self)
-        self._epoch_offset = time.time() - time.monotonic()
-        runner.start()
-        runner.set_limits(cycles or None, duration or None)
-        runner.request_mode(mode)
-        self._runner = runner  # flying: later requests queue behind the kickoff's
+            with self._lock:
+                self._events.clear()
+                flight.runner.machine.solenoids[:] = self._states
+                flight.runner.machine.dtoa.update(self._dtoa)
+                self._last.update(mode=-1, step=0, cycle=0, elapsed=0.0)
+            self._epoch_offset = time.time() - time.monotonic()
+            self._flight = flight  # before the thread starts: its callbacks find their flight
+            flight.runner.start()
+            flight.runner.set_limits(cycles or None, duration or None, wait=None)
+            flight.runner.request_mode(mode)
         return st
 
     def complete(self) -> DeviceStatus:
         """Return a status done when the mode ends, the limit is reached or it was stopped.
 
         Without a cycles or duration limit, this stops the mode now (unless
-        :attr:`stop_on_complete` is False: then it waits for the mode to end by itself).
-        Returns at once.
+        :attr:`stop_on_complete` was False at kickoff: then it waits for the mode to end by
+        itself). Returns at once; it fails if the flight stopped on a program or hardware
+        error (the hardware is then already in the safe state).
         """
-        st = self._complete_status
-        if st is None:
-            st = DeviceStatus(self)
+        f = self._flight
+        if f is None:
+            st = DeviceStatus(self, call_stop_on_failure=False)
             st.set_finished()
             return st
-        unlimited = not int(self.cycles.get() or 0) and not float(self.duration.get() or 0.0)
-        if unlimited and self.stop_on_complete:
-            threading.Thread(target=self._halt, args=("complete",), daemon=True).start()
-        return st
+        if f.unlimited and f.stop_on_complete and not f.complete_status.done:
+            threading.Thread(
+                target=self._halt, args=("complete", f), name="soldrv-complete", daemon=True
+            ).start()
+        return f.complete_status
 
     def request_mode(self, mode: int) -> None:
         """Request ``mode``: while flying, as soldrv (pending until the next ``^``, mode 0 at
@@ -283,10 +327,13 @@ class SolenoidCycler(Device):
 
         Raises ModeRequestError for an undefined mode (nothing changes).
         """
-        runner = self._runner
-        if runner is not None and self.flying:
-            runner.request_mode(mode)
-            return
+        f = self._flight
+        if f is not None and self.flying:
+            try:
+                f.runner.request_mode(mode)
+                return
+            except RuntimeError:  # the flight ended meanwhile: configure the next one
+                pass
         self.mode.put(SoldrvMachine(self.program).check_request(mode))
 
     def describe_collect(self) -> dict[str, dict[str, dict[str, Any]]]:
@@ -314,52 +361,105 @@ class SolenoidCycler(Device):
         out.update({k: {"value": v, "timestamp": now} for k, v in data.items()})
         return out
 
-    # -- runner callbacks (runner thread) --------------------------------------------------
 
-    def _on_action(self, act: Action) -> None:
-        if act.kind == "mode":
-            with self._lock:
-                self._last["mode"] = act.mode
-                if self._t_start is None:
-                    self._t_start = act.time
-            st = self._kickoff_status
-            if st is not None and not st.done:
-                st.set_finished()
+class _Flight:
+    """One kickoff: its runner, statuses and error. Runner callbacks land here (runner thread).
 
-    def _on_step(self, rec: StepRecord) -> None:
-        t = (rec.wall if rec.wall is not None else time.monotonic()) + self._epoch_offset
-        with self._lock:
-            self._states[:] = rec.solenoids
-            self._dtoa.update(rec.dtoa)
-            self._last.update(
+    Callbacks of a flight that is no longer the cycler's current one change nothing shared.
+    """
+
+    def __init__(
+        self,
+        cycler: SolenoidCycler,
+        kickoff_status: DeviceStatus,
+        complete_status: DeviceStatus,
+        cycles: int,
+        duration: float,
+    ) -> None:
+        self.cycler = cycler
+        self.kickoff_status = kickoff_status
+        self.complete_status = complete_status
+        self.unlimited = not cycles and not duration
+        self.stop_on_complete = cycler.stop_on_complete
+        self.runner: RealTimeRunner = None  # type: ignore[assignment]  # set by kickoff
+        self.error: Exception | None = None
+        self.t_start: float | None = None
+
+    @property
+    def current(self) -> bool:
+        return self.cycler._flight is self
+
+    def on_action(self, act: Action) -> None:
+        if act.kind != "mode" or not self.current:
+            return
+        cyc = self.cycler
+        with cyc._lock:
+            cyc._last["mode"] = act.mode
+            if self.t_start is None:
+                self.t_start = act.time
+        if not self.kickoff_status.done:
+            self.kickoff_status.set_finished()
+
+    def on_step(self, rec: StepRecord) -> None:
+        if not self.current:
+            return
+        cyc = self.cycler
+        t = (rec.wall if rec.wall is not None else time.monotonic()) + cyc._epoch_offset
+        with cyc._lock:
+            cyc._states[:] = rec.solenoids
+            cyc._dtoa.update(rec.dtoa)
+            cyc._last.update(
                 mode=-1 if rec.mode is None else rec.mode,
                 step=rec.step,
                 cycle=rec.cycle,
-                elapsed=rec.time - (self._t_start or 0.0),
+                elapsed=rec.time - (self.t_start or 0.0),
             )
-            data = self._data(rec.proxies)
-            self._events.append(
+            data = cyc._data(rec.proxies)
+            cyc._events.append(
                 {"time": t, "data": data, "timestamps": {k: t for k in data}, "filled": {}}
             )
 
-    def _on_error(self, err: Exception) -> None:
-        self._error = err
+    def on_error(self, err: Exception) -> None:
+        self.error = err
 
-    def _on_idle(self) -> None:
-        with self._lock:
-            self._last["mode"] = -1
-        runner = self._runner
-        if runner is not None:
-            runner.close_soon()  # the flight is over; the thread ends after its queue
-        self._finish(self._error)
+    def on_idle(self) -> None:
+        """The mode ended (END_MODE, limit, halt or error): end the thread, finish statuses.
 
-    def _finish(self, err: Exception | None) -> None:
-        for st in (self._kickoff_status, self._complete_status):
-            if st is not None and not st.done:
-                if err is not None:
-                    st.set_exception(err)
-                else:
-                    st.set_finished()
+        After an error the hardware is put in the safe state at once (the runner thread made
+        its last call), and the statuses fail with a sentence saying so.
+        """
+        self.runner.close_soon()
+        err = self.error
+        if self.current:
+            with self.cycler._lock:
+                self.cycler._last["mode"] = -1
+            if err is not None:
+                err = self._safe_after(err)
+        self.finish(err)
+
+    def _safe_after(self, err: Exception) -> Exception:
+        try:
+            self.cycler._write_safe_state()
+            note = "the hardware was put in the safe state"
+        except Exception as e:  # noqa: BLE001 - reported in the status
+            note = f"putting the safe state failed too ({type(e).__name__}: {e})"
+        if isinstance(err, (HardwareError, ProgramError)):
+            new: Exception = type(err)(f"{err}; {note}")
+        else:
+            new = HardwareError(f"the flight stopped on {type(err).__name__}: {err}; {note}")
+        new.__cause__ = err
+        return new
+
+    def finish(self, err: Exception | None) -> None:
+        for st in (self.kickoff_status, self.complete_status):
+            if not st.done:
+                try:
+                    if err is not None:
+                        st.set_exception(err)
+                    else:
+                        st.set_finished()
+                except InvalidState:  # finished by another thread meanwhile
+                    pass
 
 
 class _Recorder:

@@ -274,6 +274,9 @@ class SoldrvMachine:
         self.now = 0.0
         self.solenoids: list[int | None] = [None] * len(program.solenoids)
         self.dtoa: dict[int, int | None] = {addr: None for addr, _ in dtoa_channels(program)}
+        self.halt_requested = False
+        """Set from another thread to stop the mode before its next instruction (see
+        :meth:`_run`); the driver clears it when it handles the halt or a new request."""
         self._burst: list[Action] = []
         self._wall: float | None = None
         self._deadline: float | None = None
@@ -366,9 +369,7 @@ class SoldrvMachine:
             return
         self._enter(now, wall)
         self._emit("halt", detail=reason)
-        self._stop_timer()
-        self.mode = None
-        self.pending = None
+        self.to_no_mode()
         self._flush()
 
     # -- execution ---------------------------------------------------------------------------
@@ -422,6 +423,18 @@ class SoldrvMachine:
         self.timer_count = None
         self.wait_left = 0
 
+    def to_no_mode(self, *, drop_burst: bool = False) -> None:
+        """Go to NO_MODE at once: timer stopped, pending request dropped, no callbacks.
+
+        ``drop_burst`` also forgets the outputs not yet reported in a :class:`StepRecord`;
+        drivers use that to recover from an exception raised by one of their own callbacks.
+        """
+        self._stop_timer()
+        self.mode = None
+        self.pending = None
+        if drop_burst:
+            self._burst = []
+
     def _start_mode(self, mode: int, why: str) -> None:
         self.pending = None
         self.timer_count = None
@@ -443,17 +456,26 @@ class SoldrvMachine:
         text = f"{where}: {message}; the mode was stopped (NO_MODE)"
         err: Exception = HardwareError(text) if hardware else ProgramError(text, self.ip)
         self._emit("error", detail=text)
-        self._stop_timer()
-        self.mode = None
-        self.pending = None
+        self.to_no_mode()
         self._flush()
         return err
 
     def _run(self) -> None:
-        """Execute instructions until the machine blocks (WAIT/WAITS) or leaves the mode."""
+        """Execute instructions until the machine blocks (WAIT/WAITS) or leaves the mode.
+
+        Mode code only runs forward except at GOTO and SELECT, and nothing outside the
+        machine changes while it runs, so reaching the same GOTO or SELECT twice without a
+        WAIT in between is an endless loop: it is reported at once (before a second pass
+        repeats its hardware calls). ``max_ops`` stays as a backstop.
+        """
         ops = 0
         prog = self.program
+        jumps: set[int] = set()
         while self.mode is not None and self.wait_left == 0:
+            if self.halt_requested:  # a driver is stopping us (e.g. after a hung call)
+                self._emit("halt", detail="halt requested")
+                self.to_no_mode()
+                break
             ops += 1
             if ops > self.max_ops:
                 raise self._fail(
@@ -466,18 +488,24 @@ class SoldrvMachine:
                 raise self._fail(f"cannot decode the mode code ({e})") from None
             op = ins.opcode
             nxt = ins.next_offset
+            if op in (SOL_GOTO, SOL_SELECT):
+                if ins.offset in jumps:
+                    raise self._fail(
+                        f"{ins.name} at offset {ins.offset} was reached again without waiting "
+                        "for a timer tick (an endless loop: GOTO or SELECT chain without WAIT)"
+                    )
+                jumps.add(ins.offset)
             if op in (SOL_STROBES, SOL_MULT_STROBES):
                 try:
                     cmds = prog.strobe_commands(ins)
                 except ValueError as e:
                     raise self._fail(str(e)) from None
-                for c in cmds:
-                    owner = prog.command_owner(c)
-                    if owner is not None:
-                        self.solenoids[owner[0]] = 1 if owner[1] else 0
+                owners = [o for o in map(prog.command_owner, cmds) if o is not None]
                 self._emit("strobe", ins, commands=tuple(cmds))
+                self._hw(self.hardware.strobe, list(cmds), owners=owners)
+                for idx, is_open in owners:
+                    self.solenoids[idx] = 1 if is_open else 0
                 self.ip = nxt
-                self._hw(self.hardware.strobe, list(cmds))
             elif op in (SOL_WAIT, SOL_WAITS):
                 n = 1 if op == SOL_WAIT else ins.operands[0]
                 if n == 0:
@@ -505,9 +533,7 @@ class SoldrvMachine:
                 self._check_cycle_limit()
             elif op == SOL_END_MODE:
                 self._emit("end_mode", ins)
-                self._stop_timer()
-                self.mode = None
-                self.pending = None
+                self.to_no_mode()
             elif op == SOL_SELECT:
                 target = ins.operands[0]
                 self.cycle += 1
@@ -521,8 +547,7 @@ class SoldrvMachine:
                 else:
                     if target != 0:
                         self._emit("warning", ins, detail=f"can't select undefined mode {target}")
-                    self.mode = None
-                    self.pending = None
+                    self.to_no_mode()
             elif op == SOL_MSWOK:
                 if self.pending is not None:
                     self._emit("mswok", ins, detail=f"switch to mode {self.pending}")
@@ -533,16 +558,16 @@ class SoldrvMachine:
             elif op == SOL_DTOA:
                 i = self._index(ins, len(prog.set_points), "set points")
                 sp = prog.set_points[i]
-                self.dtoa[sp.address] = sp.value
                 self._emit("set_point", ins, index=i, address=sp.address, value=sp.value)
+                self._hw(self.hardware.set_point, sp.address, sp.value, address=sp.address)
+                self.dtoa[sp.address] = sp.value
                 self.ip = nxt
-                self._hw(self.hardware.set_point, sp.address, sp.value)
             elif op == SOL_PROXY:
                 i = self._index(ins, len(prog.proxy_ids), "proxy ids")
                 pid = prog.proxy_ids[i]
                 self._emit("proxy", ins, index=i, proxy_id=pid)
-                self.ip = nxt
                 self._hw(self.hardware.proxy, pid)
+                self.ip = nxt
             else:  # pragma: no cover - decode_instruction rejects unknown opcodes
                 raise self._fail(f"unknown opcode {op}")
 
@@ -553,17 +578,27 @@ class SoldrvMachine:
             raise self._fail(f"{ins.name} {i} is out of range: the program has {size} {what}")
         return i
 
-    def _hw(self, call: Callable[..., None], *args: object) -> None:
+    def _hw(
+        self,
+        call: Callable[..., None],
+        *args: object,
+        owners: Sequence[tuple[int, bool]] = (),
+        address: int | None = None,
+    ) -> None:
+        """Make a hardware call; if it raises, the outputs it touched become unknown (None)
+        and the mode stops with :class:`HardwareError`."""
         try:
             call(*args)
         except Exception as e:  # noqa: BLE001 - any backend failure stops the mode
+            for idx, _ in owners:
+                self.solenoids[idx] = None
+            if address is not None:
+                self.dtoa[address] = None
             raise self._fail(f"the hardware call failed: {type(e).__name__}: {e}", True) from e
 
     def _check_cycle_limit(self) -> bool:
         if self.cycle_limit is not None and self.cycles_done >= self.cycle_limit:
             self._emit("halt", detail=f"{self.cycles_done} cycle(s) done")
-            self._stop_timer()
-            self.mode = None
-            self.pending = None
+            self.to_no_mode()
             return True
         return False

@@ -53,9 +53,8 @@ def run_cycle(
     limit for those. Raises ValueError for a negative limit; an undefined mode fails the
     kickoff (FailedStatus). Returns the run uid.
     """
-    if cycles is None and duration is None:
-        cycles = 0
-        md_extra = {"cycles": "until the mode ends"}
+    if not cycles and not duration:  # None or 0: no limit
+        md_extra: dict[str, Any] = {"cycles": "until the mode ends"}
     else:
         md_extra = {"cycles": cycles or 0, "duration_s": duration or 0.0}
     _md = {"plan_name": "run_cycle", "soldrv_mode": mode, **md_extra, **(md or {})}

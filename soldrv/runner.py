@@ -225,6 +225,8 @@ class RealTimeRunner:
             NO_MODE (END_MODE, SELECT of an undefined mode, a limit, a halt or an error).
         speed: logical seconds per wall second (1.0 = real time); must be > 0.
         clock: wall-clock source in seconds (default ``time.monotonic``).
+        max_ticks: deliver at most this many timer ticks in total; the tick after them
+            halts the mode instead (``"halt"`` action ``"<n> ticks done"``).
 
     Logical time 0 is :meth:`start`. Tick k of a mode started at logical ``t0`` is due at
     wall time ``start + (t0 + k * period) / speed``. Actions carry ``wall`` (when they ran)
@@ -245,6 +247,7 @@ class RealTimeRunner:
         on_idle: Callable[[], None] | None = None,
         speed: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        max_ticks: int | None = None,
     ) -> None:
         """Create the runner (not started); see the class docstring."""
         if not speed > 0:
@@ -256,11 +259,14 @@ class RealTimeRunner:
         self.machine = SoldrvMachine(program, hardware, on_action=on_action, on_step=on_step)
         self._cond = threading.Condition()
         self._queue: list[tuple[str, object, threading.Event | None]] = []
+        self._first_request_at: float | None = None  # clock() when the oldest request came
+        self._inflight = 0  # queue items taken by the thread and not yet handled
         self._closing = False
         self._thread: threading.Thread | None = None
         self._wall0 = 0.0
         self._until: float | None = None
         self.ticks_delivered = 0
+        self.max_ticks = max_ticks
         self.last_error: Exception | None = None
         _attach_clock(hardware, self.clock)
 
@@ -287,11 +293,17 @@ class RealTimeRunner:
     # -- control -------------------------------------------------------------------------
 
     def start(self) -> RealTimeRunner:
-        """Start the runner thread (logical time 0 is now); returns self. Idempotent."""
-        if self._thread is None:
-            self._wall0 = self.clock()
-            self._thread = threading.Thread(target=self._loop, name="soldrv", daemon=True)
-            self._thread.start()
+        """Start the runner thread (logical time 0 is now); returns self.
+
+        Idempotent while running; a closed runner cannot be started again (RuntimeError).
+        """
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("the runner is closed: create and start a new one")
+            if self._thread is None:
+                self._wall0 = self.clock()
+                self._thread = threading.Thread(target=self._loop, name="soldrv", daemon=True)
+                self._thread.start()
         return self
 
     def __enter__(self) -> RealTimeRunner:
@@ -305,14 +317,26 @@ class RealTimeRunner:
     def _post(self, kind: str, arg: object, wait: float | None) -> bool:
         if self._thread is None:
             raise RuntimeError("the runner is not started: call start() first")
+        if self._thread is threading.current_thread():
+            wait = None  # from a callback: the thread handles it after the current call
         done = threading.Event() if wait is not None else None
         with self._cond:
-            if self._closing:
-                if kind == "halt":
-                    return True  # a closing runner halts by itself
+            closing = self._closing
+            if kind == "halt":  # also stops a burst that is running now, between instructions
+                self.machine.halt_requested = True
+            if not closing:
+                self._queue.append((kind, arg, done))
+                if kind == "request" and self._first_request_at is None:
+                    self._first_request_at = self.clock()
+                self._cond.notify_all()
+        if closing:
+            if kind != "halt":
                 raise RuntimeError("the runner is closed: create and start a new one")
-            self._queue.append((kind, arg, done))
-            self._cond.notify_all()
+            # a closing runner halts by itself: wait until its thread has made its last call
+            thread = self._thread
+            if wait is not None and thread is not threading.current_thread():
+                thread.join(wait)
+            return not thread.is_alive()
         if done is None:
             return True
         return done.wait(wait)
@@ -336,12 +360,13 @@ class RealTimeRunner:
         return self._post("halt", reason, wait)
 
     def set_limits(
-        self, cycles: int | None = None, duration: float | None = None, wait: float = 5.0
+        self, cycles: int | None = None, duration: float | None = None, wait: float | None = 5.0
     ) -> bool:
         """Stop after ``cycles`` more cycles (GOTO or SELECT) or ``duration`` more seconds.
 
         Either may be None (no limit). Reaching a limit halts the mode with a ``"halt"``
-        action. Returns False if the runner did not take them within ``wait`` s.
+        action. Returns False if the runner did not take them within ``wait`` s (None: do
+        not wait; limits posted before a request apply to the mode it starts).
         """
         if cycles is not None and cycles < 1:
             raise ValueError(f"cycles must be >= 1, got {cycles}")
@@ -353,7 +378,7 @@ class RealTimeRunner:
         """Wait until no mode runs (NO_MODE, nothing queued); False after ``timeout`` s."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self.machine.mode is not None or self._queue:
+            while self.machine.mode is not None or self._queue or self._inflight:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -364,30 +389,54 @@ class RealTimeRunner:
         """Ask the thread to end after what is queued, without waiting (callable from callbacks)."""
         with self._cond:
             self._closing = True
+            self.machine.halt_requested = True
             self._cond.notify_all()
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Halt the mode and stop the thread (joined within ``timeout`` s)."""
-        if self._thread is None:
-            return
+    def close(self, timeout: float = 5.0) -> bool:
+        """Halt the mode and stop the thread (joined within ``timeout`` s). Idempotent.
+
+        Returns True when the thread has ended (False if it is still busy, e.g. in a hardware
+        call that hangs; it ends after that call without making another). Called from the
+        runner thread itself (a callback), it only asks the thread to end.
+        """
         self.close_soon()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        self._thread = None
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return thread is None
+        thread.join(timeout)
+        return not thread.is_alive()
 
     # -- thread ----------------------------------------------------------------------------
 
     def _guard(self, call: Callable[..., None], *args: object) -> None:
+        """Run a machine call; any exception stops the mode and goes to ``on_error``.
+
+        ProgramError and HardwareError already left the machine in NO_MODE. Anything else
+        (a callback that raised, a bug) would otherwise kill the thread and leave the mode
+        "running" with nobody ticking it: the mode is halted and the error reported.
+        """
         try:
             call(*args)
         except (ProgramError, HardwareError) as e:
-            self.last_error = e
-            if self.on_error is not None:
-                self.on_error(e)
+            self._report(e)
+        except Exception as e:  # noqa: BLE001 - the runner thread must survive
+            self.machine.to_no_mode(drop_burst=True)  # no callbacks here: they may be what raised
+            self._report(e)
+
+    def _report(self, err: Exception) -> None:
+        self.last_error = err
+        if self.on_error is not None:
+            try:
+                self.on_error(err)
+            except Exception:  # noqa: BLE001 - nothing more can be done with it
+                pass
 
     def _watch_idle(self, was_running: bool) -> None:
         if was_running and self.machine.mode is None and self.on_idle is not None:
-            self.on_idle()
+            try:
+                self.on_idle()
+            except Exception as e:  # noqa: BLE001 - the runner thread must survive
+                self._report(e)
 
     def _handle(self, kind: str, arg: object) -> None:
         m = self.machine
@@ -395,24 +444,71 @@ class RealTimeRunner:
         now = self.logical_now()
         wall = self.clock()
         if kind == "request":
+            with self._cond:  # a halt queued after this request keeps its flag
+                if not any(k == "halt" for k, _, _ in self._queue) and not self._closing:
+                    m.halt_requested = False
             self._guard(m.request_mode, arg, now, wall)
             was_running = True  # a request that ends in NO_MODE (mode 0 undefined) is "idle"
         elif kind == "halt":
-            m.halt(now, str(arg), wall)
+            self._guard(m.halt, now, str(arg), wall)
+            with self._cond:
+                if not any(k == "halt" for k, _, _ in self._queue) and not self._closing:
+                    m.halt_requested = False
         elif kind == "limits":
             cycles, duration = arg  # type: ignore[misc]
             m.cycle_limit = None if cycles is None else m.cycles_done + cycles
             self._until = None if duration is None else now + duration
         self._watch_idle(was_running)
 
+    def _tick_due(self) -> float | None:
+        """Logical time of the next tick if it must run before the queued requests.
+
+        That is when its deadline passed before the oldest queued mode request arrived
+        (so requests and ticks are handled in time order). A queued halt or limit change,
+        or closing, goes first: a runner that fell behind must not catch up ticks then.
+        """
+        t = self.machine.next_tick_time()
+        if t is None:
+            return None
+        until = self._until if self.machine.mode is not None else None
+        if until is not None and until <= t:
+            return None
+        with self._cond:
+            if self._closing or any(kind != "request" for kind, _, _ in self._queue):
+                return None
+            first = self._first_request_at
+        if first is None or self.wall_of(t) > first:
+            return None
+        return t
+
+    def _deliver(self, tick_at: float) -> None:
+        deadline = self.wall_of(tick_at)
+        was_running = self.machine.mode is not None
+        if self.max_ticks is not None and self.ticks_delivered >= self.max_ticks:
+            self._guard(self.machine.halt, tick_at, f"{self.max_ticks} ticks done", self.clock())
+        else:
+            self.ticks_delivered += 1
+            self._guard(self.machine.tick, tick_at, self.clock(), deadline)
+        self._watch_idle(was_running)
+
     def _loop(self) -> None:
         m = self.machine
         while True:
+            # a tick that fell due before the requests now queued runs first (its time is
+            # earlier), so a late request never shifts the timer of a mode started at a ^
+            tick_at = self._tick_due()
+            if tick_at is not None:
+                self._deliver(tick_at)
+                continue
             with self._cond:
                 closing = self._closing
                 queue, self._queue = self._queue, []
+                self._first_request_at = None
+                self._inflight = len(queue)
             for kind, arg, done in queue:  # requests made before close() are still handled
                 self._handle(kind, arg)
+                with self._cond:
+                    self._inflight -= 1
                 if done is not None:
                     done.set()
             if closing:
@@ -435,17 +531,16 @@ class RealTimeRunner:
                     self._cond.wait(left)
                     if self._closing or self._queue or self.clock() < deadline:
                         continue
-            was_running = m.mode is not None
             if until is not None and target == until:
-                m.halt(until, f"duration done ({until:g} s)", self.clock())
+                was_running = m.mode is not None
+                self._guard(m.halt, until, f"duration done ({until:g} s)", self.clock())
                 self._until = None
+                self._watch_idle(was_running)
             else:
                 assert tick_at is not None
-                self.ticks_delivered += 1
-                self._guard(m.tick, tick_at, self.clock(), deadline)
-            self._watch_idle(was_running)
+                self._deliver(tick_at)
         was_running = m.mode is not None
-        m.halt(self.logical_now(), "runner closed", self.clock())
+        self._guard(m.halt, self.logical_now(), "runner closed", self.clock())
         self._watch_idle(was_running)
         with self._cond:
             self._cond.notify_all()

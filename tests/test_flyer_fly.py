@@ -8,7 +8,7 @@ import time
 import bluesky.plans as bp
 import pytest
 from bluesky import RunEngine
-from bluesky.utils import FailedStatus
+from bluesky.utils import FailedStatus, RunEngineInterrupted
 from ophyd.sim import SynGauss, motor
 from test_runner_virtual import TUTORIAL, TUTORIAL_PATTERNS
 
@@ -138,26 +138,159 @@ def test_undefined_mode_fails_kickoff_and_leaves_the_safe_state(RE):
         cyc.request_mode(3)
 
 
+def soldrv_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("soldrv")]
+
+
+def wait_for(cond, what, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+class WatchedSim(SimHardware):
+    """SimHardware that sets an event when a given command is strobed."""
+
+    def __init__(self, program, command):
+        super().__init__(program)
+        self.command = command
+        self.seen = threading.Event()
+
+    def strobe(self, commands):
+        super().strobe(commands)
+        if self.command in commands:
+            self.seen.set()
+
+
 def test_stop_in_mid_mode_leaves_the_safe_state():
     prog = compile_text(TUTORIAL).program
-    hw = SimHardware(prog)
-    cyc = SolenoidCycler(prog, hw, name="cyc", speed=SPEED / 4)
+    hw = WatchedSim(prog, 24)  # 24 opens B (steps 5..7 of 16)
+    cyc = SolenoidCycler(prog, hw, name="cyc", speed=1.0)  # B stays open for 0.75 s
     cyc.mode.put(0)
     cyc.cycles.put(100)
     cyc.kickoff().wait(5)
     done = cyc.complete()
-    deadline = time.monotonic() + 10
-    while hw.states["B"] != 1:  # wait until B is open (steps 5..7)
-        assert time.monotonic() < deadline, "B never opened"
-        time.sleep(0.002)
+    assert hw.seen.wait(10), "B never opened"
     cyc.stop()
     done.wait(5)
     assert done.success and not cyc.flying
     assert hw.states == {"A": 0, "B": 0}
-    n = len(hw.log)
+    assert not soldrv_threads()  # the runner thread ended: nothing can run after the stop
     rows = list(cyc.collect())
-    assert rows and rows[-1]["data"]["cyc_B"] == 1
-    assert len(hw.log) == n  # nothing ran after the stop
+    assert rows and rows[-1]["data"]["cyc_B"] == 1  # the last change collected: B open
+    assert hw.log[-1].commands == (23, 25)  # the last thing done: the safe state
+    cyc.stop()  # stop and unstage are idempotent
+    cyc.unstage()
+    assert hw.states == {"A": 0, "B": 0} and not soldrv_threads()
+
+
+class FailingSim(SimHardware):
+    """SimHardware whose strobe raises when it carries ``command`` (a PV that went away)."""
+
+    def __init__(self, program, command):
+        super().__init__(program)
+        self.command = command
+
+    def strobe(self, commands):
+        if self.command in commands:
+            raise ConnectionError("cs800:VB:V2 is disconnected")
+        super().strobe(commands)
+
+
+def test_a_hardware_failure_mid_cycle_fails_complete_and_leaves_the_safe_state(RE):
+    prog = compile_text(TUTORIAL).program
+    hw = FailingSim(prog, 24)  # opening B (step 5) fails
+    cyc = SolenoidCycler(prog, hw, name="cyc", speed=SPEED)
+    cyc.cycles.put(3)
+    docs = record(RE)
+    with pytest.raises(FailedStatus) as info:
+        RE(bp.fly([cyc]))  # not staged: the flyer itself must put the safe state
+    text = str(info.value.__cause__ or info.value)
+    assert "mode 0, offset" in text
+    assert "the hardware call failed: ConnectionError: cs800:VB:V2 is disconnected" in text
+    assert "the hardware was put in the safe state" in text
+    assert hw.states == {"A": 0, "B": 0}
+    assert docs[-1][1]["exit_status"] == "fail"
+    wait_for(lambda: not soldrv_threads(), "the runner thread to end")
+    # the RunEngine still collects what was recorded; the last event is step 5, where B's
+    # failed strobe left it unknown (-1)
+    assert [n for n, _ in docs] == ["start", "descriptor", "event_page", "stop"]
+    rows = events(docs, "cyc")
+    assert [(r["cyc_step"], r["cyc_A"], r["cyc_B"]) for r in rows] == [(0, 1, 0), (5, 1, -1)]
+    assert cyc.read()["cyc_B"]["value"] == 0 and not cyc.flying  # then the safe state
+
+
+class BlockingSim(SimHardware):
+    """SimHardware whose proxy triggers block until ``release`` is set (a hung call)."""
+
+    def __init__(self, program):
+        super().__init__(program)
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def proxy(self, proxy_id):
+        self.entered.set()
+        assert self.release.wait(20)
+        super().proxy(proxy_id)
+
+
+def test_complete_returns_at_once_while_a_hardware_call_hangs():
+    prog = compile_text(TWO_MODES).program
+    hw = BlockingSim(prog)  # mode 1, step 0: PROXY (hangs), then DTOA, then STROBES
+    cyc = SolenoidCycler(prog, hw, name="cyc", speed=SPEED)
+    cyc.mode.put(1)
+    cyc.cycles.put(0)  # no limit: complete stops the mode
+    kick = cyc.kickoff()
+    assert hw.entered.wait(10)  # the runner is stuck in its first hardware call
+    kick.wait(5)  # done: the mode runs
+    t = time.monotonic()
+    st = cyc.complete()
+    assert time.monotonic() - t < 2.0 and not st.done
+    wait_for(lambda: cyc._flight.runner.machine.halt_requested, "the halt request")
+    hw.release.set()
+    st.wait(10)
+    assert st.success and not cyc.flying
+    # the halt took effect after the hung call: the rest of that step never ran
+    assert [e.kind for e in hw.log] == ["proxy"]
+    cyc.stop()
+    assert hw.states == {"A": 0, "B": 0} and hw.dtoa == {0x0E10: None}
+
+
+def test_kickoff_and_complete_leave_no_thread_behind():
+    prog = compile_text(TWO_MODES).program
+    cyc = SolenoidCycler(prog, name="v", speed=SPEED)
+    cyc.cycles.put(0)
+    for _ in range(20):  # mode 0 ends at once: the runner thread ends on its own
+        cyc.kickoff().wait(5)
+        cyc.complete().wait(5)
+    wait_for(lambda: not soldrv_threads(), "every runner thread to end")
+    cyc.mode.put(0)
+    prog0 = compile_text(TUTORIAL.replace("mode 0", "mode 1")).program
+    bad = SolenoidCycler(prog0, name="b")
+    with pytest.raises(ModeRequestError, match="mode 0 is not defined"):
+        bad.kickoff().wait(5)
+    assert not soldrv_threads()
+
+
+def test_pause_keeps_cycling_and_abort_leaves_the_safe_state(RE):
+    cyc = tutorial_cycler()
+    docs = record(RE)
+
+    def pause_when_flying():
+        wait_for(lambda: cyc.flying, "kickoff")
+        RE.request_pause(defer=False)
+
+    threading.Thread(target=pause_when_flying, daemon=True).start()
+    with pytest.raises(RunEngineInterrupted):
+        RE(run_cycle(cyc, 0, cycles=1000))
+    assert RE.state == "paused"
+    assert cyc.flying  # the cycle is hardware-timed: a paused RunEngine does not stop it
+    RE.abort("test")
+    assert RE.state == "idle" and not cyc.flying
+    assert cyc.hardware.states == {"A": 0, "B": 0}  # unstage: the safe state
+    assert docs[-1][0] == "stop" and docs[-1][1]["exit_status"] == "abort"
+    wait_for(lambda: not soldrv_threads(), "the runner thread to end")
 
 
 def test_failing_plan_unstages_to_the_safe_state(RE):
@@ -180,34 +313,34 @@ def _boom():
 
 
 def test_request_mode_while_flying_waits_for_the_caret(RE):
+    import bluesky.plan_stubs as bps
+    import bluesky.preprocessors as bpp
+
     prog = compile_text(TWO_MODES).program
-    cyc = SolenoidCycler(prog, name="v", speed=SPEED / 2)
+    cyc = SolenoidCycler(prog, name="v", speed=SPEED / 4)  # mode 1's ^ every 0.2 s
     docs = record(RE)
-    switched = threading.Event()
+    cyc.mode.put(1)
+    cyc.cycles.put(4)
 
-    def watch(name, doc):
-        if name == "start":
-            threading.Thread(target=_request_later, args=(cyc, switched), daemon=True).start()
+    @bpp.stage_decorator([cyc])
+    @bpp.run_decorator()
+    def plan():
+        yield from bps.kickoff(cyc, wait=True)
+        cyc.request_mode(2)  # while flying: pending until mode 1's next ^
+        yield from bps.complete(cyc, wait=True)
+        yield from bps.collect(cyc)
 
-    RE.subscribe(watch)
-    RE(run_cycle(cyc, 1, cycles=3))
-    assert switched.wait(5)
+    RE(plan())
     rows = events(docs, "v")
     modes = [r["v_mode"] for r in rows]
     assert modes[0] == 1 and 2 in modes
     first2 = modes.index(2)
+    assert set(modes[:first2]) == {1} and set(modes[first2:]) == {2}
     # the switch happens at a ^ (a multiple of mode 1's 1 s cycle), at mode 2's step 0
     assert rows[first2]["v_step"] == 0 and rows[first2]["v_cycle"] == 0
     assert rows[first2]["v_elapsed"] == pytest.approx(round(rows[first2]["v_elapsed"]))
+    assert rows[first2]["v_elapsed"] >= 1.0
     assert rows[first2]["v_B"] == 1
-
-
-def _request_later(cyc, switched):
-    deadline = time.monotonic() + 5
-    while not cyc.flying and time.monotonic() < deadline:
-        time.sleep(0.005)
-    cyc.request_mode(2)
-    switched.set()
 
 
 def test_count_while_cycling_reads_detectors_and_valve_states(RE):
@@ -239,18 +372,16 @@ def test_configuration_and_bad_safe_state():
 
 def test_flights_one_after_another_without_staging(RE):
     cyc = tutorial_cycler()
-    before = threading.active_count()
     for _ in range(3):
         RE(bp.fly([cyc]))
         assert not cyc.flying
-    deadline = time.monotonic() + 10
-    while threading.active_count() > before + 1:  # finished runner threads end by themselves
-        assert time.monotonic() < deadline, threading.enumerate()
-        time.sleep(0.01)
+    wait_for(lambda: not soldrv_threads(), "finished runner threads to end")
     cyc.cycles.put(0)
     cyc.kickoff().wait(5)
     second = cyc.kickoff()
     with pytest.raises(RuntimeError, match="already flying"):
         second.wait(5)
+    assert cyc.flying  # the refused kickoff did not disturb the flight
     cyc.complete().wait(5)  # no limit: complete stops the mode
     assert not cyc.flying
+    wait_for(lambda: not soldrv_threads(), "the runner thread to end")

@@ -104,3 +104,49 @@ def test_runner_must_be_started_and_speed_checked():
         RealTimeRunner(prog, speed=0)
     with pytest.raises(RuntimeError, match="not started"):
         RealTimeRunner(prog).request_mode(0)
+
+
+def test_wait_idle_never_returns_before_a_queued_request_ran():
+    # mode 1 is init-only (STROBES 1, END_MODE): each request runs and ends at once
+    prog = Program(version=0x0300, solenoids=[Solenoid(1, 2, 0x408, 1)],
+                   mode_indices=[0xFFFF, 0], code=bytes([0, 1, 4]))
+    acts = []
+    slow = threading.Event()
+
+    def slow_clock():
+        # the runner thread reads the clock between taking a request off the queue and
+        # running it: stall it there once, for longer than wait_idle's 0.1 s poll
+        if slow.is_set() and threading.current_thread().name == "soldrv":
+            slow.clear()
+            time.sleep(0.3)
+        return time.monotonic()
+
+    with RealTimeRunner(prog, on_action=acts.append, clock=slow_clock) as rt:
+        for i in range(1, 4):
+            slow.set()
+            rt.request_mode(1)  # no wait: only wait_idle synchronises
+            assert rt.wait_idle(timeout=10.0)
+            assert sum(1 for a in acts if a.kind == "end_mode") == i
+
+
+def test_a_callback_that_raises_stops_the_mode_but_not_the_runner():
+    prog = compile_text(TUTORIAL).program
+    errors = []
+
+    def on_action(act):
+        if act.kind == "strobe" and act.tick == 5:
+            raise KeyError("bad callback")
+
+    hw = SimHardware(prog)
+    with RealTimeRunner(prog, hw, on_action=on_action, on_error=errors.append,
+                        speed=SPEED) as rt:
+        rt.request_mode(0, wait=5.0)
+        assert rt.wait_idle(timeout=10.0)  # the mode was stopped, not left "running"
+        assert [type(e) for e in errors] == [KeyError] and rt.started
+        rt.request_mode(0, wait=5.0)  # the thread still serves requests
+        assert rt.machine.mode == 0
+    assert not rt.started and rt.close()  # close is idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        rt.start()
+    with pytest.raises(RuntimeError, match="closed"):
+        rt.request_mode(0)

@@ -11,6 +11,7 @@ import pytest
 from soldrv.compiler import compile_text
 from soldrv.program import UNDEFINED_MODE, Program, SetPoint, Solenoid
 from soldrv.runner import (
+    HardwareError,
     ModeRequestError,
     ProgramError,
     SftError,
@@ -441,6 +442,110 @@ def test_runner_agrees_with_the_symbolic_trace_of_soldrv_trace(name):
             value = a.commands if a.kind == "strobe" else (a.index,)
             got.append((a.tick, kind, value))
         n = min(len(got), len(want))
+        assert bool(got) == bool(want), f"mode {mode}: one side drove nothing"
         assert got[:n] == want[:n], f"mode {mode}"
         compared += n
     assert compared > 0
+
+
+# --- hand-assembled programs: timer changes, select chains, loops (spec 5.2) ---------------------
+
+
+class CountingHardware:
+    """Counts hardware calls; strobes carrying ``fail_on`` raise (a put that failed)."""
+
+    def __init__(self, fail_on=None):
+        self.strobes = []
+        self.fail_on = fail_on
+
+    def strobe(self, commands):
+        if self.fail_on in commands:
+            raise ConnectionError("put failed")
+        self.strobes.append(tuple(commands))
+
+    def set_point(self, address, value):
+        pass
+
+    def proxy(self, proxy_id):
+        pass
+
+
+def strobe_times(acts):
+    return [(a.time, a.commands) for a in acts if a.kind == "strobe"]
+
+
+def test_set_time_in_mid_mode_restarts_the_timer_there():
+    # SET_TIME 1 s; open; WAIT; SET_TIME 0.5 s; close; WAIT; open; WAIT; END_MODE
+    prog = tiny(b"\x02\x00\x40\x00\x01\x01\x02\x00\x20\x00\x02\x01\x00\x01\x01\x04")
+    vr = VirtualRunner(prog)
+    acts = vr.run([(0.0, 0)], duration=5.0)
+    assert strobe_times(acts) == [(0.0, (1,)), (1.0, (2,)), (1.5, (1,))]
+    assert [(a.time, a.tick) for a in acts if a.kind == "strobe"][-1] == (1.5, 1)
+    assert [a.time for a in acts if a.kind == "end_mode"] == [2.0]
+
+
+def test_count_0_is_a_4_s_tick_and_the_first_tick_is_one_period_after_set_time():
+    prog = tiny(b"\x02\x00\x00\x00\x01\x01\x00\x02\x04")
+    acts = VirtualRunner(prog).run([(0.5, 0)], duration=10.0)
+    assert strobe_times(acts) == [(0.5, (1,)), (4.5, (2,))]
+
+
+# mode 0 @0: SET_TIME 1 s; open; WAIT; SELECT 1; END_MODE
+# mode 1 @9: SET_TIME 0.25 s; close; WAIT; MSWOK; open; WAIT; GOTO 12; END_MODE
+# mode 2 @23: open; END_MODE
+SELECT_PROG = (
+    b"\x02\x00\x40\x00\x01\x01\x06\x01\x04"
+    b"\x02\x00\x10\x00\x02\x01\x07\x00\x01\x01\x03\x0c\x00\x04"
+    b"\x00\x01\x04"
+)
+
+
+def test_select_drops_a_pending_request_and_switches_the_timer():
+    vr = VirtualRunner(tiny(SELECT_PROG, modes=(0, 9, 23)))
+    acts = vr.run([(0.0, 0), (0.5, 2)], duration=2.0)
+    assert [a.kind for a in acts if a.time == 0.5] == ["pending"]
+    # SELECT at the 1 s tick starts mode 1 there (its own 0.25 s timer); mode 2 never runs
+    assert [(a.time, a.mode) for a in acts if a.kind == "mode"] == [(0.0, 0), (1.0, 1)]
+    assert strobe_times(acts)[1:5] == [(1.0, (2,)), (1.25, (1,)), (1.5, (2,)), (1.75, (1,))]
+    assert vr.machine.pending is None and vr.machine.mode == 1
+
+
+def test_a_request_for_the_running_mode_restarts_it_at_the_next_caret():
+    vr = VirtualRunner(tiny(SELECT_PROG, modes=(0, 9, 23)))
+    acts = vr.run([(0.0, 1), (0.6, 1)], duration=1.0)
+    # mode 1's MSWOK runs after each step-0 wait: at 0.25, 0.75; the request at 0.6 acts at 0.75
+    assert [(a.time, a.detail) for a in acts if a.kind == "mode"] == [
+        (0.0, "mode 1 (request)"), (0.75, "mode 1 (mswok)")
+    ]
+    assert sum(1 for a in acts if a.kind == "set_time") == 2  # a restart re-runs SET_TIME
+    assert vr.machine.t0 == 0.75
+
+
+def test_mode0_request_while_mode0_runs_restarts_it_at_once():
+    prog = tiny(SELECT_PROG, modes=(0, 9, 23))
+    acts = VirtualRunner(prog).run([(0.0, 0), (0.3, 0)], duration=0.9)
+    assert [(a.time, a.detail) for a in acts if a.kind == "mode"] == [
+        (0.0, "mode 0 (request)"), (0.3, "mode 0 (interrupt)")
+    ]
+    assert strobe_times(acts) == [(0.0, (1,)), (0.3, (1,))]
+
+
+def test_an_endless_loop_is_caught_before_it_hammers_the_hardware():
+    hw = CountingHardware()
+    vr = VirtualRunner(tiny(b"\x02\x00\x40\x00\x01\x03\x03\x00"), hw)  # open; GOTO open
+    with pytest.raises(ProgramError, match="GOTO at offset 5 was reached again without waiting"):
+        vr.request_mode(0)
+    assert hw.strobes == [(1,), (1,)]  # one pass around the loop, not max_ops of them
+    vr = VirtualRunner(tiny(b"\x06\x01\x04\x06\x00\x04", modes=(0, 3)))  # 0 -> 1 -> 0 ...
+    with pytest.raises(ProgramError, match="SELECT at offset 0 was reached again"):
+        vr.request_mode(0)
+    assert vr.machine.mode is None
+
+
+def test_a_failed_strobe_leaves_its_solenoid_unknown():
+    hw = CountingHardware(fail_on=2)
+    vr = VirtualRunner(tiny(b"\x02\x00\x40\x00\x01\x01\x00\x02\x01\x04"), hw)
+    with pytest.raises(HardwareError, match="offset 6: the hardware call failed"):
+        vr.run([(0.0, 0)], duration=3.0)
+    assert [s.solenoids for s in vr.steps] == [(1,), (None,)]
+    assert vr.machine.solenoids == [None]

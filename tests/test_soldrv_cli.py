@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -81,10 +83,15 @@ def test_parse_request_and_name_map():
     m = read_name_map("# map\nA  sim:V1\nB = sim:V2  # second\nA.rbv sim:V1_RBV\n", prog)
     assert m == {"solenoids": {0: "sim:V1", 1: "sim:V2"}, "status": {0: "sim:V1_RBV"},
                  "dtoa": {}}
-    with pytest.raises(ValueError, match="line 1: no DtoA 'Q'"):
+    with pytest.raises(ValueError, match="line 1: 'Q' is neither a solenoid nor a DtoA .*"
+                                         "solenoids: A, B"):
         read_name_map("Q sim:V9\n", prog)
     with pytest.raises(ValueError, match="line 2: expected 'KEY PV'"):
         read_name_map("A x\nB\n", prog)
+    with pytest.raises(ValueError, match="line 3: 'a' is mapped twice \\(first on line 1\\)"):
+        read_name_map("A x\nB y\na z\n", prog)
+    with pytest.raises(ValueError, match="line 1: no DtoA of the program uses address 0x0E10"):
+        read_name_map("0x0E10 sim:DA1\n", prog)
 
 
 def test_real_time_run_in_process():
@@ -128,10 +135,22 @@ def test_console_script_reads_requests_from_stdin(tmp_path):
     assert "MODE mode 4 (request)" in out and "MODE mode 0 (interrupt)" in out
 
 
-@pytest.mark.integration
-def test_console_script_drives_the_valve_bank(tmp_path, module_ioc_factory):
+@pytest.fixture(scope="module")
+def valve_ioc(module_ioc_factory):
+    """(IOC, bank prefix): a 2-valve bank for the console-script tests of this module."""
     ioc = module_ioc_factory(SimIocProcess(controllers=1, valves=2, speed=100.0))
-    prefix = ioc.prefix + "VB:"
+    return ioc, ioc.prefix + "VB:"
+
+
+def bank_log(ioc, prefix):
+    raw = ca_read(prefix + "LOG", ioc.env).data
+    text = bytes(raw).split(b"\0", 1)[0].decode()
+    return [line.split(" ", 1)[1] for line in text.splitlines() if line]
+
+
+@pytest.mark.integration
+def test_console_script_drives_the_valve_bank_and_ends_safe(tmp_path, valve_ioc):
+    ioc, prefix = valve_ioc
     ca_write(prefix + "RESET", 1, ioc.env)
     env = {**os.environ, **ioc.env}
     with open(tmp_path / "out.txt", "w") as f:
@@ -141,9 +160,99 @@ def test_console_script_drives_the_valve_bank(tmp_path, module_ioc_factory):
             stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=60,
         ).returncode
     assert rc == 0, (tmp_path / "out.txt").read_text()
-    # init (V1=1, V2=0) then steps 5, 6, 8, 14 of one cycle; no safe state from the CLI
-    assert ca_read(prefix + "CHANGES", ioc.env).data[0] == 6
-    assert list(ca_read(prefix + "STATES", ioc.env).data) == [1, 0]
+    # init (V1=1, V2=0), steps 5, 6, 8, 14 of one cycle, then the safe state at exit
+    assert bank_log(ioc, prefix) == ["V1=1", "V2=0", "V2=1", "V1=0", "V2=0", "V1=1",
+                                     "V1=0", "V2=0"]
+    assert list(ca_read(prefix + "STATES", ioc.env).data) == [0, 0]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_mid_cycle_leaves_the_safe_state(tmp_path, valve_ioc, sig):
+    ioc, prefix = valve_ioc
+    ca_write(prefix + "RESET", 1, ioc.env)
+    env = {**os.environ, **ioc.env}
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with open(out, "w") as f, open(err, "w") as e:
+        proc = subprocess.Popen(
+            [*soldrv_cmd(), str(TUT), "--valve-bank", prefix, "--mode", "0", "--safe", "B=1"],
+            stdin=subprocess.PIPE, stdout=f, stderr=e, env=env, text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while "STROBES open A" not in out.read_text():  # mode 0 runs: A is open
+                assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+                time.sleep(0.05)
+            proc.send_signal(sig)
+            assert proc.wait(30) == 130
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+            proc.stdin.close()
+    assert "soldrv: interrupted" in err.read_text()
+    assert "safe state: A=0 B=1" in out.read_text()
+    assert list(ca_read(prefix + "STATES", ioc.env).data) == [0, 1]
+    assert bank_log(ioc, prefix)[-2:] == ["V1=0", "V2=1"]
+
+
+def test_real_time_tick_limit_is_exact():
+    # ticks 0..5 run (B opens at step 5); A's close at step 6 never does
+    rc, out, err = run_main([str(TUT), "--mode", "0", "--ticks", "5", "--speed", "40"])
+    assert rc == 0, err
+    assert "STROBES open B (24)" in out and "close A (23)" not in out.split("safe state")[0]
+
+
+def test_timed_requests_in_real_time_and_quitting_early():
+    # @T on stdin is scheduled at T logical seconds; --at far ahead does not keep soldrv alive
+    before = {t.name for t in threading.enumerate()}
+    rc, out, err = run_main([str(TUT), "--speed", "8", "--duration", "2", "--at", "3600:0"],
+                            stdin="@1 S0\n")
+    assert rc == 0, err
+    mode_line = next(ln for ln in out.splitlines() if " MODE " in ln)
+    assert 1.0 <= float(mode_line.split()[0]) < 2.0  # never early; before the end
+    assert out.splitlines()[-1] == "safe state: A=0 B=0"
+    rc, out, err = run_main([str(TUT), "--at", "3600:0", "--no-safe"], stdin="Q\n")
+    assert rc == 0 and out == "" and err == ""
+    left = {t.name for t in threading.enumerate()} - before
+    assert not left, left
+
+
+def test_bad_map_files_exit_2_with_the_line(tmp_path):
+    bad = tmp_path / "bad.map"
+    bad.write_text("A sim:V1\nZZ sim:V9\n")
+    rc, out, err = run_main([str(TUT), "--pv-map", str(bad), "--mode", "0"])
+    assert rc == 2 and out == ""
+    assert "soldrv: error: name map line 2: 'ZZ' is neither a solenoid nor a DtoA" in err
+    bad.write_bytes(b"A \xff\xfe\n")
+    rc, _, err = run_main([str(TUT), "--pv-map", str(bad), "--mode", "0"])
+    assert rc == 2 and "utf-8" in err
+
+
+def test_bad_arguments_are_refused(capsys):
+    for bad in (["--duration", "-1"], ["--speed", "0"], ["--ticks", "0"], ["--at", "x:1"],
+                ["--at", "-1:0"], ["--mode", "-2"], ["--safe", "A=2"]):
+        with pytest.raises(SystemExit) as info:
+            main([str(TUT), *bad], stdin=io.StringIO(""))
+        assert info.value.code == 2, bad
+    assert "--duration must be > 0" in capsys.readouterr().err
+    rc, _, err = run_main([str(TUT), "--safe", "Z=1", "--mode", "0"])
+    assert rc == 2 and "--safe Z=1: no solenoid 'Z'" in err
+    rc, _, err = run_main([str(TUT), "--pv-map", "/nonexistent/map.txt"])
+    assert rc == 2 and "No such file" in err
+
+
+def test_dry_run_is_bounded(monkeypatch):
+    import soldrv.drv_cli as drv
+
+    monkeypatch.setattr(drv, "DRY_RUN_MAX_TICKS", 50)
+    rc, out, err = run_main([str(TUT), "--dry-run", "--duration", "1e12", "--mode", "0", "-q"])
+    assert rc == 0
+    assert "dry run stopped after 50 ticks" in err
+    assert out == "end of dry run at 12.5000 s after 50 ticks\n"
+    # a request after the end of the run never acts (it used to act at the end time)
+    rc, out, err = run_main([str(TUT), "--dry-run", "--duration", "2", "--at", "5:0"])
+    assert (rc, out, err) == (0, "end of dry run at 2.0000 s after 0 ticks\n", "")
 
 
 def test_program_error_is_printed_and_the_run_goes_on(tmp_path):

@@ -111,3 +111,47 @@ def test_missing_pvs_give_a_timeout_sentence(bank):
     prog = compile_text(TUTORIAL).program
     with pytest.raises(TimeoutError, match="did not connect within 0.5 s: .*NOPE:V1"):
         OphydHardware.from_pvs(prog, {"A": "NOPE:V1"}, connect_timeout=0.5)
+
+
+@pytest.mark.integration
+def test_a_put_that_fails_mid_cycle_fails_complete_and_closes_what_it_can(bank, ioc_factory):
+    """B's PV lives on a second IOC that goes away mid-cycle: its puts raise over CA."""
+    from bluesky.utils import FailedStatus
+
+    prefix, ioc = bank
+    other = ioc_factory(SimIocProcess(controllers=1, valves=2, speed=100.0))
+    prog = compile_text(TUTORIAL, "tutorial.sol").program
+    hw = OphydHardware.from_pvs(
+        prog, {"A": prefix + "V1", "B": other.prefix + "VB:V2"}, connect_timeout=10
+    )
+    cyc = SolenoidCycler(prog, hw, name="tut", speed=1.0)
+    cyc.cycles.put(3)
+    ca_write(prefix + "RESET", 1, ioc.env)
+    RE = RunEngine({})
+    docs = []
+    RE.subscribe(lambda n, d: docs.append((n, d)))
+
+    with pytest.raises(FailedStatus) as info:
+        RE(_fly_with(cyc, other))
+    text = str(info.value.__cause__)
+    assert "the hardware call failed" in text and "VB:V2" in text
+    # the safe state closes A; B cannot be reached, and the sentence says so
+    assert "putting the safe state failed too" in text
+    assert log_lines(ioc, prefix)[-1] == "V1=0"
+    assert read(ioc, prefix + "V1_RBV")[0] == 0
+    assert docs[-1][1]["exit_status"] == "fail"
+
+
+def _fly_with(cyc, other):
+    """bp.fly, with the second IOC stopped right after the kickoff."""
+    import bluesky.plan_stubs as bps
+    import bluesky.preprocessors as bpp
+
+    @bpp.run_decorator()
+    def inner():
+        yield from bps.kickoff(cyc, wait=True)
+        other.stop()
+        yield from bps.complete(cyc, wait=True)
+        yield from bps.collect(cyc)
+
+    return (yield from inner())
