@@ -136,6 +136,8 @@ def _drive(ioc: Any, args: argparse.Namespace) -> int:
     started = time.monotonic()
 
     def pause_now(signum: int, frame: Any) -> None:  # Ctrl-C: pause the RE at once (once)
+        if RE.state == "idle":  # before the plan started (or after it ended): just quit
+            raise KeyboardInterrupt
         if RE.state.can_pause:
             try:
                 RE.request_pause(defer=False)

@@ -16,6 +16,7 @@ shuts the cooler down.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -52,10 +53,14 @@ from ophyd_cs800.move_status import (
 )
 from ophyd_cs800.protocol import MOVING_PHASES, Phase, RunMode
 
+logger = logging.getLogger(__name__)
+
 #: EPICS INVALID alarm severity (the IOC marks a stale controller's PVs INVALID/COMM).
 INVALID_SEVERITY = 3
 #: Temperature End ramps to before it shuts down, kelvin.
 END_TEMP_K = 300.0
+#: Highest DEVICEMAXTEMP believed (the 500 K "Plus" model); above it the default range is used.
+MAX_PLAUSIBLE_TEMP_K = 500.0
 #: The fastest rate (Cool), K/h, used to size Cool timeouts.
 FASTEST_RATE_K_PER_H = 360
 
@@ -89,9 +94,11 @@ class Action(Signal):
         self._takes_value = takes_value
 
     def set(self, value: Any = 1, **kwargs: Any) -> StatusBase:  # type: ignore[override]
-        """Run the command on the root CS800 device; returns its status (see the method)."""
+        """Run the command on the CS800 device that owns it; returns its status."""
         self._readback = value
-        run = getattr(self.root, self._method)
+        # Action -> CS800Actions -> CS800: not ``self.root``, which is the outermost device
+        # when the CS800 is a component of a larger one (a beamline/endstation Device).
+        run = getattr(self.parent.parent, self._method)
         return run(value, **kwargs) if self._takes_value else run(**kwargs)
 
     def put(self, value: Any, **kwargs: Any) -> None:
@@ -243,6 +250,10 @@ class CS800(Device, PositionerBase):
         self.put_timeout = float(put_timeout)
         self.command_connection_timeout = float(connection_timeout)
         self._job_lock = threading.RLock()
+        # Held around every command write (runner sends, HOLD from stop/timeout, pause,
+        # resume, turbo): a command's RRATE/RTEMP/RAMP writes never interleave with another's,
+        # and a cancelled runner cannot re-send after stop()'s HOLD.
+        self._send_lock = threading.RLock()
         self._runner: JobRunner | None = None
         self._paused = False
         self._last_update = time.monotonic()
@@ -276,7 +287,9 @@ class CS800(Device, PositionerBase):
         """(low, high) target limits in K: DEVICEMINTEMP..DEVICEMAXTEMP, 80..400 if unknown."""
         low = self._valid_value(self.min_temp)
         high = self._valid_value(self.max_temp)
-        if low is None or high is None or not 0 < low < high:
+        # synApps decodes the "not available" word 0xFFFE as 655.34 K (and a disabled IOC
+        # leaves 0): only a range a CryoStream can have (at most 500 K, "Plus") is believed.
+        if low is None or high is None or not 0 < low < high <= MAX_PLAUSIBLE_TEMP_K:
             return (P.DEFAULT_MIN_TEMP_K, P.DEFAULT_MAX_TEMP_K)
         return (low, high)
 
@@ -423,9 +436,13 @@ class CS800(Device, PositionerBase):
                 f"{self.name}: target {value!r} is not a temperature in kelvin; nothing was sent."
             ) from None
         low, high = limits
-        if not math.isfinite(target) or not low <= target <= high:
+        # Compared in centikelvin, the controller's resolution: a target equal to
+        # DEVICEMAXTEMP up to float noise (400.0000001) is 400.00 K and allowed.
+        if not math.isfinite(target) or not (
+            P.kelvin_to_ck(low) <= P.kelvin_to_ck(target) <= P.kelvin_to_ck(high)
+        ):
             raise CS800RangeError(
-                f"{self.name}: target {target:g} K is out of range: the controller accepts "
+                f"{self.name}: target {target:.2f} K is out of range: the controller accepts "
                 f"{low:.2f} K to {high:.2f} K; nothing was sent."
             )
         return P.ck_to_kelvin(P.kelvin_to_ck(target))
@@ -480,12 +497,21 @@ class CS800(Device, PositionerBase):
         """
         with self._job_lock:
             old = self._runner
+            taken_over = False
             if old is not None and not old.closed:
                 if old.job.what == job.what:
+                    # Already acting on it: follow it without sending it again (a re-sent
+                    # PLAT would restart the plateau); not yet accepted: send as usual.
+                    taken_over = old.accepted
                     old.hand_over(status)
                 else:
-                    old.cancel(CS800InterruptedError(
-                        f"{self.name}: the {old.job.what} was superseded by the {job.what}."))
+                    # A newer command from this device replaces the old one: its status is
+                    # over, not failed (as an ophyd motor's status when a new move is sent),
+                    # so a plan may start a ramp or plateau without waiting and later send
+                    # another command without the RunEngine raising FailedStatus.
+                    logger.info("%s: the %s was superseded by the %s", self.name,
+                                old.job.what, job.what)
+                    old.cancel(None)
             self._paused = False  # any new command ends a suspended programme
             runner = JobRunner(
                 job,
@@ -497,6 +523,8 @@ class CS800(Device, PositionerBase):
                 paused=lambda: self._paused,
                 on_timeout=self._send_hold if isinstance(job, MoveJob) else None,
                 on_finish=self._job_finished,
+                send_lock=self._send_lock,
+                already_accepted=taken_over,
             )
             self._runner = runner
             if isinstance(job, MoveJob):
@@ -510,10 +538,10 @@ class CS800(Device, PositionerBase):
         with self._job_lock:
             if self._runner is runner:
                 self._runner = None
-        if isinstance(runner.job, MoveJob):
-            self._moving = False
-            if runner.status.success:
-                self._run_subs(sub_type=self.SUB_DONE, timestamp=time.time())
+                if isinstance(runner.job, MoveJob):
+                    self._moving = False
+        if isinstance(runner.job, MoveJob) and runner.status.success:
+            self._run_subs(sub_type=self.SUB_DONE, timestamp=time.time())
 
     def _finished_status(self) -> DeviceStatus:
         status = DeviceStatus(self, call_stop_on_failure=False)
@@ -522,7 +550,8 @@ class CS800(Device, PositionerBase):
 
     def _send_hold(self) -> None:
         self._paused = False
-        self._put(self.cmd_hold, 1)
+        with self._send_lock:
+            self._put(self.cmd_hold, 1)
 
     @property
     def active_job(self) -> str | None:
@@ -556,7 +585,9 @@ class CS800(Device, PositionerBase):
         range), :class:`CS800CommsDisabledError`, :class:`CS800ShutDownError` (shut down:
         restart it first), :class:`CS800StaleError` (not connected / not reporting).
         Set on the status later: not accepted after re-sends, timeout (HOLD is sent), stale
-        controller, shutdown, or interrupted (HOLD from elsewhere, stop(), a newer command).
+        controller, shutdown, or interrupted (HOLD from elsewhere, stop()). A newer
+        command of this device (another set, hold, plateau, ...) ends the status
+        successfully: the move is over, replaced by the newer command.
         """
         snap = self._check_commandable("move", modes=(RunMode.STARTUP_OK, RunMode.RUN))
         low, high = self.limits
@@ -577,6 +608,11 @@ class CS800(Device, PositionerBase):
             except (TypeError, ValueError):
                 raise CS800RangeError(
                     f"{self.name}: ramp rate {rate_k_h!r} is not a number of K/h.") from None
+            if rate_k_h == 0:
+                raise CS800RangeError(
+                    f"{self.name}: ramp rate 0 K/h is not allowed (the IOC's RRATE starts at "
+                    "1 K/h); to go as fast as possible use cool (cool(cs, T) or "
+                    "set(T, cool=True)); nothing was sent.")
             if not 1 <= rate_k_h <= 360:
                 raise CS800RangeError(
                     f"{self.name}: ramp rate {rate_k_h:g} K/h is out of range: allowed 1 to "
@@ -629,7 +665,9 @@ class CS800(Device, PositionerBase):
         """
         if success:
             return
-        with self._job_lock:
+        # The send lock waits for a command write in flight (at most one put) and keeps the
+        # runner from re-sending its command after this HOLD: it is closed before release.
+        with self._job_lock, self._send_lock:
             runner = self._runner
             active = runner is not None and not runner.closed
             snap = self.snapshot()
@@ -666,7 +704,7 @@ class CS800(Device, PositionerBase):
                                       phases=frozenset({Phase.PLAT})))
 
     def hold(self, *, timeout: float | None = None) -> StatusBase:
-        """Hold the current temperature indefinitely (cancels the programme and any move).
+        """Hold the current temperature indefinitely (ends the programme and any move).
 
         Done when PHASE reads Hold in Run mode. In Ready this starts the gas flow.
         """
@@ -718,18 +756,23 @@ class CS800(Device, PositionerBase):
         return self._command(job)
 
     def _fire(self, sig: EpicsSignal, value: Any, what: str,
-              before: Callable[[], None] | None = None) -> StatusBase:
+              before: Callable[[], None] | None = None,
+              undo: Callable[[], None] | None = None) -> StatusBase:
         """Write one command PV with put completion on a thread; the status follows the write.
 
-        ``before`` runs after the checks, just before the write is started.
+        ``before`` runs after the checks, just before the write is started; ``undo`` runs if
+        the write fails (the controller never got the command).
         """
         self._check_commandable(what, modes=None)
         status = DeviceStatus(self, call_stop_on_failure=False)
 
         def write() -> None:
             try:
-                self._put(sig, value)
+                with self._send_lock:
+                    self._put(sig, value)
             except Exception as exc:
+                if undo is not None:
+                    undo()
                 status.set_exception(CS800Error(f"{self.name}: could not send {what}: {exc}"))
             else:
                 status.set_finished()
@@ -744,7 +787,8 @@ class CS800(Device, PositionerBase):
 
     def pause_program(self) -> StatusBase:
         """Suspend the programme (a temporary Hold); a running move waits, its timeout paused."""
-        return self._fire(self.cmd_pause, 1, "pause", lambda: self._set_paused(True))
+        return self._fire(self.cmd_pause, 1, "pause", lambda: self._set_paused(True),
+                          undo=lambda: self._set_paused(False))
 
     def resume_program(self) -> StatusBase:
         """Resume the programme suspended by :meth:`pause_program`."""

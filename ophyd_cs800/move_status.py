@@ -18,6 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from ophyd.status import StatusBase
@@ -307,6 +308,11 @@ class JobRunner:
         on_timeout: called (on the runner thread) before a timeout error is set, e.g. HOLD.
         on_finish: called with the runner after the status is finished, either way.
         clock: monotonic clock (injectable for tests).
+        send_lock: lock held around every send, shared by all commands of one device, so a
+            re-send can never interleave its parameter writes with another command's or land
+            after a HOLD sent by ``stop()`` (a closed runner sends nothing once it holds it).
+        already_accepted: the controller is already acting on this very command (the same
+            command issued again takes over a running job): follow it without sending.
     """
 
     def __init__(
@@ -323,8 +329,11 @@ class JobRunner:
         on_timeout: Callable[[], None] | None = None,
         on_finish: Callable[[JobRunner], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        send_lock: AbstractContextManager[object] | None = None,
+        already_accepted: bool = False,
     ):
         self.job = job
+        self.send_lock = send_lock if send_lock is not None else threading.RLock()
         self.status = status
         self._snapshot = snapshot
         self.status_period = float(status_period)
@@ -341,7 +350,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._closed = False
         self.sends = 0
-        self.accepted = False
+        self.accepted = bool(already_accepted)
         self.thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -404,22 +413,27 @@ class JobRunner:
 
     # -- the loop ----------------------------------------------------------------------------
     def _send(self) -> bool:
-        self.sends += 1
-        try:
-            self.job.send()
-        except CS800Error as exc:  # already a sentence (e.g. the IOC clamped a parameter)
-            self._finish(exc)
-            return False
-        except Exception as exc:  # a CA write failed: say which and why
-            self._finish(CS800Error(
-                f"{self.job.device}: could not send the {self.job.what}: {exc}"))
-            return False
-        return True
+        """Send the job once under the device's send lock; False if closed or it failed."""
+        with self.send_lock:
+            if self._closed:  # cancelled, superseded or stopped meanwhile: send nothing
+                return False
+            self.sends += 1
+            try:
+                self.job.send()
+            except CS800Error as exc:  # already a sentence (e.g. the IOC clamped a parameter)
+                error: CS800Error = exc
+            except Exception as exc:  # a CA write failed: say which and why
+                error = CS800Error(
+                    f"{self.job.device}: could not send the {self.job.what}: {exc}")
+            else:
+                return True
+        self._finish(error)
+        return False
 
     def run(self) -> None:
         """Send the job and follow it until it is done, fails or is cancelled (bounded)."""
         job = self.job
-        if not self._send():
+        if not self.accepted and not self._send():
             return
         start = last = self._clock()
         window = job.confirm_periods * self.status_period

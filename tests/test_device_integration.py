@@ -114,6 +114,15 @@ def test_set_ramps_down_and_up_within_tolerance(usable_cs0):
     assert abs(cs0.temperature.get() - 170) <= cs0.tolerance.get()
 
 
+def test_move_to_the_current_temperature_finishes(usable_cs0):
+    cs0 = usable_cs0
+    here = round(cs0.temperature.get(), 2)
+    status = cs0.set(here)
+    status.wait(WAIT)
+    assert status.success and cs0.target.get() == pytest.approx(here)
+    assert abs(cs0.temperature.get() - here) <= cs0.tolerance.get()
+
+
 def test_out_of_range_raises_before_anything_is_sent(usable_cs0):
     cs0 = usable_cs0
     target_before = cs0.rtemp.get(use_monitor=False)

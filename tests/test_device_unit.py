@@ -26,6 +26,7 @@ from ophyd_cs800.errors import (
     CS800StaleError,
     CS800TimeoutError,
 )
+from ophyd_cs800.move_status import MoveJob, Snapshot
 from ophyd_cs800.protocol import Phase, RunMode
 
 FakeCS800 = make_fake_device(CS800)
@@ -212,21 +213,33 @@ def test_not_done_while_ramping_nor_before_phase_leaves_ramp():
 
 
 def test_settle_time_restarts_when_temperature_leaves_the_band():
-    dev = make_device(settle_time=0.6)
+    """Pure logic on synthetic snapshots (no wall clock): the settle clock restarts."""
+    job = MoveJob("cs0", "ramp to 150.00 K", lambda: None, 100.0, target=150.0,
+                  tolerance=0.2, settle_time=0.6, interrupt_after=1.0)
+
+    def snap(now, temp, phase=Phase.HOLD):
+        return Snapshot(now=now, temp=temp, temp_invalid=False, update_age=0.0,
+                        setpoint=150.0, target=150.0, phase=int(phase),
+                        run_mode=int(RunMode.RUN))
+
+    assert not job.done(snap(0.0, 150.0, Phase.RAMP))  # in band, still ramping
+    assert not job.done(snap(0.1, 150.1))  # in band since 0.1
+    assert not job.done(snap(0.5, 150.2))  # at the band edge: inside
+    assert not job.done(snap(0.6, 150.21))  # a noisy reading outside: restart
+    assert not job.done(snap(0.7, 149.95))  # back inside since 0.7
+    assert not job.done(snap(1.29, 150.0))
+    assert job.done(snap(1.3, 150.05))  # 0.6 s after re-entering
+
+
+def test_settle_time_is_honoured_by_the_device():
+    dev = make_device(settle_time=0.4)
     ctl = FakeController(dev, instant=False)
     status = dev.set(150)
     assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
     ctl.arrive(temp=150.1)
-    entered = time.monotonic()
-    time.sleep(0.3)
-    ctl.set_state(temp=151.0)  # out of the 0.2 K band: the settle clock restarts
-    time.sleep(0.1)
-    ctl.set_state(temp=149.95)
-    reentered = time.monotonic()
+    arrived = time.monotonic()
     status.wait(WAIT)
-    assert status.success
-    assert time.monotonic() - reentered >= 0.6 - 0.05
-    assert time.monotonic() - entered >= 1.0 - 0.05
+    assert status.success and time.monotonic() - arrived >= 0.4 - 0.05  # lower bound only
 
 
 def test_move_to_current_temperature_finishes_without_new_monitors():
@@ -447,12 +460,37 @@ def test_ioc_clamping_rtemp_is_reported(dev, ctl):
 def test_new_move_supersedes_the_running_one(dev):
     ctl = FakeController(dev, instant=False)
     first = dev.set(150)
+    first_runner = dev._runner
     second = dev.set(200)
-    exc = failure(first)
-    assert isinstance(exc, CS800InterruptedError) and "superseded" in str(exc)
+    first.wait(WAIT)  # replaced by a newer command: over, not failed (like an ophyd motor)
+    assert first.success and not second.done
+    first_runner.thread.join(WAIT)
+    assert not first_runner.thread.is_alive()  # one poll thread per device, not per move
     ctl.arrive()
     second.wait(WAIT)
     assert second.success
+    # the two commands' parameter writes never interleave: each RAMP carries its own target
+    assert [params["rtemp"] for name, params in ctl.sent if name == "RAMP"][-1] == 200.0
+    assert dev.target.get() == 200.0
+
+
+def test_plan_may_start_commands_without_waiting_then_send_others(dev):
+    """plateau (wait=False by default), ramp(wait=False), hold in ONE plan: no FailedStatus."""
+    from bluesky import RunEngine
+
+    from ophyd_cs800 import plans
+
+    ctl = FakeController(dev, instant=False)
+    engine = RunEngine({}, context_managers=[])
+
+    def plan():
+        yield from plans.plateau(dev, 5)
+        yield from plans.ramp(dev, 150, wait=False, record=False)
+        yield from plans.hold(dev)
+
+    engine(plan())
+    assert ctl.names() == ["PLAT", "RAMP", "HOLD"]
+    assert dev.active_job is None and not dev.moving
 
 
 def test_same_command_again_takes_over_and_both_finish(dev):
@@ -470,7 +508,7 @@ def test_same_command_again_shares_a_failure(dev):
     first = dev.set(150)
     assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
     second = dev.set(150)
-    assert wait_until(lambda: ctl.names().count("RAMP") == 2)
+    assert ctl.names() == ["RAMP"]  # already acting on it: followed, not sent again
     dev.stop()
     assert isinstance(failure(second), CS800InterruptedError)
     assert isinstance(failure(first), CS800InterruptedError)
@@ -526,12 +564,14 @@ def test_plateau_range(dev, ctl, minutes):
     assert ctl.sent == []
 
 
-def test_hold_interrupts_a_move(dev):
+def test_hold_ends_a_move(dev):
     ctl = FakeController(dev, instant=False)
     move = dev.set(150)
+    assert wait_until(lambda: ctl.names() == ["RAMP"])
     dev.hold().wait(WAIT)
-    assert isinstance(failure(move), CS800InterruptedError)
-    assert ctl.names()[-1] == "HOLD"
+    move.wait(WAIT)
+    assert move.done and ctl.names() == ["RAMP", "HOLD"]
+    assert dev.phase.get() == Phase.HOLD and not dev.moving
 
 
 def test_end_then_ramp_raises_shut_down_then_restart(dev, ctl):
@@ -580,12 +620,24 @@ def test_restart_startup_fail_and_setup(dev, ctl):
 def test_pause_keeps_the_move_alive_and_resume_continues():
     dev = make_device()
     ctl = FakeController(dev, instant=False)
-    status = dev.set(150, timeout=0.5)
+    status = dev.set(150, timeout=5.0)
     assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
+    runner = dev._runner
+    skew, calls = [0.0], [0]
+
+    def clock():  # the runner's clock; the test makes paused time pass instantly
+        calls[0] += 1
+        return time.monotonic() + skew[0]
+
+    runner._clock = clock
     ctl.set_state(setpoint=250.0, temp=250.0)
     dev.pause_program().wait(WAIT)
     assert dev.paused and dev.phase.get() == Phase.HOLD
-    time.sleep(0.8)  # longer than both the timeout and the interrupt grace: paused time
+    seen = calls[0]
+    assert wait_until(lambda: calls[0] > seen + 2)  # the runner saw "paused" ...
+    skew[0] = 60.0  # ... then a minute passes: longer than the timeout and interrupt grace
+    seen = calls[0]
+    assert wait_until(lambda: calls[0] > seen + 3)  # the runner has looked several times
     assert not status.done
     dev.resume_program().wait(WAIT)
     assert not dev.paused
@@ -671,6 +723,7 @@ def test_pause_write_failure_is_a_sentence(dev, ctl):
     dev.cmd_pause.sim_set_putter(broken)
     exc = failure(dev.pause_program())
     assert str(exc) == "cs0: could not send pause: put timed out"
+    assert not dev.paused  # the controller never paused: moves keep their timeout
 
 
 def test_action_put_starts_the_command_without_waiting(dev, ctl):
@@ -682,3 +735,107 @@ def test_unreadable_disable_counts_as_disabled(dev, ctl):
     dev.disable.sim_put(None)
     with pytest.raises(CS800CommsDisabledError):
         dev.set(150)
+
+
+def test_stop_while_the_command_is_being_written_holds_after_it_not_before(dev):
+    """A slow RTEMP write in flight: stop() waits for it, so HOLD is the last command."""
+    ctl = FakeController(dev, instant=False)
+    entered, gate = threading.Event(), threading.Event()
+
+    def slow_rtemp(value):
+        entered.set()
+        gate.wait(WAIT)
+        dev.rtemp.sim_put(value)
+
+    dev.rtemp.sim_set_putter(slow_rtemp)
+    status = dev.set(150)
+    assert entered.wait(WAIT)
+    stopper = threading.Thread(target=dev.stop)
+    stopper.start()
+    assert not wait_until(lambda: "HOLD" in ctl.names(), timeout=0.3)  # waits for the write
+    gate.set()
+    stopper.join(WAIT)
+    assert isinstance(failure(status), CS800InterruptedError)
+    assert ctl.names() == ["RAMP", "HOLD"]
+    assert dev._runner is None or dev._runner.closed
+
+
+def test_a_stopped_runner_never_resends():
+    """The controller ignores RAMP; stop() lands between re-sends: no RAMP after the HOLD."""
+    dev = make_device()
+    ctl = FakeController(dev, instant=False)
+    ctl.drop = 100
+    status = dev.set(150)
+    assert wait_until(lambda: ctl.names().count("RAMP") >= 2)
+    runner = dev._runner
+    dev.stop()
+    assert isinstance(failure(status), CS800InterruptedError)
+    runner.thread.join(WAIT)
+    assert not runner.thread.is_alive()  # the poll thread ends with the job
+    assert ctl.names()[-1] == "HOLD"
+
+
+def test_two_devices_move_independently():
+    dev_a, dev_b = make_device(name="cs0"), make_device(name="cs1")
+    ctl_a = FakeController(dev_a, instant=False)
+    ctl_b = FakeController(dev_b, instant=False)
+    move_a, move_b = dev_a.set(150), dev_b.set(250)
+    assert wait_until(lambda: ctl_a.names() == ["RAMP"] and ctl_b.names() == ["RAMP"])
+    ctl_b.arrive()
+    move_b.wait(WAIT)
+    assert move_b.success and not move_a.done and dev_a.moving and not dev_b.moving
+    dev_b.stop()  # idle device: sends nothing, leaves the other alone
+    assert ctl_b.names() == ["RAMP"] and not move_a.done
+    ctl_a.arrive()
+    move_a.wait(WAIT)
+    assert (dev_a.position, dev_b.position) == (150.0, 250.0)
+    assert dev_a._runner is None and dev_b._runner is None
+    assert wait_until(lambda: not [t for t in threading.enumerate()
+                                   if t.name.startswith("cs800-cs1-")])  # no thread left
+
+
+def test_target_equal_to_the_device_maximum_is_allowed(dev, ctl):
+    dev.set(400.0000001).wait(WAIT)  # DEVICEMAXTEMP up to float noise
+    assert ctl.sent[-1][1]["rtemp"] == 400.0
+    with pytest.raises(CS800RangeError, match="target 400.01 K is out of range"):
+        dev.set(400.006)  # rounds to 400.01 K on the wire: refused
+
+
+def test_not_available_max_temp_falls_back_to_default_range(dev, ctl):
+    dev.max_temp.sim_put(655.34)  # 0xFFFE as synApps decodes it
+    assert dev.limits == (80.0, 400.0)
+    with pytest.raises(CS800RangeError, match="80.00 K to 400.00 K"):
+        dev.set(600)
+    dev.min_temp.sim_put(0.0)  # a DISABLEd synApps IOC never filled it in
+    dev.max_temp.sim_put(0.0)
+    assert dev.limits == (80.0, 400.0)
+
+
+def test_rate_zero_points_at_cool(dev, ctl):
+    with pytest.raises(CS800RangeError, match="use cool") as info:
+        dev.set(150, rate=0)
+    assert "nothing was sent" in str(info.value) and ctl.sent == []
+
+
+def test_reissued_plateau_is_followed_not_restarted(dev, ctl):
+    """RE.resume() replays the set: a running plateau must not be sent (restarted) again."""
+    first = dev.plateau(5)
+    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
+    second = dev.plateau(5)
+    ctl.set_state(phase=Phase.HOLD)
+    second.wait(WAIT)
+    first.wait(WAIT)
+    assert first.success and second.success and ctl.names() == ["PLAT"]
+
+
+def test_actions_work_when_the_cs800_is_a_component_of_another_device():
+    from ophyd import Component, Device
+
+    class Endstation(Device):
+        cryo = Component(FakeCS800, "CS0:", settle_time=0.0, status_period=0.05)
+
+    station = Endstation("X:", name="es")
+    ctl = FakeController(station.cryo)
+    station.cryo.actions.hold.set(1).wait(WAIT)
+    assert ctl.names() == ["HOLD"]
+    assert station.cryo.read()["es_cryo"]["value"] == 300.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import test_device_integration as shared
 from bluesky.utils import FailedStatus
@@ -69,7 +71,17 @@ def test_ramp_without_recording_then_cool(RE, usable_cs0):
 
 def test_plateau_with_waiting(RE, usable_cs0):
     cs0 = usable_cs0
-    RE(plans.plateau(cs0, 5, wait=True))  # 300 s simulated: 0.6 s at speed 500
+    phases = []
+    token = cs0.phase.subscribe(lambda value, **kw: phases.append(value), run=False)
+    try:
+        started = time.monotonic()
+        RE(plans.plateau(cs0, 5, wait=True))  # 300 s simulated: 0.6 s at speed 500
+        elapsed = time.monotonic() - started
+        assert poll(lambda: phases and phases[-1] == Phase.HOLD)
+    finally:
+        cs0.phase.unsubscribe(token)
+    assert Phase.PLAT in phases  # the plan waited for the Plat phase to end
+    assert elapsed >= 0.5  # lower bound only: 300 simulated s at x500
     assert cs0.phase.get() == Phase.HOLD and cs0.run_mode.get() == RunMode.RUN
 
 

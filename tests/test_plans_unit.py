@@ -97,7 +97,7 @@ def test_RE_end_restart_cycle_with_fake_device(RE, cs):  # noqa: N802
 def test_temperature_series_checks_every_temperature_first(RE, cs):
     docs = []
     RE.subscribe(lambda name, doc: docs.append(name))
-    with pytest.raises(CS800RangeError, match="500 K is out of range"):
+    with pytest.raises(CS800RangeError, match="500.00 K is out of range"):
         RE(plans.temperature_series([det], cs, [150, 500]))
     assert docs == []
     with pytest.raises(ValueError, match="at least one"):
