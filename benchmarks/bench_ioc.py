@@ -14,6 +14,9 @@ Run::
    (a) ``cs800-ioc`` alone, fed by ``cs800-sim`` in a separate process;
    (b) ``cs800-sim-ioc`` (IOC and simulators in one process).
    No CA client is connected during the CPU runs. Linux only (uses /proc).
+3. Soak (``--soak 60 [--soak-controllers 10] [--soak-speed 1000]``, or ``--soak-only``):
+   ``cs800-sim-ioc`` at high speed (datagram rate capped at 20 Hz per controller), RSS sampled
+   every 5 s, CPU, datagram counters, child processes, and the time from SIGINT to exit.
 """
 
 from __future__ import annotations
@@ -171,13 +174,52 @@ def bench_cpu_sim(n: int, seconds: float) -> float:
         return cpu_fraction(ioc.pid, seconds)
 
 
+def bench_soak(n: int, speed: float, seconds: float) -> None:
+    """Run ``cs800-sim-ioc`` fast for ``seconds``; print RSS over time, CPU and SIGINT exit."""
+    import signal
+
+    with SimIocProcess(controllers=n, speed=speed, extra_args=["-q"],
+                       startup_timeout=60) as ioc:
+        wait_all_heard(ioc, n)
+        pid = ioc.pid
+        rss0, c0, t0 = rss_mb(pid), cpu_seconds(pid), time.monotonic()
+        samples = [rss0]
+        while time.monotonic() - t0 < seconds:
+            time.sleep(min(5.0, seconds))  # sampling RSS over a wall-clock window
+            samples.append(rss_mb(pid))
+        cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+        accepted = int(ca_read(ioc.prefix + "CS:ACCEPTED", ioc.env).data[0])
+        rejected = int(ca_read(ioc.prefix + "CS:REJECTED", ioc.env).data[0])
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                  text=True).stdout.split()
+        proc = ioc._proc
+        t1 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        status = proc.wait(timeout=30)
+        exit_s = time.monotonic() - t1
+    print(f"soak: cs800-sim-ioc, {n} controllers at {speed:g}x for {seconds:g} s: RSS "
+          f"{rss0:.0f} MB at start, {max(samples):.0f} MB max, {samples[-1]:.0f} MB at end; "
+          f"CPU {cpu * 100:.0f} % of one core; {accepted} datagrams accepted, {rejected} "
+          f"rejected; child processes {len(children)}; SIGINT -> exit {status} in "
+          f"{exit_s:.2f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=400, help="latency samples")
     parser.add_argument("--rate", type=float, default=50.0, help="latency datagrams per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="CPU measuring window")
     parser.add_argument("--counts", default="1,10,50", help="controller counts for CPU")
+    parser.add_argument("--soak", type=float, default=0.0, metavar="S",
+                        help="also run cs800-sim-ioc for S seconds at --soak-speed with "
+                        "--soak-controllers and print its memory (default 0: skip)")
+    parser.add_argument("--soak-controllers", type=int, default=10)
+    parser.add_argument("--soak-speed", type=float, default=1000.0)
+    parser.add_argument("--soak-only", action="store_true", help="skip latency and CPU")
     args = parser.parse_args()
+    if args.soak_only:
+        bench_soak(args.soak_controllers, args.soak_speed, args.soak or 60.0)
+        return
     bench_latency(args.samples, args.rate)
     counts = [int(c) for c in args.counts.split(",")]
     for n in counts:
@@ -186,6 +228,8 @@ def main() -> None:
         print(f"CPU, {n:3d} controller(s) at 1 Hz: cs800-ioc alone {alone * 100:5.1f} % of one "
               f"core (RSS {rss:.0f} MB); cs800-sim-ioc (IOC + simulators) "
               f"{together * 100:5.1f} %")
+    if args.soak > 0:
+        bench_soak(args.soak_controllers, args.soak_speed, args.soak)
 
 
 if __name__ == "__main__":

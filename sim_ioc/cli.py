@@ -266,7 +266,7 @@ def main_sim_ioc(argv: Sequence[str] | None = None) -> int:
     try:
         ioc = CS800IOC(prefix, configs, status_r=args.status_r, status_host="127.0.0.1",
                        status_port=0, command_host="127.0.0.1",
-                       stale_timeout=args.stale_timeout, sims=sims)
+                       stale_timeout=args.stale_timeout, sims=sims, private_status_port=True)
     except ValueError as exc:
         parser.error(str(exc))
     if args.valves:

@@ -3,8 +3,9 @@
 PV layout (the same names as ``Oxford_CS800_status.db`` and ``Oxford_CS800.db``, spec section 6):
 
 * status server at ``$(P)$(R)`` (R default ``CS:``): ``status_packet`` (the last datagram
-  received, uchar waveform), ``RECEIVED``, ``ACCEPTED``, ``REJECTED`` and ``REJ:<REASON>``
-  counters (reasons: SHORT, HEADER, LENGTH, CHECKSUM, FOOTER, UNKNOWN controller, OTHER),
+  received: an asyn record, bytes in ``.VAL`` and ``.BINP``), ``RECEIVED``, ``ACCEPTED``,
+  ``REJECTED`` and ``REJ:<REASON>`` counters (reasons: SHORT, HEADER, LENGTH, CHECKSUM,
+  FOOTER, UNKNOWN controller, OTHER),
   ``LASTREJECT`` (why the last datagram was refused), ``PORT`` (the UDP status port bound) and,
   per controller, ``$(P)$(R)<controller R>AGE`` (seconds since its last datagram) and ``COUNT``;
 * one group per controller at ``$(P)$(R)`` (R default ``CS0:``, ``CS1:``, ...) with every PV of
@@ -33,7 +34,7 @@ from typing import Any
 
 from caproto import AlarmSeverity, AlarmStatus, ChannelType
 from caproto.server import PVGroup, pvproperty
-from caproto.server.server import PvpropertyDouble
+from caproto.server.server import PvpropertyByteRO, PvpropertyDouble
 
 from ophyd_cs800 import protocol as P
 from sim_ioc.lazy_records import LazyFieldsMixin, LazyRecordGroup
@@ -50,6 +51,7 @@ from sim_ioc.status_server import (
     StatusCounters,
     StatusReceiver,
     open_command_socket,
+    open_private_status_socket,
     open_status_socket,
 )
 
@@ -127,8 +129,11 @@ def _status_property(pv) -> pvproperty:
                           enum_strings=pv.enum_strings, **common)
     if pv.record == "stringin":
         return pvproperty(value=ALARM_TEXT_UNSET, dtype=ChannelType.STRING, **common)
+    # An EPICS ai reports HOPR/LOPR as both display and control limits (and caproto's .HOPR
+    # field reads the control limit), so both are set.
     return pvproperty(value=math.nan, dtype=float, units=pv.units, precision=pv.precision,
-                      lower_disp_limit=pv.low, upper_disp_limit=pv.high, **common)
+                      lower_disp_limit=pv.low, upper_disp_limit=pv.high,
+                      lower_ctrl_limit=pv.low, upper_ctrl_limit=pv.high, **common)
 
 
 #: Base class with one read-only record per status PV of :data:`sim_ioc.pvs.STATUS_PVS`.
@@ -313,6 +318,7 @@ class CS800ControllerGroup(_StatusRecords):
         for channel in (self.rtemp, self.ctemp):
             await channel.write_metadata(lower_ctrl_limit=lo, upper_ctrl_limit=hi,
                                          lower_disp_limit=lo, upper_disp_limit=hi)
+            channel.sync_static_fields()  # .DRVH/.DRVL follow too, if a client built them
 
     async def mark_stale(self) -> None:
         """No datagram for too long: every status PV goes INVALID with COMM status."""
@@ -392,11 +398,32 @@ _StatusServerBase = type(
 )
 
 
+class _StatusPacketChannel(LazyFieldsMixin, PvpropertyByteRO):
+    """``status_packet``, an asyn record in synApps: ``.BINP`` is the datagram, ``.NORD`` its size.
+
+    The value (``.VAL``) and ``.BINP`` are the same channel, so a client written for the C IOC
+    (monitoring ``status_packet.BINP``, as its SNL program does) sees the datagrams. Refreshed
+    at 5 Hz (:data:`HOUSEKEEPING_PERIOD`): of several datagrams within one period only the last
+    is shown.
+    """
+
+    def get_field(self, field: str):
+        """``BINP``: this channel; any other field as :class:`LazyFieldsMixin`."""
+        if field == "BINP":
+            return self
+        return super().get_field(field)
+
+    def note_length(self, nbytes: int) -> None:
+        """Show ``nbytes`` in ``.NORD`` (bytes of the last datagram), if a client built it."""
+        if self.field_inst is not None and "NORD" in self.fields:
+            self.fields["NORD"]._data["value"] = nbytes
+
+
 class StatusServerGroup(_StatusServerBase):
     """The status-server PVs at ``$(P)$(R)`` (``Oxford_CS800_status.db`` plus counters)."""
 
-    status_packet = pvproperty(name="status_packet", value=b"", dtype=bytes,
-                               max_length=STATUS_PACKET_NELM, read_only=True, record="waveform",
+    status_packet = pvproperty(name="status_packet", value=b"", dtype=_StatusPacketChannel,
+                               max_length=STATUS_PACKET_NELM, read_only=True, record="asyn",
                                strip_null_terminator=False, alarm_group="status_packet",
                                doc="Last status datagram received")
     received = _counter("RECEIVED", "Status datagrams received")
@@ -409,11 +436,13 @@ class StatusServerGroup(_StatusServerBase):
 
     async def publish(self, counters: StatusCounters) -> None:
         """Write the counters and the last datagram to their PVs (only those that changed)."""
+        # Per-reason counters first, totals last: a client that sees REJECTED reach N also
+        # sees reasons that add up to at least N (a write may yield to CA readers in between).
         values = {
-            self.received: counters.received,
+            **{getattr(self, f"rej_{r}"): counters.rejected.get(r, 0) for r in REJECT_REASONS},
             self.accepted: counters.accepted,
             self.rejected: counters.rejected_total,
-            **{getattr(self, f"rej_{r}"): counters.rejected.get(r, 0) for r in REJECT_REASONS},
+            self.received: counters.received,
         }
         for channel, value in values.items():
             if channel.value != value:
@@ -424,6 +453,7 @@ class StatusServerGroup(_StatusServerBase):
         if packet and packet != self._last_packet:
             self._last_packet = packet
             await self.status_packet.write(packet, verify_value=False)
+            self.status_packet.note_length(len(packet))
 
     _last_packet = b""
 
@@ -462,13 +492,16 @@ class CS800IOC:
         command_host: str = "0.0.0.0",
         stale_timeout: float = DEFAULT_STALE_TIMEOUT,
         sims: Sequence[Any] | None = None,
+        private_status_port: bool = False,
     ) -> None:
         """Create the PV groups.
 
         ``controllers`` needs at least one entry, distinct R values and distinct non-zero
         controller numbers (``ValueError`` otherwise). ``sims`` (simulated mode) gives the
         simulated controller of each entry and adds the ``SIM:`` PVs. ``stale_timeout`` must
-        be positive (seconds).
+        be positive (seconds). ``private_status_port`` (for an IOC fed only by its own
+        simulators) ignores ``status_port`` and binds an exclusive port outside the kernel's
+        ephemeral range (:func:`sim_ioc.status_server.open_private_status_socket`).
         """
         if not controllers:
             raise ValueError("the IOC needs at least one controller (--controller R:CID@HOST)")
@@ -486,6 +519,7 @@ class CS800IOC:
             raise ValueError("one simulated controller per controller entry is needed")
         self.prefix = prefix
         self.status_host, self.requested_status_port = status_host, status_port
+        self.private_status_port = private_status_port
         self.command_host = command_host
         self.stale_timeout = float(stale_timeout)
         self.counters = StatusCounters()
@@ -505,6 +539,7 @@ class CS800IOC:
         for group in (self.status, *self.controllers, *self.stats):
             self.add_group(group)
         self._by_cid = {g.bound_cid: g for g in self.controllers if g.bound_cid}
+        self._warned_cids: set[int] = set()
         self._status_sock = None
         self._transport: asyncio.DatagramTransport | None = None
         self._command_sock = None
@@ -530,6 +565,7 @@ class CS800IOC:
         if group is None:
             group = next((g for g in self.controllers if g.bound_cid is None), None)
             if group is None:
+                self._warn_cid0_ambiguity(cid)
                 return False
             group.bound_cid = cid  # CID 0: adopt the first controller heard
             self._by_cid[cid] = group
@@ -540,6 +576,17 @@ class CS800IOC:
             except asyncio.QueueFull:
                 raise RuntimeError(f"IOC busy: {MAX_PENDING} packets waiting; dropped") from None
         return True
+
+    def _warn_cid0_ambiguity(self, cid: int) -> None:
+        """Log once per controller number when a CID-0 group may have adopted the wrong one."""
+        auto = [g for g in self.controllers if g.config.cid == 0]
+        if not auto or cid in self._warned_cids or len(self._warned_cids) >= 100:
+            return
+        self._warned_cids.add(cid)
+        adopted = ", ".join(f"{g.prefix} shows {g.bound_cid}" for g in auto)
+        log.warning("controller %d is also broadcasting, but CID 0 adopts only the first "
+                    "controller heard (%s); give each controller its number (R:CID@HOST)",
+                    cid, adopted)
 
     def _send_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         if self._command_sock is None:
@@ -554,7 +601,10 @@ class CS800IOC:
         """
         loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue(MAX_PENDING)
-        self._status_sock = open_status_socket(self.status_host, self.requested_status_port)
+        if self.private_status_port:
+            self._status_sock = open_private_status_socket(self.status_host)
+        else:
+            self._status_sock = open_status_socket(self.status_host, self.requested_status_port)
         self.status_port = self._status_sock.getsockname()[1]
         self._command_sock = open_command_socket(self.command_host)
         self._transport, _ = await loop.create_datagram_endpoint(

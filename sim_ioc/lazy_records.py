@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from caproto import AlarmStatus
 from caproto.server import PVGroup
 from caproto.server.server import get_record_class
 
@@ -24,6 +25,9 @@ _STATIC_FIELDS = (
     ("DRVH", "upper_ctrl_limit"),
     ("DRVL", "lower_ctrl_limit"),
 )
+
+#: EPICS base ``menuAlarmStat`` (caproto 1.3 ships only the first 16, up to SOFT).
+EPICS_ALARM_STAT: tuple[str, ...] = tuple(AlarmStatus(i).name for i in range(len(AlarmStatus)))
 
 
 class LazyFieldsMixin:
@@ -42,6 +46,31 @@ class LazyFieldsMixin:
         self.field_inst = field_class(prefix="", parent=self, name=f"{self.name}.fields")
         self.fields = self.field_inst.pvdb
         # caproto links .PREC and .DESC to the parent; copy the rest of the metadata once.
+        self.sync_static_fields()
+        # caproto updates .SEVR/.STAT only when the alarm changes later; start them in step
+        # with the alarm the record already has (e.g. INVALID/UDF before the first datagram).
+        alarm = getattr(self, "alarm", None)
+        fields = self.field_inst
+        stat = getattr(fields, "alarm_status", None)
+        if stat is not None:  # caproto's menu stops at SOFT: .STAT could not show UDF
+            stat._data["enum_strings"] = EPICS_ALARM_STAT
+        for attr, prop in (("severity", "current_alarm_severity"), ("status", "alarm_status")):
+            channel = getattr(fields, prop, None)
+            if alarm is None or channel is None:
+                continue
+            strings = channel.enum_strings
+            index = int(getattr(alarm, attr))
+            if 0 <= index < len(strings):
+                channel._data["value"] = strings[index]
+
+    def sync_static_fields(self) -> None:
+        """Copy EGU, HOPR/LOPR, DRVH/DRVL from the channel's metadata into built fields.
+
+        Call after changing the channel's units or limits; nothing to do if the fields were
+        never asked for (they are copied when built).
+        """
+        if self.field_inst is None:
+            return
         for field, attr in _STATIC_FIELDS:
             if field in self.fields and hasattr(self, attr):
                 self.fields[field]._data["value"] = getattr(self, attr)

@@ -15,6 +15,7 @@ real-hardware IOC pointed at test sockets). Output goes to a log file, never to 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,6 +29,12 @@ from typing import Any
 
 #: Seconds allowed for the IOC to exit after SIGINT, then after SIGTERM, before SIGKILL.
 STOP_GRACE = 5.0
+#: Ports :func:`free_port` draws from first: below the kernel's ephemeral range (32768 up on
+#: Linux) and below the private status ports of ``sim_ioc.status_server`` (20000 up).
+FREE_PORT_RANGE = (10000, 20000)
+#: Default timeout of one Channel Access read or write (seconds). Generous: on a loaded shared
+#: machine a search answer can take more than the 1-2 s usual in interactive use.
+CA_TIMEOUT = 5.0
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -35,19 +42,43 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
     Channel Access uses the same number for its UDP search and TCP circuit ports, so both are
     checked. Another process may still take it before it is used; callers bind soon after.
+
+    The port is drawn at random from ``FREE_PORT_RANGE``, below the kernel's ephemeral range, so
+    that no socket bound to port 0 (every CA client's search socket, every TCP connection) can be
+    handed the same number between this check and the bind, and so that a CA client of another
+    process still searching a stopped IOC's port is not answered by a recycled one. Falls back
+    to a kernel-chosen port if that range is full or overlaps the ephemeral range.
     """
+    from sim_ioc.status_server import ephemeral_port_range
+
+    low, high = FREE_PORT_RANGE
+    if ephemeral_port_range()[0] >= high:
+        for _ in range(100):
+            port = _bind_both(random.randrange(low, high), kind)
+            if port:
+                return port
     for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as first:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
-            with socket.socket(socket.AF_INET, other) as second:
-                try:
-                    second.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
+        port = _bind_both(0, kind)
+        if port:
             return port
     raise RuntimeError("no free port found on 127.0.0.1 after 50 tries")
+
+
+def _bind_both(port: int, kind: int) -> int | None:
+    """Bind ``port`` (0: any) with ``kind`` then the other protocol; the port if both worked."""
+    with socket.socket(socket.AF_INET, kind) as first:
+        try:
+            first.bind(("127.0.0.1", port))
+        except OSError:
+            return None
+        port = first.getsockname()[1]
+        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
+        with socket.socket(socket.AF_INET, other) as second:
+            try:
+                second.bind(("127.0.0.1", port))
+            except OSError:
+                return None
+    return port
 
 
 def loopback_ca_env(port: int, *extra_ports: int) -> dict[str, str]:
@@ -127,7 +158,7 @@ class IocProcess:
         except OSError:
             return ""
 
-    def read(self, pv: str, *, timeout: float = 2.0, **kwargs: Any):
+    def read(self, pv: str, *, timeout: float = CA_TIMEOUT, **kwargs: Any):
         """``caproto.sync.client.read`` of ``pv`` against this IOC (its env, no repeater)."""
         return ca_read(pv, self.env, timeout=timeout, **kwargs)
 
@@ -222,7 +253,7 @@ class SimIocProcess(IocProcess):
         self.valves = valves
 
 
-def ca_read(pv: str, env: Mapping[str, str], *, timeout: float = 2.0, **kwargs: Any):
+def ca_read(pv: str, env: Mapping[str, str], *, timeout: float = CA_TIMEOUT, **kwargs: Any):
     """``caproto.sync.client.read(pv, repeater=False)`` with ``env`` in force during the call.
 
     caproto's sync client reads ``EPICS_CA_ADDR_LIST`` from ``os.environ`` at every search, so
@@ -235,7 +266,7 @@ def ca_read(pv: str, env: Mapping[str, str], *, timeout: float = 2.0, **kwargs: 
         return read(pv, timeout=timeout, repeater=False, **kwargs)
 
 
-def ca_write(pv: str, value: Any, env: Mapping[str, str], *, timeout: float = 2.0,
+def ca_write(pv: str, value: Any, env: Mapping[str, str], *, timeout: float = CA_TIMEOUT,
              notify: bool = True, **kwargs: Any):
     """``caproto.sync.client.write(pv, value, notify=True)`` with ``env`` in force.
 

@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         controllers = [
             SimulatedCS800(cid, clock, firmware=firmware, layout=args.layout,
                            seed=None if args.seed is None else args.seed + i,
-                           start_temp_k=args.start_temp)
+                           start_temp_k=args.start_temp, ambient_k=args.start_temp)
             for i, cid in enumerate(cids)
         ]
         server = SimulatorServer(

@@ -9,16 +9,20 @@ here: a malformed datagram is counted and forgotten.
 
 The status socket is bound with ``SO_REUSEADDR`` and ``SO_REUSEPORT`` (asyn issue 108), so
 other listeners on the same host (another IOC, a logger, ``cs800-sim`` tools) keep receiving.
+An IOC fed only by its own simulators binds a private port instead
+(:func:`open_private_status_socket`): exclusive, and outside the kernel's ephemeral range.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ophyd_cs800 import protocol as P
 
@@ -28,6 +32,11 @@ log = logging.getLogger(__name__)
 REJECT_REASONS: tuple[str, ...] = (
     "short", "header", "length", "checksum", "footer", "unknown", "other",
 )
+#: Lowest port :func:`open_private_status_socket` tries, and how many random ports it tries.
+PRIVATE_PORT_LOW = 20000
+PRIVATE_PORT_TRIES = 200
+#: Where Linux keeps the ephemeral port range ("low high").
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 #: Receive buffer asked of the kernel for the status socket (bytes); bursts of datagrams from
 #: many controllers queue here while the IOC is busy. Linux caps it at net.core.rmem_max.
 STATUS_RCVBUF = 4 * 1024 * 1024
@@ -145,11 +154,50 @@ def open_status_socket(host: str, port: int) -> socket.socket:
     if hasattr(socket, "SO_REUSEPORT"):
         options.append((socket.SOL_SOCKET, socket.SO_REUSEPORT))
     sock = _udp_socket(host, port, "status", tuple(options))
+    _enlarge_rcvbuf(sock)
+    return sock
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's ephemeral (port 0) range, from ``/proc`` on Linux; ``(32768, 60999)`` else."""
+    try:
+        low, high = (int(x) for x in Path(EPHEMERAL_RANGE_FILE).read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
+def open_private_status_socket(host: str, rng: random.Random | None = None) -> socket.socket:
+    """Bind an exclusive status socket on a free port below the kernel's ephemeral range.
+
+    For an IOC fed only by its own simulators (``cs800-sim-ioc``). No ``SO_REUSEADDR`` or
+    ``SO_REUSEPORT``: no other socket can share the port while it is bound. And since the port is
+    outside the range the kernel hands out for port 0, no Channel Access server or client (nor
+    :func:`sim_ioc.process.free_port`) is ever given that number, so stray CA searches aimed at a
+    recycled port never land here. Tries random ports in ``PRIVATE_PORT_LOW`` .. (start of the
+    ephemeral range - 1); falls back to a kernel-chosen port if none is free. Raises
+    ``OSError`` (with the address) only if even that fails.
+    """
+    rng = rng or random.Random()
+    low, _ = ephemeral_port_range()
+    if low > PRIVATE_PORT_LOW + 1:
+        for _ in range(PRIVATE_PORT_TRIES):
+            try:
+                sock = _udp_socket(host, rng.randrange(PRIVATE_PORT_LOW, low), "status", ())
+            except OSError:
+                continue
+            _enlarge_rcvbuf(sock)
+            return sock
+    sock = _udp_socket(host, 0, "status", ())
+    _enlarge_rcvbuf(sock)
+    return sock
+
+
+def _enlarge_rcvbuf(sock: socket.socket) -> None:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STATUS_RCVBUF)
     except OSError:  # a smaller buffer still works; only bursts may be lost
         log.warning("could not enlarge the status socket's receive buffer")
-    return sock
 
 
 def open_command_socket(host: str) -> socket.socket:

@@ -159,6 +159,53 @@ def test_every_status_pv_shows_the_datagram(rig):
     assert rig.read("CS0:TEMP.EGU").data[0] == b"K"
 
 
+def test_firmware_153_datagram_shows_the_ids_past_byte_920(rig):
+    """The 1236-byte layout (spec 2.4): the C IOC never sees ids 2034-2042; this IOC does."""
+    sim = SimulatedCS800(411, ManualClock(), seed=3, layout="long", firmware=153)
+    trailing = P.decode_status(sim.status_datagram()).trailing
+    assert len(trailing) == 196
+    raw = sim.raw_values()
+    raw.update({1066: 4321, 2034: 33, 2035: 29000, 2041: 28800, 2042: 9})
+    datagram = P.encode_status(raw, trailing)
+    assert len(datagram) == 1236
+    rig.send_raw(datagram)
+    wait_for(lambda: rig.value("CS0:RUNTIME") == 4321, "the long datagram applied")
+    assert rig.value("CS0:VER") == 153
+    assert (rig.value("CS0:ELAPSED"), rig.value("CS0:VACSENSOR")) == (33.0, 9.0)
+    assert rig.value("CS0:SUCTSETTEMP") == pytest.approx(290.0)
+    assert rig.value("CS0:COLLARTEMP") == pytest.approx(288.0)
+    rig.feed("CS0:", 411)  # back to the 928-byte layout of the other tests
+
+
+#: menuAlarmSevr strings, by severity.
+SEVR_TEXT = {0: b"NO_ALARM", 1: b"MINOR", 2: b"MAJOR", 3: b"INVALID"}
+
+
+def test_record_fields_follow_each_status_record(rig):
+    """.RTYP .EGU .PREC .HOPR .LOPR .SEVR .STAT of every status PV, as a screen reads them."""
+    rig.feed("CS1:", 369, i1052=NA_, i1065=6)  # ERROR not available: INVALID/UDF
+    for pv in STATUS_PVS:
+        name = "CS1:" + pv.suffix
+        md = rig.read(name, data_type=ChannelType.TIME_STRING).metadata
+        field = {f: rig.value(f"{name}.{f}") for f in ("RTYP", "SEVR", "STAT")}
+        assert field["RTYP"] == pv.record.encode(), name
+        assert field["SEVR"] == SEVR_TEXT[md.severity], name
+        assert field["STAT"] == AlarmStatus(md.status).name.encode(), name
+        if pv.record == "ai":
+            assert rig.value(f"{name}.EGU") == pv.units.encode(), name
+            assert rig.value(f"{name}.PREC") == pv.precision, name
+            assert (rig.value(f"{name}.LOPR"), rig.value(f"{name}.HOPR")) == (pv.low, pv.high)
+            ctrl = rig.read(name, data_type=ChannelType.CTRL_DOUBLE).metadata
+            assert (ctrl.lower_ctrl_limit, ctrl.upper_ctrl_limit) == (pv.low, pv.high), name
+    assert rig.value("CS1:ERROR.SEVR") == b"INVALID"
+    assert rig.value("CS1:ALARMI.SEVR") == b"MINOR"
+    assert rig.value("CS1:TEMP.HOPR") == 400.0
+    rig.feed("CS1:", 369, i1052=3, i1065=0)  # the fields follow later alarm changes
+    wait_for(lambda: rig.value("CS1:ERROR.SEVR") == b"NO_ALARM", "ERROR.SEVR cleared")
+    assert rig.value("CS1:ERROR.STAT") == b"NO_ALARM"
+    assert rig.value("CS1:ALARMI.SEVR") == b"NO_ALARM"
+
+
 #: (parameter puts, action PV, datagram from spec section 5.2)
 COMMANDS = [
     ({"RRATE": 360, "RTEMP": 100}, "RAMP", "00 0B 01 68 27 10 AB"),
@@ -213,10 +260,12 @@ def test_out_of_range_parameter_refused_and_nothing_sent(rig, name, value, allow
 
 def test_temperature_limits_follow_the_device(rig):
     assert rig.read("CS0:RTEMP", ChannelType.CTRL_DOUBLE).metadata.upper_ctrl_limit == 400
+    assert rig.value("CS0:RTEMP.DRVH") == 400  # the field group exists before the change
     rig.feed("CS0:", 411, i1003=50000)  # a "Plus" unit: 500 K
     try:
         wait_for(lambda: rig.read("CS0:RTEMP", ChannelType.CTRL_DOUBLE)
                  .metadata.upper_ctrl_limit == 500, "RTEMP limit 500 K")
+        assert rig.value("CS0:RTEMP.DRVH") == 500  # the record field follows (screens)
         rig.put("CS0:RTEMP", 450)
         rig.put("CS0:RRATE", 360)
         rig.put("CS0:RAMP", 1)
@@ -294,6 +343,8 @@ def test_cid0_adopts_the_only_controller(ioc_factory):
             unknown = rig.value("CS:REJ:UNKNOWN")
             rig.send_raw(P.encode_status(raw_status(556)))  # a second controller: not adopted
             wait_for(lambda: rig.value("CS:REJ:UNKNOWN") == unknown + 1, "unknown counted")
+            wait_for(lambda: "controller 556 is also broadcasting, but CID 0 adopts only" in
+                     proc.log_text(tail=10**7), "the CID-0 caveat logged")
             rig.feed("CS0:", 555)
             assert rig.value("CS0:CTRLNUM") == 555
             rig.put("CS0:RESTART", 1)
@@ -309,6 +360,11 @@ def test_initial_alarm_state_and_status_packet(rig):
     wait_for(lambda: bytes(rig.read("CS:status_packet").data) == P.encode_status(raw),
              "status_packet holds the last datagram")
     assert rig.read("CS1:TEMP", ChannelType.TIME_DOUBLE).metadata.status == AlarmStatus.NO_ALARM
+    # an asyn record in synApps: clients of the C IOC monitor status_packet.BINP
+    assert rig.value("CS:status_packet.RTYP") == b"asyn"
+    assert bytes(rig.read("CS:status_packet.BINP").data) == P.encode_status(raw)
+    rig.feed("CS1:", 369)
+    wait_for(lambda: rig.value("CS:status_packet.NORD") == 928, "NORD shows the datagram size")
 
 
 def test_busy_status_port_exits_1_with_a_sentence(tmp_path):

@@ -196,3 +196,43 @@ def test_valves_missing_gives_a_clear_error(monkeypatch):
     ioc = CS800IOC("x:", [ControllerConfig("CS0:", 1)])
     with pytest.raises(SystemExit, match="--valves needs the simulated valve bank"):
         cli._mount_valves(ioc, "x:", 8)
+
+
+def test_private_status_socket_is_exclusive_and_outside_the_ephemeral_range(tmp_path,
+                                                                            monkeypatch):
+    import socket
+
+    from sim_ioc import status_server as S
+
+    sock = S.open_private_status_socket("127.0.0.1")
+    try:
+        port = sock.getsockname()[1]
+        assert S.PRIVATE_PORT_LOW <= port < S.ephemeral_port_range()[0]
+        assert not sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+        assert not sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+    finally:
+        sock.close()
+    # an ephemeral range that leaves no room below it: a kernel-chosen port, still exclusive
+    range_file = tmp_path / "range"
+    range_file.write_text("1024\t65535\n")
+    monkeypatch.setattr(S, "EPHEMERAL_RANGE_FILE", str(range_file))
+    assert S.ephemeral_port_range() == (1024, 65535)
+    sock = S.open_private_status_socket("127.0.0.1")
+    try:
+        assert sock.getsockname()[1] >= 1024
+        assert not sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+    finally:
+        sock.close()
+    monkeypatch.setattr(S, "EPHEMERAL_RANGE_FILE", str(tmp_path / "absent"))
+    assert S.ephemeral_port_range() == (32768, 60999)
+
+
+def test_free_port_avoids_the_ephemeral_and_private_ranges():
+    from sim_ioc.process import FREE_PORT_RANGE, free_port
+    from sim_ioc.status_server import PRIVATE_PORT_LOW, ephemeral_port_range
+
+    low, high = FREE_PORT_RANGE
+    assert high <= PRIVATE_PORT_LOW
+    if ephemeral_port_range()[0] < high:
+        pytest.skip("this host's ephemeral port range starts below FREE_PORT_RANGE")
+    assert all(low <= free_port() < high for _ in range(20))
