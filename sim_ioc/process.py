@@ -14,6 +14,7 @@ real-hardware IOC pointed at test sockets). Output goes to a log file, never to 
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import signal
@@ -21,11 +22,41 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_hook() -> Any:
+    """Return a ``preexec_fn`` that makes the child get SIGTERM when this process dies.
+
+    Linux only (``prctl(PR_SET_PDEATHSIG)``), and only when called from the main thread: the
+    signal follows the *thread* that forked the child, so an IOC started from a worker thread
+    would be killed when that thread ends. Elsewhere ``None``: the IOC is then stopped by
+    :meth:`IocProcess.stop` only. Without it, an IOC whose parent was killed (a timed-out test
+    or demo) would be left running, since it lives in its own session.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if not sys.platform.startswith("linux") or not in_main_thread:
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before the fork
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return hook
+
 
 #: Seconds allowed for the IOC to exit after SIGINT, then after SIGTERM, before SIGKILL.
 STOP_GRACE = 5.0
@@ -170,7 +201,8 @@ class IocProcess:
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(self.command, env=env, stdin=subprocess.DEVNULL,
                                           stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True)
+                                          start_new_session=True,
+                                          preexec_fn=_parent_death_hook())
         deadline = time.monotonic() + self.startup_timeout
         pv = self.prefix + self.ready_pv
         last_error: Exception | None = None

@@ -95,29 +95,36 @@ def test_example_plot_ramp_writes_a_png(tmp_path):
 
 def test_demo_ctrl_c_stops_the_ioc_it_started(tmp_path):
     out_path = tmp_path / "demo.out"
-    with open(out_path, "wb") as out:
-        proc = subprocess.Popen([*demo_command(), "--speed", "20"], stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-        try:
-            text = ""
-            deadline = time.monotonic() + DEMO_TIMEOUT
-            while "RE(ramp(cs0" not in text and time.monotonic() < deadline:
-                assert proc.poll() is None, out_path.read_text(errors="replace")
-                time.sleep(0.1)
-                text = out_path.read_text(errors="replace")
-            ioc_pid = int(re.search(r"IOC pid (\d+)", text).group(1))
-            os.killpg(proc.pid, signal.SIGINT)  # like Ctrl-C in a terminal: the whole group
-            rc = proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-    text = out_path.read_text(errors="replace")
-    assert rc == 130, text[-3000:]
-    assert "interrupted; stopping the IOC" in text
-    assert "cs0 ended at" not in text
-    deadline = time.monotonic() + 20
-    while Path(f"/proc/{ioc_pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not Path(f"/proc/{ioc_pid}").exists(), "the demo left its IOC running"
+    ioc_pid = None
+    try:
+        with open(out_path, "wb") as out:
+            proc = subprocess.Popen([*demo_command(), "--speed", "20"], stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+            try:
+                text = ""
+                deadline = time.monotonic() + DEMO_TIMEOUT
+                while "RE(ramp(cs0" not in text and time.monotonic() < deadline:
+                    assert proc.poll() is None, out_path.read_text(errors="replace")
+                    time.sleep(0.1)
+                    text = out_path.read_text(errors="replace")
+                ioc_pid = int(re.search(r"IOC pid (\d+)", text).group(1))
+                os.killpg(proc.pid, signal.SIGINT)  # like Ctrl-C in a terminal: the whole group
+                rc = proc.wait(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
+        text = out_path.read_text(errors="replace")
+        assert rc == 130, text[-3000:]
+        assert "interrupted; stopping the IOC" in text
+        assert "cs0 ended at" not in text
+        deadline = time.monotonic() + 20
+        while Path(f"/proc/{ioc_pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{ioc_pid}").exists(), "the demo left its IOC running"
+    finally:
+        # the IOC runs in its own session, out of reach of killpg on the demo: if the demo
+        # failed to stop it, stop it here by its PID so a failed test leaks no process
+        if ioc_pid is not None and Path(f"/proc/{ioc_pid}").exists():
+            os.kill(ioc_pid, signal.SIGKILL)
