@@ -7,8 +7,9 @@ broadcasts on, Ready or Run, not ramping.
 
 from __future__ import annotations
 
-import time
+import functools
 
+import polling
 import pytest
 from bluesky import RunEngine
 from ophyd import EpicsSignal
@@ -28,15 +29,7 @@ SETTLE = 0.3
 WAIT = 60.0
 
 
-def poll(predicate, timeout=WAIT, interval=0.05):
-    """Poll ``predicate`` until it is true or ``timeout`` s pass; return its last value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
+poll = functools.partial(polling.poll, timeout=WAIT, interval=0.05)
 
 
 def sim_signal(ioc, suffix, index=0):
@@ -52,7 +45,7 @@ def make_usable(dev, ioc):
         broadcast.put("On", wait=True)
     if dev.disable.get() != 0:
         dev.disable.put(0, wait=True)
-    assert poll(lambda: not dev._temp_invalid(), 20), "CS0 TEMP stays INVALID"
+    assert poll(lambda: not dev._temp_invalid(), timeout=20), "CS0 TEMP stays INVALID"
     mode = dev.run_mode.get()
     if mode in (RunMode.SHUTDOWN_OK, RunMode.SHUTDOWN_FAIL, RunMode.STARTUP_FAIL,
                 RunMode.STARTUP):

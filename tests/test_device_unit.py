@@ -8,10 +8,12 @@ wait for the test to call :meth:`FakeController.arrive`. It records every comman
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
 
+import polling
 import pytest
 from ophyd.sim import make_fake_device
 
@@ -136,13 +138,7 @@ def ctl(dev):
     return FakeController(dev)
 
 
-def wait_until(predicate, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
+wait_until = functools.partial(polling.poll, timeout=WAIT)
 
 
 def failure(status):

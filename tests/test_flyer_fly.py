@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
 import bluesky.plans as bp
+import polling
 import pytest
 from bluesky import RunEngine
 from bluesky.utils import FailedStatus, RunEngineInterrupted
@@ -142,11 +144,7 @@ def soldrv_threads():
     return [t for t in threading.enumerate() if t.name.startswith("soldrv")]
 
 
-def wait_for(cond, what, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
+wait_for = functools.partial(polling.wait_for, interval=0.005)
 
 
 class WatchedSim(SimHardware):

@@ -7,11 +7,12 @@ command addresses are UDP sockets owned by the test; the test sends status datag
 
 from __future__ import annotations
 
+import functools
 import math
 import socket
 import threading
-import time
 
+import polling
 import pytest
 from caproto import AlarmSeverity, AlarmStatus, ChannelType, ErrorResponseReceived
 
@@ -82,15 +83,7 @@ class Rig:
         self.sender.close()
 
 
-def wait_for(predicate, what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except TimeoutError:
-            pass
-    raise AssertionError(f"timed out waiting for {what}")
+wait_for = functools.partial(polling.wait_for, timeout=DEADLINE, tolerate=(TimeoutError,))
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,13 @@ it back as they found it.
 
 from __future__ import annotations
 
+import functools
 import random
 import socket
 import struct
-import time
 from pathlib import Path
 
+import polling
 import pytest
 from caproto import AlarmSeverity, AlarmStatus, ChannelType, ErrorResponseReceived
 from ophyd import EpicsSignal, EpicsSignalRO
@@ -29,17 +30,7 @@ pytestmark = pytest.mark.integration
 DEADLINE = 20.0
 
 
-def wait_for(predicate, what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return
-        except TimeoutError as exc:
-            last = exc
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+wait_for = functools.partial(polling.wait_for, timeout=DEADLINE, tolerate=(TimeoutError,))
 
 
 class Client:

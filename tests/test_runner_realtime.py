@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
+import polling
 import pytest
 from test_runner_virtual import TUTORIAL, outputs
 
@@ -16,12 +18,7 @@ from soldrv.runner import ModeRequestError, ProgramError, RealTimeRunner, Virtua
 SPEED = 20.0  # logical seconds per wall second: the 4 s tutorial cycle takes 0.2 s
 
 
-def wait_for(cond, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
+wait_for = functools.partial(polling.wait_for, interval=0.005)
 
 
 def test_real_time_run_matches_the_virtual_clock_and_is_never_early():
