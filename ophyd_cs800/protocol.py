@@ -118,7 +118,17 @@ DEFAULT_MAX_TEMP_K = 400.0
 
 
 class ProtocolError(ValueError):
-    """A datagram that cannot be decoded; the message names the problem and the bytes found."""
+    """A datagram that cannot be decoded; the message names the problem and the bytes found.
+
+    Attributes:
+        reason: which check failed, for counting without parsing the message: ``"short"``,
+            ``"header"``, ``"length"``, ``"footer"``, ``"checksum"`` (status and command
+            datagrams) or ``"command"`` (unknown command id).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,23 +453,33 @@ def decode_status(datagram: bytes) -> StatusPacket:
     data = bytes(datagram)
     total = len(data)
     if total < 8:
-        raise ProtocolError(f"status datagram too short: {total} bytes, need at least 8")
+        raise ProtocolError(
+            f"status datagram too short: {total} bytes, need at least 8", "short"
+        )
     if data[:2] != HEADER:
-        raise ProtocolError(f"bad header: expected AA AB, found {data[:2].hex(' ').upper()}")
+        raise ProtocolError(
+            f"bad header: expected AA AB, found {data[:2].hex(' ').upper()}", "header"
+        )
     size = struct.unpack_from(">H", data, 2)[0]
     if size != total - 8:
         raise ProtocolError(
-            f"length field says {size} data bytes, datagram holds {total - 8} (total {total} bytes)"
+            f"length field says {size} data bytes, datagram holds {total - 8} "
+            f"(total {total} bytes)",
+            "length",
         )
     if data[-2:] != FOOTER:
-        raise ProtocolError(f"bad footer: expected AB AA, found {data[-2:].hex(' ').upper()}")
+        raise ProtocolError(
+            f"bad footer: expected AB AA, found {data[-2:].hex(' ').upper()}", "footer"
+        )
     region = data[4 : 4 + size]
     found = struct.unpack_from(">H", data, 4 + size)[0]
     words = _words(region)
     expected = sum(words) & 0xFFFF
     if found != expected:
         raise ProtocolError(
-            f"checksum mismatch: expected 0x{expected:04X} (sum of data words), found 0x{found:04X}"
+            f"checksum mismatch: expected 0x{expected:04X} (sum of data words), "
+            f"found 0x{found:04X}",
+            "checksum",
         )
     n_pairs = size // 4
     raw: dict[int, int] = {}
@@ -540,17 +560,18 @@ def decode_command(datagram: bytes) -> Command:
     """
     data = bytes(datagram)
     if len(data) != 7:
-        raise ProtocolError(f"command datagram must be 7 bytes, got {len(data)}")
+        raise ProtocolError(f"command datagram must be 7 bytes, got {len(data)}", "length")
     expected = sum(data[:6]) & 0xFF
     if data[6] != expected:
         raise ProtocolError(
-            f"command checksum mismatch: expected 0x{expected:02X}, found 0x{data[6]:02X}"
+            f"command checksum mismatch: expected 0x{expected:02X}, found 0x{data[6]:02X}",
+            "checksum",
         )
     cid, param1, param2 = struct.unpack(">HHH", data[:6])
     try:
         command = CommandId(cid)
     except ValueError:
-        raise ProtocolError(f"unknown command id {cid} (0x{cid:02X})") from None
+        raise ProtocolError(f"unknown command id {cid} (0x{cid:02X})", "command") from None
     return Command(command, param1, param2)
 
 

@@ -41,22 +41,14 @@ EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 #: many controllers queue here while the IOC is busy. Linux caps it at net.core.rmem_max.
 STATUS_RCVBUF = 4 * 1024 * 1024
 
-_ERROR_KEYWORDS: tuple[tuple[str, str], ...] = (
-    ("too short", "short"),
-    ("header", "header"),
-    ("length field", "length"),
-    ("checksum", "checksum"),
-    ("footer", "footer"),
-)
-
 
 def classify(error: Exception) -> str:
-    """Map a :class:`~ophyd_cs800.protocol.ProtocolError` to one of :data:`REJECT_REASONS`."""
-    text = str(error)
-    for keyword, reason in _ERROR_KEYWORDS:
-        if keyword in text:
-            return reason
-    return "other"
+    """Map a :class:`~ophyd_cs800.protocol.ProtocolError` to one of :data:`REJECT_REASONS`.
+
+    Uses the error's ``reason``, never its wording; anything else is ``"other"``.
+    """
+    reason = getattr(error, "reason", "other")
+    return reason if reason in REJECT_REASONS else "other"
 
 
 @dataclass

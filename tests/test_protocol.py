@@ -324,29 +324,54 @@ def _with_word(data: bytes, offset: int, word: int) -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("datagram", "message"),
+    ("datagram", "message", "reason"),
     [
-        (b"", "status datagram too short: 0 bytes, need at least 8"),
-        (GOOD[:7], "status datagram too short: 7 bytes, need at least 8"),
-        (b"\xaa\xac" + GOOD[2:], "bad header: expected AA AB, found AA AC"),
-        (GOOD[:500], "length field says 920 data bytes, datagram holds 492 (total 500 bytes)"),
-        (GOOD + b"\x00", "length field says 920 data bytes, datagram holds 921 (total 929 bytes)"),
-        (GOOD[:-2] + b"\xab\xab", "bad footer: expected AB AA, found AB AB"),
+        (b"", "status datagram too short: 0 bytes, need at least 8", "short"),
+        (GOOD[:7], "status datagram too short: 7 bytes, need at least 8", "short"),
+        (b"\xaa\xac" + GOOD[2:], "bad header: expected AA AB, found AA AC", "header"),
+        (
+            GOOD[:500],
+            "length field says 920 data bytes, datagram holds 492 (total 500 bytes)",
+            "length",
+        ),
+        (
+            GOOD + b"\x00",
+            "length field says 920 data bytes, datagram holds 921 (total 929 bytes)",
+            "length",
+        ),
+        (GOOD[:-2] + b"\xab\xab", "bad footer: expected AB AA, found AB AB", "footer"),
         (
             _with_word(GOOD, 924, (struct.unpack_from(">H", GOOD, 924)[0] + 1) & 0xFFFF),
             "checksum mismatch: expected 0x{:04X} (sum of data words), found 0x{:04X}".format(
                 struct.unpack_from(">H", GOOD, 924)[0],
                 (struct.unpack_from(">H", GOOD, 924)[0] + 1) & 0xFFFF,
             ),
+            "checksum",
         ),
-        (_with_word(GOOD, 6 + 4 * 43, 9999), "checksum mismatch: expected 0x"),  # a value changed
+        # a data word changed: the checksum no longer matches
+        (_with_word(GOOD, 6 + 4 * 43, 9999), "checksum mismatch: expected 0x", "checksum"),
     ],
     ids=["empty", "short", "header", "truncated", "too-long", "footer", "checksum", "payload"],
 )
-def test_malformed_status_datagrams(datagram, message):
+def test_malformed_status_datagrams(datagram, message, reason):
     with pytest.raises(P.ProtocolError) as info:
         P.decode_status(datagram)
     assert str(info.value).startswith(message)
+    assert info.value.reason == reason  # what the IOC's REJ:<reason> counters use
+
+
+@pytest.mark.parametrize(
+    ("datagram", "reason"),
+    [
+        (b"\x00\x0d\x00", "length"),
+        (b"\x00\x0d\x00\x00\x00\x00\x0e", "checksum"),
+        (b"\x00\x63\x00\x00\x00\x00\x63", "command"),
+    ],
+)
+def test_malformed_commands_carry_their_reason(datagram, reason):
+    with pytest.raises(P.ProtocolError) as info:
+        P.decode_command(datagram)
+    assert info.value.reason == reason
 
 
 def test_empty_data_region_decodes_to_nothing():
