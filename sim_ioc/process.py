@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,9 @@ FREE_PORT_RANGE = (10000, 20000)
 #: Default timeout of one Channel Access read or write (seconds). Generous: on a loaded shared
 #: machine a search answer can take more than the 1-2 s usual in interactive use.
 CA_TIMEOUT = 5.0
+#: Searches :func:`ca_read` and :func:`ca_write` make, each from a new client socket, before a
+#: PV that nobody answered is reported (see :func:`_search_retried`).
+CA_SEARCH_ATTEMPTS = 3
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -290,12 +293,14 @@ def ca_read(pv: str, env: Mapping[str, str], *, timeout: float = CA_TIMEOUT, **k
 
     caproto's sync client reads ``EPICS_CA_ADDR_LIST`` from ``os.environ`` at every search, so
     the environment is swapped in for the call and restored after it (not thread-safe with
-    other code changing ``os.environ`` at the same moment).
+    other code changing ``os.environ`` at the same moment). A search that times out is tried
+    again from a new socket, :data:`CA_SEARCH_ATTEMPTS` times in all (:func:`_search_retried`),
+    so a PV nobody serves takes up to that many ``timeout`` s to report.
     """
     from caproto.sync.client import read
 
     with _environ(env):
-        return read(pv, timeout=timeout, repeater=False, **kwargs)
+        return _search_retried(lambda: read(pv, timeout=timeout, repeater=False, **kwargs))
 
 
 def ca_write(pv: str, value: Any, env: Mapping[str, str], *, timeout: float = CA_TIMEOUT,
@@ -303,11 +308,51 @@ def ca_write(pv: str, value: Any, env: Mapping[str, str], *, timeout: float = CA
     """``caproto.sync.client.write(pv, value, notify=True)`` with ``env`` in force.
 
     A put the IOC refuses raises ``caproto.ErrorResponseReceived`` carrying the IOC's message.
+    Search timeouts are retried as in :func:`ca_read` (nothing has been written then).
     """
     from caproto.sync.client import write
 
     with _environ(env):
-        return write(pv, value, timeout=timeout, notify=notify, repeater=False, **kwargs)
+        return _search_retried(
+            lambda: write(pv, value, timeout=timeout, notify=notify, repeater=False, **kwargs))
+
+
+def _search_retried(call: Callable[[], Any], attempts: int = CA_SEARCH_ATTEMPTS) -> Any:
+    """Run a caproto sync ``call``; if its CA *search* timed out, run it again (``attempts``).
+
+    Each caproto sync call searches from a new UDP socket with ``SO_REUSEADDR`` bound to port
+    0, and Linux may give such a socket a port another ``SO_REUSEADDR`` socket already holds
+    (another client's, a beacon socket): the search reply is then delivered to that socket and
+    this search times out however long it waits. A new call gets a new port. Only a timeout
+    raised inside the search is retried: nothing has been written at that point. Any other
+    error, and the last search timeout, propagate; the last one names the attempts.
+    """
+    from caproto import CaprotoTimeoutError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except CaprotoTimeoutError as exc:
+            if not _raised_in_search(exc):
+                raise
+            if attempt == attempts:
+                raise CaprotoTimeoutError(
+                    f"{exc} ({attempts} searches, each from a new client socket)") from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _raised_in_search(exc: BaseException) -> bool:
+    """True if ``exc`` was raised inside ``caproto.sync.client.search``."""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "search" and tb.tb_frame.f_globals.get("__name__") == _SYNC_CLIENT:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+_SYNC_CLIENT = "caproto.sync.client"
 
 
 class _environ:

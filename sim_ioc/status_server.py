@@ -134,17 +134,26 @@ def _udp_socket(host: str, port: int, what: str,
     return sock
 
 
-def open_status_socket(host: str, port: int) -> socket.socket:
-    """Bind the shared status UDP socket on ``host:port`` (port 0: a free port).
+def open_status_socket(host: str, port: int, rng: random.Random | None = None) -> socket.socket:
+    """Bind the shared status UDP socket on ``host:port`` (port 0: a free port, see below).
 
     ``SO_REUSEADDR`` and (where the platform has it) ``SO_REUSEPORT`` are set before binding,
     so other processes can bind the same port. ``SO_BROADCAST`` is set and the receive buffer
     enlarged (:data:`STATUS_RCVBUF`). To receive broadcasts bind ``""``/``"0.0.0.0"``.
+
+    Port 0 is not left to the kernel: Linux lets a socket with ``SO_REUSEADDR`` that binds port
+    0 be handed a port that another ``SO_REUSEADDR`` socket already holds, and every caproto CA
+    client search socket is such a socket. A client given the status port would have the
+    IOC's search replies delivered here (the more specific bind wins): its search times out and
+    the reply is counted as a malformed datagram. So port 0 means a random free port below the
+    kernel's ephemeral range (:func:`_bind_below_ephemeral`), which no port-0 bind is given.
     Raises ``OSError`` with the address in the message if the bind fails.
     """
     options = [(socket.SOL_SOCKET, socket.SO_REUSEADDR), (socket.SOL_SOCKET, socket.SO_BROADCAST)]
     if hasattr(socket, "SO_REUSEPORT"):
         options.append((socket.SOL_SOCKET, socket.SO_REUSEPORT))
+    if port == 0:
+        return _bind_below_ephemeral(host, tuple(options), rng)
     sock = _udp_socket(host, port, "status", tuple(options))
     _enlarge_rcvbuf(sock)
     return sock
@@ -166,21 +175,32 @@ def open_private_status_socket(host: str, rng: random.Random | None = None) -> s
     ``SO_REUSEPORT``: no other socket can share the port while it is bound. And since the port is
     outside the range the kernel hands out for port 0, no Channel Access server or client (nor
     :func:`sim_ioc.process.free_port`) is ever given that number, so stray CA searches aimed at a
-    recycled port never land here. Tries random ports in ``PRIVATE_PORT_LOW`` .. (start of the
-    ephemeral range - 1); falls back to a kernel-chosen port if none is free. Raises
-    ``OSError`` (with the address) only if even that fails.
+    recycled port never land here. Raises ``OSError`` (with the address) only if no port at all
+    can be bound.
     """
+    return _bind_below_ephemeral(host, (), rng)
+
+
+def _bind_below_ephemeral(host: str, options: tuple[tuple[int, int], ...],
+                          rng: random.Random | None) -> socket.socket:
+    """A status socket with ``options`` on a random free port in ``PRIVATE_PORT_LOW`` .. (start
+    of the ephemeral range - 1); a kernel-chosen port if none of ``PRIVATE_PORT_TRIES`` binds
+    (or the ephemeral range leaves no room below it)."""
     rng = rng or random.Random()
     low, _ = ephemeral_port_range()
     if low > PRIVATE_PORT_LOW + 1:
         for _ in range(PRIVATE_PORT_TRIES):
+            port = rng.randrange(PRIVATE_PORT_LOW, low)
             try:
-                sock = _udp_socket(host, rng.randrange(PRIVATE_PORT_LOW, low), "status", ())
+                # With SO_REUSEADDR the bind would also succeed on a port another reusing
+                # socket holds (another IOC's): an exclusive probe bind first proves it free.
+                _udp_socket(host, port, "status", ()).close()
+                sock = _udp_socket(host, port, "status", options)
             except OSError:
                 continue
             _enlarge_rcvbuf(sock)
             return sock
-    sock = _udp_socket(host, 0, "status", ())
+    sock = _udp_socket(host, 0, "status", options)
     _enlarge_rcvbuf(sock)
     return sock
 

@@ -60,3 +60,63 @@ def test_ioc_exits_when_its_parent_is_killed(tmp_path):
             parent.wait(10)
         if ioc_pid is not None and _alive(ioc_pid):
             os.kill(ioc_pid, signal.SIGKILL)
+
+
+def test_search_timeouts_are_retried_from_new_sockets_then_named(monkeypatch):
+    """A PV nobody serves: three real searches, each from a new client socket (port), and the
+    error says so. Linux can give a caproto client socket a port another SO_REUSEADDR socket
+    holds, whose owner then receives the reply; a new socket is the cure."""
+    from caproto import CaprotoTimeoutError
+    from caproto.sync import client as sync
+
+    from sim_ioc.process import CA_SEARCH_ATTEMPTS, ca_read, free_port, loopback_ca_env
+
+    ports = []
+    real_search = sync.search
+
+    def recording_search(pv_name, udp_sock, timeout, **kwargs):
+        ports.append(udp_sock.getsockname()[1])
+        return real_search(pv_name, udp_sock, timeout, **kwargs)
+
+    monkeypatch.setattr(sync, "search", recording_search)
+    env = loopback_ca_env(free_port())  # nothing listens there
+    with pytest.raises(CaprotoTimeoutError, match=r"NOPE:PV.*\(3 searches, each from a new"):
+        ca_read("NOPE:PV", env, timeout=0.2)
+    assert len(ports) == CA_SEARCH_ATTEMPTS == 3
+    assert len(set(ports)) == 3
+
+
+def test_only_search_timeouts_are_retried():
+    from caproto import CaprotoTimeoutError
+
+    from sim_ioc.process import _search_retried
+
+    calls = []
+
+    def times_out_after_the_search():  # e.g. a put whose completion never came
+        calls.append(1)
+        raise CaprotoTimeoutError("no write response")
+
+    with pytest.raises(CaprotoTimeoutError, match="^no write response$"):
+        _search_retried(times_out_after_the_search)
+    assert len(calls) == 1
+
+
+@pytest.mark.integration
+def test_ca_helpers_reach_a_served_pv_at_the_first_search(cs800_sim_ioc, monkeypatch):
+    from caproto.sync import client as sync
+
+    from sim_ioc.process import ca_read, ca_write
+
+    searches = []
+    real_search = sync.search
+
+    def counting_search(*args, **kwargs):
+        searches.append(args[0])
+        return real_search(*args, **kwargs)
+
+    monkeypatch.setattr(sync, "search", counting_search)
+    prefix = cs800_sim_ioc.controller_prefix(0)
+    ca_write(prefix + "DISABLE", "Enabled", cs800_sim_ioc.env)  # already enabled: harmless
+    assert ca_read(prefix + "CTRLNUM", cs800_sim_ioc.env).data[0] == 411
+    assert searches == [prefix + "DISABLE", prefix + "CTRLNUM"]

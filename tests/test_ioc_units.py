@@ -227,6 +227,39 @@ def test_private_status_socket_is_exclusive_and_outside_the_ephemeral_range(tmp_
     assert S.ephemeral_port_range() == (32768, 60999)
 
 
+def test_shared_status_socket_on_port_0_avoids_the_ephemeral_range_and_held_ports():
+    """Port 0 must not be the kernel's pick: Linux gives a port-0 SO_REUSEADDR socket (every
+    caproto client's search socket) a port another SO_REUSEADDR socket holds, and the IOC's
+    search replies to that client would then land on the status socket."""
+    import random
+    import socket
+
+    from sim_ioc import status_server as S
+
+    low = S.ephemeral_port_range()[0]
+    held = S.open_status_socket("127.0.0.1", 0)  # another IOC's status socket, also reusing
+    try:
+        held_port = held.getsockname()[1]
+        assert S.PRIVATE_PORT_LOW <= held_port < low
+        assert held.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+        assert held.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+
+        class FirstTheHeldPort(random.Random):
+            picks = [held_port]
+
+            def randrange(self, start, stop=None, step=1):
+                return self.picks.pop() if self.picks else super().randrange(start, stop)
+
+        sock = S.open_status_socket("127.0.0.1", 0, FirstTheHeldPort())
+        try:  # the held port was tried first and skipped, though SO_REUSEADDR would allow it
+            assert sock.getsockname()[1] != held_port
+            assert S.PRIVATE_PORT_LOW <= sock.getsockname()[1] < low
+        finally:
+            sock.close()
+    finally:
+        held.close()
+
+
 def test_free_port_avoids_the_ephemeral_and_private_ranges():
     from sim_ioc.process import FREE_PORT_RANGE, free_port
     from sim_ioc.status_server import PRIVATE_PORT_LOW, ephemeral_port_range
