@@ -10,22 +10,37 @@ controller shut down) surface at the ``set``; failures found later (not accepted
 stale controller) fail the status, and the RunEngine raises ``FailedStatus`` from them
 (:func:`ophyd_cs800.device.error_message` returns the sentence).
 
+The annotations are evaluated objects (no ``from __future__ import annotations``):
+bluesky-queueserver builds its parameter checks from them, and could not resolve the names of
+string annotations. ``detectors`` are ``Sequence[Readable]`` so the queue server turns device
+names into devices; a ``cs`` that is not a :class:`CS800` (a misspelt name reaching the plan as
+a string) raises ``TypeError`` naming what was given.
+
 Temperatures are kelvin, rates K/h (whole numbers, 1-360), durations minutes.
 """
 
-from __future__ import annotations
-
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from bluesky import plan_stubs as bps
 from bluesky import plans as bp
 from bluesky import preprocessors as bpp
+from bluesky.protocols import Readable
 from bluesky.utils import Msg
 
 from ophyd_cs800.device import CS800
 
 Plan = Generator[Msg, Any, Any]
+
+
+def _require_cs800(cs: Any, plan_name: str) -> CS800:
+    """Return ``cs`` if it is a :class:`CS800`; ``TypeError`` naming what it is otherwise."""
+    if not isinstance(cs, CS800):
+        raise TypeError(
+            f"{plan_name}: cs must be a CS800 device (e.g. cs0 = CS800('xxx:CS0:', "
+            f"name='cs0')), got {cs!r} ({type(cs).__name__}); in bluesky-queueserver give the "
+            "name of a CS800 of the profile")
+    return cs
 
 
 def _move(
@@ -40,6 +55,7 @@ def _move(
     **set_kwargs: Any,
 ) -> Plan:
     """Move ``cs`` with ``Msg('set')``; with ``record`` inside a run (see :func:`ramp`)."""
+    _require_cs800(cs, plan_name)
     set_kwargs = {key: value for key, value in set_kwargs.items() if value is not None}
     if record is None:
         record = wait
@@ -116,6 +132,7 @@ def plateau(cs: CS800, minutes: float, *, wait: bool = False, group: str | None 
 
     ``wait=True`` returns when the plateau is over (PHASE has left Plat).
     """
+    _require_cs800(cs, "plateau")
     return (yield from bps.abs_set(cs.actions.plateau, minutes, group=group, wait=wait))
 
 
@@ -124,16 +141,19 @@ def hold(cs: CS800, *, wait: bool = True) -> Plan:
 
     ``wait=True`` returns once PHASE reads Hold. (In Ready this starts the gas flow.)
     """
+    _require_cs800(cs, "hold")
     return (yield from bps.abs_set(cs.actions.hold, 1, wait=wait))
 
 
 def pause(cs: CS800) -> Plan:
     """Suspend the controller's programme (a temporary Hold that :func:`resume` continues)."""
+    _require_cs800(cs, "pause")
     return (yield from bps.abs_set(cs.actions.pause_program, 1, wait=True))
 
 
 def resume(cs: CS800) -> Plan:
     """Resume the programme suspended by :func:`pause`."""
+    _require_cs800(cs, "resume")
     return (yield from bps.abs_set(cs.actions.resume_program, 1, wait=True))
 
 
@@ -143,16 +163,19 @@ def end(cs: CS800, rate: float = 360, *, wait: bool = False) -> Plan:
     ``wait=True`` returns when the run mode reads Shutdown OK. Use :func:`restart` before
     the next ramp.
     """
+    _require_cs800(cs, "end")
     return (yield from bps.abs_set(cs.actions.end, rate, wait=wait))
 
 
 def purge(cs: CS800, *, wait: bool = False) -> Plan:
     """Warm the cooler up to room temperature, then shut down (``wait=True``: until then)."""
+    _require_cs800(cs, "purge")
     return (yield from bps.abs_set(cs.actions.purge, 1, wait=wait))
 
 
 def turbo(cs: CS800, on: bool) -> Plan:
     """Switch turbo gas flow (10 l/min) on (``True``) or off (``False``)."""
+    _require_cs800(cs, "turbo")
     return (yield from bps.abs_set(cs.actions.turbo, bool(on), wait=True))
 
 
@@ -161,13 +184,14 @@ def restart(cs: CS800, *, wait: bool = True) -> Plan:
 
     Does nothing if the controller is already Ready or Running.
     """
+    _require_cs800(cs, "restart")
     return (yield from bps.abs_set(cs.actions.restart, 1, wait=wait))
 
 
 def temperature_series(
-    detectors: Sequence[Any],
+    detectors: Sequence[Readable],
     cs: CS800,
-    temperatures: Iterable[float],
+    temperatures: Sequence[float],
     *,
     rate: float | None = None,
     md: dict[str, Any] | None = None,
@@ -178,6 +202,7 @@ def temperature_series(
     and settle time decide). ``rate`` (K/h) sets ``cs.ramp_rate`` first. Every temperature is
     checked against the controller's range before anything moves. Returns the run uid.
     """
+    _require_cs800(cs, "temperature_series")
     temps = [float(t) for t in temperatures]
     if not temps:
         raise ValueError("temperature_series needs at least one temperature")
@@ -192,7 +217,7 @@ def temperature_series(
 
 
 def ramp_and_record(
-    detectors: Sequence[Any],
+    detectors: Sequence[Readable],
     cs: CS800,
     target: float,
     *,
@@ -207,7 +232,7 @@ def ramp_and_record(
     stale controller, ...) the run ends with that error instead of looking successful.
     Returns the run uid.
     """
-    cs.check_value(target)
+    _require_cs800(cs, "ramp_and_record").check_value(target)
     readables = [*detectors, cs]
 
     def inner() -> Plan:

@@ -6,9 +6,12 @@
   cycle events go to the cycler's own stream and the mode stops when the plan ends.
 * :func:`count_while_cycling` -- ``bp.count`` of detectors (and the valve states) while a
   mode cycles.
-"""
 
-from __future__ import annotations
+Annotations are evaluated objects (no ``from __future__ import annotations``), so
+bluesky-queueserver can build its parameter checks for :func:`run_cycle` and
+:func:`count_while_cycling` (``cycle_during`` takes a plan object, which a queue item cannot
+carry).
+"""
 
 from collections.abc import Generator, Sequence
 from typing import Any
@@ -16,6 +19,7 @@ from typing import Any
 import bluesky.plan_stubs as bps
 import bluesky.plans as bp
 import bluesky.preprocessors as bpp
+from bluesky.protocols import Readable
 from bluesky.utils import Msg
 
 from soldrv.flyer import SolenoidCycler
@@ -96,7 +100,7 @@ def cycle_during(plan: Plan, cycler: SolenoidCycler, mode: int, *, stage: bool =
 
 
 def count_while_cycling(
-    detectors: Sequence[Any],
+    detectors: Sequence[Readable],
     cycler: SolenoidCycler,
     mode: int,
     *,
