@@ -124,3 +124,23 @@ def test_failed_status_in_RE_wraps_the_sentence(RE):  # noqa: N802
     with pytest.raises(FailedStatus) as info:
         RE(plans.ramp(cs, 150, timeout=0.2, record=False))
     assert "did not finish within" in str(info.value.__cause__)
+
+
+@pytest.mark.parametrize("name, args", [
+    ("ramp", (150,)), ("cool", (100,)), ("plateau", (5,)), ("hold", ()), ("pause", ()),
+    ("resume", ()), ("end", ()), ("purge", ()), ("turbo", (True,)), ("restart", ()),
+])
+def test_a_cs_that_is_no_cs800_is_refused_before_any_message(name, args):
+    plan = getattr(plans, name)("cs9", *args)  # e.g. a misspelt name from a queue item
+    with pytest.raises(TypeError, match=rf"^{name}: cs must be a CS800 device .*'cs9' \(str\)"):
+        next(plan)
+
+
+def test_data_plans_refuse_a_cs_that_is_no_cs800():
+    with pytest.raises(TypeError, match=r"^temperature_series: cs must be a CS800 .*SynGauss"):
+        next(plans.temperature_series([det], det, [150]))
+    with pytest.raises(TypeError, match=r"^ramp_and_record: cs must be a CS800 .*None"):
+        next(plans.ramp_and_record([det], None, 150))
+    assert sorted(plans.__all__) == sorted(
+        ["ramp", "cool", "plateau", "hold", "pause", "resume", "end", "purge", "turbo", "restart",
+         "temperature_series", "ramp_and_record"])
