@@ -46,9 +46,12 @@ __all__ = [
     "DEFAULT_MIN_TEMP_K",
     "FOOTER",
     "HEADER",
+    "IDENTIFICATION_LEN",
     "ID_PORT",
     "LONG_IDS",
     "LONG_TRAILER_LEN",
+    "MAX_NAME_LEN",
+    "MIN_IDENTIFICATION_LEN",
     "MOVING_PHASES",
     "NOT_AVAILABLE",
     "PARAMS",
@@ -62,6 +65,7 @@ __all__ = [
     "Command",
     "CommandId",
     "HardwareBits",
+    "Identification",
     "Param",
     "Phase",
     "ProtocolError",
@@ -70,14 +74,21 @@ __all__ = [
     "TurboMode",
     "alarm_for",
     "ck_to_kelvin",
+    "controller_number_from_mac",
     "cool",
     "decode_command",
+    "decode_identification",
     "decode_status",
+    "encode_identification",
     "encode_status",
     "end",
     "hold",
     "interrupt_flow",
     "kelvin_to_ck",
+    "mac_for_controller",
+    "mac_from_words",
+    "mac_to_words",
+    "normalise_mac",
     "pause",
     "plat",
     "purge",
@@ -123,7 +134,8 @@ class ProtocolError(ValueError):
     Attributes:
         reason: which check failed, for counting without parsing the message: ``"short"``,
             ``"header"``, ``"length"``, ``"footer"``, ``"checksum"`` (status and command
-            datagrams) or ``"command"`` (unknown command id).
+            datagrams), ``"command"`` (unknown command id) or ``"identification"`` (an
+            identification datagram, see :func:`decode_identification`).
     """
 
     def __init__(self, message: str, reason: str) -> None:
@@ -781,3 +793,174 @@ def set_parameter(pid: int, raw: int) -> Command:
         if not 0 <= word <= 0xFFFF:
             raise ValueError(f"{what} {word} is out of range: allowed 0 to 65535")
     return _build(CommandId.SET_PARAMETER, pid, raw)
+
+
+# --------------------------------------------------------------------------------------------
+# Identification datagrams (controller -> UDP port 30303, once per second; spec section 1.1)
+# --------------------------------------------------------------------------------------------
+
+#: Bytes of an identification datagram as the real unit sends it (and as encoded here): a
+#: 16-byte name field (15 name bytes, CR, then LF), then the MAC address as 17 characters.
+IDENTIFICATION_LEN = 34
+#: Shortest datagram decoded: Oxford's wording (a 16-byte name, then the MAC) allows 33 bytes.
+MIN_IDENTIFICATION_LEN = 33
+#: Longest NetBIOS name :func:`encode_identification` accepts (characters).
+MAX_NAME_LEN = 15
+#: Bytes stripped from both ends of the name field: 0xFF padding, NUL, space, CR, LF.
+_NAME_PAD = b"\xff\x00 \r\n"
+_MAC_TEXT_LEN = 17
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+#: First four bytes of every CS800 MAC address seen so far (APS 19-ID and LBL BCSB) [I].
+_MAC_PREFIX = "00-00-0C-01"
+
+
+@dataclass(frozen=True)
+class Identification:
+    """A decoded identification datagram.
+
+    The controller's IP address is not in the data: it is the datagram's source address.
+
+    Attributes:
+        name: the NetBIOS name, or ``None`` when none is assigned (the name field is all
+            0xFF, as on the APS 19-ID unit).
+        mac: the MAC address as six upper-case hex pairs joined by dashes
+            (``00-00-0C-01-01-AB``).
+    """
+
+    name: str | None
+    mac: str
+
+
+def _mac_pairs(text: str) -> list[str] | None:
+    """The six hex pairs of ``text`` split on ``-`` (or on ``:``), or ``None`` if malformed."""
+    sep = "-" if "-" in text else ":"
+    pairs = text.split(sep)
+    if len(pairs) != 6 or any(len(p) != 2 or not _HEX.issuperset(p.encode()) for p in pairs):
+        return None
+    return pairs
+
+
+def normalise_mac(mac: str) -> str:
+    """Return ``mac`` as six upper-case hex pairs joined by dashes (``00-00-0C-01-01-AB``).
+
+    Accepts dashes or colons as separators, any case. Anything else (wrong number of pairs,
+    non-hex characters, not a string) raises ``ValueError`` naming the expected form.
+    """
+    pairs = _mac_pairs(mac) if isinstance(mac, str) and mac.isascii() else None
+    if pairs is None:
+        raise ValueError(
+            f"MAC address must be six hex pairs separated by dashes or colons, such as "
+            f"00-00-0C-01-01-AB, got {mac!r}"
+        )
+    return "-".join(pairs).upper()
+
+
+def mac_to_words(mac: str) -> tuple[int, int, int]:
+    """The three 16-bit words of ``mac`` as sent in status ids 1311, 1312, 1313.
+
+    ``00-00-0C-01-04-BD`` gives ``(0x0000, 0x0C01, 0x04BD)`` (the BCSB capture). A malformed
+    MAC raises ``ValueError`` (see :func:`normalise_mac`).
+    """
+    octets = bytes.fromhex(normalise_mac(mac).replace("-", ""))
+    return struct.unpack(">3H", octets)  # type: ignore[return-value]
+
+
+def mac_from_words(word1: int, word2: int, word3: int) -> str:
+    """The MAC address carried by status ids 1311, 1312, 1313 (big-endian words, in order).
+
+    Raises ``ValueError`` if a word is not 0..65535.
+    """
+    for word in (word1, word2, word3):
+        if not 0 <= word <= 0xFFFF:
+            raise ValueError(f"MAC word {word} is not a 16-bit word (0..65535)")
+    return struct.pack(">3H", word1, word2, word3).hex("-").upper()
+
+
+def mac_for_controller(cid: int) -> str:
+    """The MAC address a CS800 with controller number ``cid`` appears to have.
+
+    ``00-00-0C-01-HH-LL`` with the controller number in the last two bytes: an inference [I]
+    from two units (spec section 1.1: MAC ``...-01-AB`` with controller 427 at APS 19-ID, MAC
+    words ``0000 0C01 04BD`` with controller 1213 at LBL), not documented by Oxford. Used by the
+    simulator. ``cid`` outside 0..65535 raises ``ValueError``.
+    """
+    if not isinstance(cid, int) or not 0 <= cid <= 0xFFFF:
+        raise ValueError(f"controller number must be an integer 0..65535, got {cid!r}")
+    return f"{_MAC_PREFIX}-{cid >> 8:02X}-{cid & 0xFF:02X}"
+
+
+def controller_number_from_mac(mac: str) -> int:
+    """A *hint* at the controller number (id 1028): the last two bytes of ``mac``.
+
+    The inverse of :func:`mac_for_controller`. Inferred from two units, not documented by Oxford
+    (spec section 1.1): trust the status datagram's id 1028 when it is available. A malformed
+    MAC raises ``ValueError``.
+    """
+    return mac_to_words(mac)[2]
+
+
+def decode_identification(data: bytes) -> Identification:
+    """Decode an identification datagram (spec section 1.1).
+
+    The real one (APS 19-ID) is 34 bytes: 15 x 0xFF, CR LF, then the MAC address as 17 ASCII
+    characters (``00-00-0C-01-01-AB``). Oxford's wording puts the NetBIOS name in the first 16
+    bytes and the MAC after it, so: the name is ``data[:16]`` with 0xFF, NUL, spaces, CR and LF
+    stripped from both ends (nothing left: ``None``), and the MAC is ``data[-17:]``, six hex
+    pairs joined by dashes (returned in upper case). The 33-byte form of that wording (no
+    CR LF) and longer datagrams are accepted; bytes between the two fields are ignored.
+
+    Raises :class:`ProtocolError` (reason ``"identification"``) naming the problem and showing
+    the bytes found: fewer than 33 bytes, a MAC field that is not six dash-separated hex pairs,
+    or a name that is not printable ASCII.
+    """
+    data = bytes(data)
+    if len(data) < MIN_IDENTIFICATION_LEN:
+        raise ProtocolError(
+            f"identification datagram too short: {len(data)} bytes, need at least "
+            f"{MIN_IDENTIFICATION_LEN} (16-byte name field, then a 17-character MAC address); "
+            f"found {data.hex(' ').upper() or 'nothing'}",
+            "identification",
+        )
+    mac_field = data[-_MAC_TEXT_LEN:]
+    pairs = _mac_pairs(mac_field.decode("ascii")) if mac_field.isascii() else None
+    if pairs is None or b"-" not in mac_field:
+        raise ProtocolError(
+            f"bad MAC address in identification datagram: expected six dash-separated hex "
+            f"pairs such as 00-00-0C-01-01-AB in the last {_MAC_TEXT_LEN} bytes, found "
+            f"{mac_field.hex(' ').upper()} ({mac_field!r})",
+            "identification",
+        )
+    name_field = data[:16]
+    name = name_field.strip(_NAME_PAD)
+    if not all(0x20 <= b <= 0x7E for b in name):
+        raise ProtocolError(
+            f"bad name in identification datagram: the first 16 bytes must be printable "
+            f"ASCII padded with FF, found {name_field.hex(' ').upper()}",
+            "identification",
+        )
+    return Identification(name.decode("ascii") or None, "-".join(pairs).upper())
+
+
+def encode_identification(mac: str, name: str | None = None) -> bytes:
+    """Encode an identification datagram in the 34-byte layout of the real controller.
+
+    The name field is ``name`` padded with 0xFF to 15 bytes (all 0xFF for no name), then
+    CR LF, then ``mac`` as 17 upper-case characters with dashes. ``name`` must be at most 15
+    printable ASCII characters without leading or trailing spaces (``""`` means no name);
+    otherwise, or for a malformed ``mac``, ``ValueError`` names the limit.
+    """
+    text = normalise_mac(mac)
+    raw_name = b""
+    if name:
+        if (
+            not isinstance(name, str)
+            or len(name) > MAX_NAME_LEN
+            or not all(" " <= c <= "~" for c in name)
+            or name != name.strip(" ")
+        ):
+            raise ValueError(
+                f"identification name must be at most {MAX_NAME_LEN} printable ASCII "
+                f"characters without leading or trailing spaces, got {name!r}"
+            )
+        raw_name = name.encode("ascii")
+    return raw_name.ljust(MAX_NAME_LEN, b"\xff") + b"\r\n" + text.encode("ascii")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,6 +28,7 @@ from caproto.asyncio.server import start_server
 from caproto.server import template_arg_parser
 
 from ophyd_cs800 import protocol as P
+from sim_ioc.cli_args import bounded_positive, port
 from sim_ioc.ioc import CS800IOC, DEFAULT_STALE_TIMEOUT, ControllerConfig
 
 log = logging.getLogger("sim_ioc.cli")
@@ -64,20 +64,7 @@ def parse_controller(text: str, default_port: int = P.COMMAND_PORT) -> Controlle
     return ControllerConfig(r=f"{r}:", cid=int(cid_text), command_addr=(host, port))
 
 
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0..65535 (0 = a free port), got {text!r}")
-    return int(text)
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+_positive = bounded_positive("value")
 
 
 def _count(text: str) -> int:
@@ -185,13 +172,13 @@ def main_ioc(argv: Sequence[str] | None = None) -> int:
         "cs800-ioc", "CS800 IOC (synApps Oxford_CS800 PV names) for real controllers.", "xxx:")
     parser.add_argument("--controller", action="append", required=True, metavar="R:CID@HOST",
                         help="R:CID@HOST[:PORT], once per controller (CID 0: first heard)")
-    parser.add_argument("--status-port", type=_port, default=P.STATUS_PORT,
+    parser.add_argument("--status-port", type=port, default=P.STATUS_PORT,
                         help=f"UDP port the status broadcasts arrive on (default "
                         f"{P.STATUS_PORT}; 0 = a free port, shown in $(P)$(R)PORT)")
     parser.add_argument("--listen", default="0.0.0.0", metavar="HOST",
                         help="interface the status socket binds (default 0.0.0.0, needed "
                         "for broadcasts)")
-    parser.add_argument("--command-port", type=_port, default=P.COMMAND_PORT,
+    parser.add_argument("--command-port", type=port, default=P.COMMAND_PORT,
                         help=f"controllers' command port when not given per controller "
                         f"(default {P.COMMAND_PORT})")
     parser.add_argument("--command-host", default="0.0.0.0", metavar="HOST",

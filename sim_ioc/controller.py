@@ -92,7 +92,7 @@ class SimulatedCS800:
     """One simulated CS800 controller.
 
     Args:
-        cid: controller number (status id 1028), 1..65533; also the last MAC word (1313).
+        cid: controller number (status id 1028), 1..65533.
         clock: the time source (simulated seconds); share one between controllers.
         firmware: control firmware version reported in id 1004 (115 at APS, 153 at LBL).
         layout: ``"928"`` (the 230 standard ids) or ``"long"`` (the 1236-byte firmware-153
@@ -104,6 +104,11 @@ class SimulatedCS800:
         startup_seconds: simulated duration of StartUp before Ready (added keyword).
         ambient_k: room temperature, kelvin: without gas flow (StartUp, Ready, shut down, flow
             interrupted) the gas and the evaporator relax toward it (added keyword).
+        mac: MAC address (dashes or colons), sent in status ids 1311..1313 and in the
+            identification datagram; default :func:`ophyd_cs800.protocol.mac_for_controller`
+            (``00-00-0C-01-HH-LL``, the controller number in the last two bytes).
+        name: NetBIOS name for the identification datagram (at most 15 printable ASCII
+            characters), or ``None`` for none (all 0xFF, as on the real APS unit).
 
     Bad arguments raise ``ValueError`` with the allowed range. The controller starts in StartUp.
 
@@ -126,6 +131,8 @@ class SimulatedCS800:
         max_temp_k: float = 400.0,
         startup_seconds: float = STARTUP_SECONDS,
         ambient_k: float = 293.0,
+        mac: str | None = None,
+        name: str | None = None,
     ) -> None:
         """Create the controller in StartUp at ``clock.now()``; see the class docstring."""
         if not isinstance(cid, int) or not 1 <= cid <= _NA - 1:
@@ -136,11 +143,14 @@ class SimulatedCS800:
             raise ValueError(
                 f"need 0 < min_temp_k < max_temp_k <= 600 K, got {min_temp_k!r}, {max_temp_k!r}"
             )
-        for name, value in (("start_temp_k", start_temp_k), ("ambient_k", ambient_k)):
+        for what, value in (("start_temp_k", start_temp_k), ("ambient_k", ambient_k)):
             if not 1.0 <= value <= 600.0:
-                raise ValueError(f"{name} must be 1..600 K, got {value!r}")
+                raise ValueError(f"{what} must be 1..600 K, got {value!r}")
         if not 0.0 <= startup_seconds <= 3600.0:
             raise ValueError(f"startup_seconds must be 0..3600 s, got {startup_seconds!r}")
+        self._mac = P.mac_for_controller(cid) if mac is None else P.normalise_mac(mac)
+        self._identification = P.encode_identification(self._mac, name)  # checks the name
+        self._name = name or None
         self._lock = threading.RLock()
         self._cid = cid
         self._clock = clock
@@ -211,6 +221,20 @@ class SimulatedCS800:
     def cid(self) -> int:
         """Controller number (status id 1028)."""
         return self._cid
+
+    @property
+    def mac(self) -> str:
+        """MAC address, upper-case hex pairs with dashes (status ids 1311..1313)."""
+        return self._mac
+
+    @property
+    def name(self) -> str | None:
+        """NetBIOS name sent in the identification datagram, or ``None``."""
+        return self._name
+
+    def identification_datagram(self) -> bytes:
+        """The 34-byte identification datagram (UDP port 30303 on a real unit): name and MAC."""
+        return self._identification
 
     @property
     def clock(self) -> Clock:
@@ -739,7 +763,8 @@ class SimulatedCS800:
                 1102: 1450, 1104: 12, 1105: (self._cid * 7) & 0xFFFF, 1107: 1, 1108: 1,
                 1300: 0, 1301: 0x7F00, 1302: 0x0001, 1303: 0xFFFF, 1304: 0xFF00,
                 1305: 0x7F00, 1306: 0x0001, 1307: 0x7F00, 1308: 0x0001, 1309: 0, 1310: 0,
-                1311: 0x0000, 1312: 0x0C01, 1313: self._cid, 1314: 104,
+                **dict(zip((1311, 1312, 1313), P.mac_to_words(self._mac), strict=True)),
+                1314: 104,
                 1600: 5000 + self._cid % 1000, 1601: 120, 1602: 30, 1603: 0, 1604: 10000,
                 1605: 360, 1606: 0, 1700: 17,
                 2033: 0, 2037: 0, 2038: 0, 2039: 0, 2040: 0, 2042: 0,

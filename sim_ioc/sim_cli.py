@@ -4,6 +4,9 @@ Example::
 
     cs800-sim --cid 411 --cid 369 --status-to 127.0.0.1:30304 --command-port 30305 --speed 10
 
+Add ``--id-to HOST:PORT`` to make every controller announce itself there once per wall second
+with its identification datagram (UDP 30303 on real hardware; see ``cs800-discover``).
+
 prints one line per controller (``controller 411 -> commands on 127.0.0.1:30305``) and runs until
 SIGINT or SIGTERM, then exits with status 0. Bad arguments exit with status 2 and a one-line
 message; a port that cannot be bound exits with status 1.
@@ -18,35 +21,12 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from sim_ioc.cli_args import bounded_positive, host_port, port
 from sim_ioc.clock import MAX_SPEED, ScaledClock
 from sim_ioc.controller import LAYOUTS, SimulatedCS800
 from sim_ioc.udp_sim import SimulatorServer
 
-
-def _host_port(text: str) -> tuple[str, int]:
-    """Parse ``HOST:PORT`` (argparse type); raise ``ArgumentTypeError`` with the form."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT with PORT 1..65535, got {text!r}")
-    return host, int(port)
-
-
-def _speed(text: str) -> float:
-    """Parse the speed factor (argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 < value <= MAX_SPEED:
-        raise argparse.ArgumentTypeError(f"speed must be a number > 0 and <= {MAX_SPEED:g}")
-    return value
-
-
-def _port(text: str) -> int:
-    """Parse a port number 0..65535 (argparse type)."""
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0..65535 (0 = free port), got {text!r}")
-    return int(text)
+_speed = bounded_positive("speed", MAX_SPEED)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,11 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cid", type=int, action="append", metavar="N",
                    help="controller number (id 1028); repeat for several controllers "
                    "(default: one controller, 411)")
-    p.add_argument("--status-to", type=_host_port, default=("127.0.0.1", 30304),
+    p.add_argument("--status-to", type=host_port, default=("127.0.0.1", 30304),
                    metavar="HOST:PORT", help="where status datagrams go (default 127.0.0.1:30304)")
+    p.add_argument("--id-to", type=host_port, default=None, metavar="HOST:PORT",
+                   help="also send each controller's identification datagram (name, MAC) "
+                   "here once per wall second, as a real unit does to UDP 30303 (default: none)")
     p.add_argument("--command-host", default="127.0.0.1",
                    help="address the command sockets bind to (default 127.0.0.1)")
-    p.add_argument("--command-port", type=_port, default=30305, metavar="PORT",
+    p.add_argument("--command-port", type=port, default=30305, metavar="PORT",
                    help="command port of the first controller, the next ones count up "
                    "(default 30305; 0 = free ports)")
     p.add_argument("--speed", type=_speed, default=1.0,
@@ -92,7 +75,9 @@ async def _serve(server: SimulatorServer, clock: ScaledClock) -> None:
         loop.add_signal_handler(sig, done.set)
     host, port = server.status_to
     print(f"cs800-sim: {len(server.controllers)} simulated CS800 controller(s), speed "
-          f"{clock.speed:g}x, status to {host}:{port}", flush=True)
+          f"{clock.speed:g}x, status to {host}:{port}"
+          + ("" if server.id_to is None else
+             f", identification to {server.id_to[0]}:{server.id_to[1]}"), flush=True)
     for ctl in server.controllers:
         print(f"controller {ctl.cid} -> commands on {server.command_host}:"
               f"{server.command_ports[ctl.cid]} (layout {ctl.layout}, firmware {ctl.firmware})",
@@ -124,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = SimulatorServer(
             controllers, status_to=args.status_to, command_host=args.command_host,
             command_port=args.command_port, broadcast=args.broadcast, max_rate_hz=args.max_rate,
+            id_to=args.id_to,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -149,12 +149,25 @@ def open_status_socket(host: str, port: int, rng: random.Random | None = None) -
     kernel's ephemeral range (:func:`_bind_below_ephemeral`), which no port-0 bind is given.
     Raises ``OSError`` with the address in the message if the bind fails.
     """
+    return open_shared_socket(host, port, "status", rng)
+
+
+def open_shared_socket(host: str, port: int, what: str,
+                       rng: random.Random | None = None) -> socket.socket:
+    """Bind a UDP socket that other listeners may share, as :func:`open_status_socket` does.
+
+    ``SO_REUSEADDR``, ``SO_REUSEPORT`` (where the platform has it) and ``SO_BROADCAST`` are set
+    and the receive buffer is enlarged; port 0 means a random free port below the kernel's
+    ephemeral range, proved free by an exclusive probe bind first (see
+    :func:`open_status_socket` for why). ``what`` names the socket in the error message
+    (``"status"``, ``"identification"``). Raises ``OSError`` with the address if the bind fails.
+    """
     options = [(socket.SOL_SOCKET, socket.SO_REUSEADDR), (socket.SOL_SOCKET, socket.SO_BROADCAST)]
     if hasattr(socket, "SO_REUSEPORT"):
         options.append((socket.SOL_SOCKET, socket.SO_REUSEPORT))
     if port == 0:
-        return _bind_below_ephemeral(host, tuple(options), rng)
-    sock = _udp_socket(host, port, "status", tuple(options))
+        return _bind_below_ephemeral(host, tuple(options), rng, what)
+    sock = _udp_socket(host, port, what, tuple(options))
     _enlarge_rcvbuf(sock)
     return sock
 
@@ -182,7 +195,7 @@ def open_private_status_socket(host: str, rng: random.Random | None = None) -> s
 
 
 def _bind_below_ephemeral(host: str, options: tuple[tuple[int, int], ...],
-                          rng: random.Random | None) -> socket.socket:
+                          rng: random.Random | None, what: str = "status") -> socket.socket:
     """A status socket with ``options`` on a random free port in ``PRIVATE_PORT_LOW`` .. (start
     of the ephemeral range - 1); a kernel-chosen port if none of ``PRIVATE_PORT_TRIES`` binds
     (or the ephemeral range leaves no room below it)."""
@@ -194,13 +207,13 @@ def _bind_below_ephemeral(host: str, options: tuple[tuple[int, int], ...],
             try:
                 # With SO_REUSEADDR the bind would also succeed on a port another reusing
                 # socket holds (another IOC's): an exclusive probe bind first proves it free.
-                _udp_socket(host, port, "status", ()).close()
-                sock = _udp_socket(host, port, "status", options)
+                _udp_socket(host, port, what, ()).close()
+                sock = _udp_socket(host, port, what, options)
             except OSError:
                 continue
             _enlarge_rcvbuf(sock)
             return sock
-    sock = _udp_socket(host, 0, "status", options)
+    sock = _udp_socket(host, 0, what, options)
     _enlarge_rcvbuf(sock)
     return sock
 

@@ -5,8 +5,10 @@ socket (a real controller has its own IP; on loopback each gets its own port) an
 that sends one status datagram per *simulated* second to ``status_to``, with the wall-clock rate
 capped (``max_rate_hz`` per controller) so a 1000x simulation does not flood the host. Status
 datagrams leave from the controller's command socket, so their source address is the address to
-send commands to. Nothing here blocks: the server embeds in any running asyncio loop (the caproto
-IOC runs it in its own) and :mod:`sim_ioc.sim_cli` runs it standalone.
+send commands to. With ``id_to`` set, every controller also announces itself there once per
+*wall* second with its identification datagram (name and MAC, port 30303 on real hardware),
+from the same socket. Nothing here blocks: the server embeds in any running asyncio loop (the
+caproto IOC runs it in its own) and :mod:`sim_ioc.sim_cli` runs it standalone.
 
 Example::
 
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 
 #: Simulated seconds between two status datagrams of one controller (the real unit: 1 s).
 STATUS_PERIOD_S = 1.0
+#: Wall-clock seconds between two identification datagrams of one controller (an announcement:
+#: not scaled by the simulation speed).
+ID_PERIOD_S = 1.0
 #: Longest wall-clock sleep of a status loop, seconds (bounds the reaction to speed changes).
 _MAX_WALL_WAIT_S = 0.25
 
@@ -47,6 +52,18 @@ def _check_address(address: tuple[str, int], what: str) -> tuple[str, int]:
     ):
         raise ValueError(f"{what} must be (host str, port 1..65535), got {address!r}")
     return host, port
+
+
+def _send(transport: asyncio.DatagramTransport, data: bytes, to: tuple[str, int], cid: int,
+          what: str) -> bool:
+    """Send one datagram of controller ``cid``; on ``OSError`` (e.g. an unresolvable host) log
+    a warning naming ``what`` and return False, so the server keeps running."""
+    try:
+        transport.sendto(data, to)
+    except OSError as exc:
+        log.warning("controller %d: cannot send %s to %s: %s", cid, what, to, exc)
+        return False
+    return True
 
 
 class _CommandProtocol(asyncio.DatagramProtocol):
@@ -89,6 +106,8 @@ class SimulatorServer:
             overrides ``command_port`` for those.
         broadcast: set ``SO_BROADCAST`` so ``status_to`` may be a broadcast address.
         max_rate_hz: wall-clock cap on status datagrams per second per controller (> 0).
+        id_to: ``(host, port)`` the identification datagrams go to, once per wall second per
+            controller (:data:`ID_PERIOD_S`); ``None`` (default): none are sent.
 
     Bad arguments raise ``ValueError``; a port that cannot be bound makes :meth:`start` raise
     ``OSError`` naming the controller and port (nothing stays bound).
@@ -104,6 +123,7 @@ class SimulatorServer:
         command_ports: Mapping[int, int] | None = None,
         broadcast: bool = False,
         max_rate_hz: float = 20.0,
+        id_to: tuple[str, int] | None = None,
     ) -> None:
         """Prepare the server (nothing is bound until :meth:`start`)."""
         self.controllers = list(controllers)
@@ -126,6 +146,7 @@ class SimulatorServer:
                 raise ValueError(f"command port for controller {cid} must be 0..65535: {port}")
             self._requested[cid] = port
         self._status_to = _check_address(status_to, "status_to")
+        self.id_to = None if id_to is None else _check_address(id_to, "id_to")
         self.command_host = command_host
         self.broadcast = bool(broadcast)
         self.max_rate_hz = float(max_rate_hz)
@@ -136,6 +157,8 @@ class SimulatorServer:
         self.status_sent: dict[int, int] = dict.fromkeys(cids, 0)
         self.status_dropped: dict[int, int] = dict.fromkeys(cids, 0)
         self.commands_dropped: dict[int, int] = dict.fromkeys(cids, 0)
+        #: Per-controller count of identification datagrams sent (only with ``id_to``).
+        self.id_sent: dict[int, int] = dict.fromkeys(cids, 0)
 
     # ---------------------------------------------------------------- properties
     @property
@@ -186,6 +209,11 @@ class SimulatorServer:
             loop.create_task(self._status_loop(ctl), name=f"cs800-status-{ctl.cid}")
             for ctl in self.controllers
         ]
+        if self.id_to is not None:
+            self._tasks += [
+                loop.create_task(self._id_loop(ctl), name=f"cs800-id-{ctl.cid}")
+                for ctl in self.controllers
+            ]
 
     def _bind(self, cid: int) -> socket.socket:
         port = self._requested[cid]
@@ -239,11 +267,7 @@ class SimulatorServer:
         if ctl.should_drop():
             self.status_dropped[ctl.cid] += 1
             return False
-        try:
-            transport.sendto(ctl.status_datagram(), self._status_to)
-        except OSError as exc:  # e.g. an unresolvable status_to host: keep running
-            log.warning("controller %d: cannot send status to %s: %s", ctl.cid,
-                        self._status_to, exc)
+        if not _send(transport, ctl.status_datagram(), self._status_to, ctl.cid, "status"):
             return False
         self.status_sent[ctl.cid] += 1
         return True
@@ -269,3 +293,31 @@ class SimulatorServer:
             wait = (next_sim - clock.now()) / speed if speed else min_gap
             wait = max(wait, last_wall + min_gap - loop.time())
             await asyncio.sleep(min(max(wait, 0.0), _MAX_WALL_WAIT_S))
+
+    # ---------------------------------------------------------------- identification loop
+    def send_identification(self, ctl: SimulatedCS800) -> bool:
+        """Send ``ctl``'s identification datagram to :attr:`id_to` now; True if it was sent.
+
+        Nothing is sent without ``id_to`` or when the server is not running. Not affected by
+        :attr:`~sim_ioc.controller.SimulatedCS800.broadcasting` (that switches the status off).
+        """
+        transport = self._transports.get(ctl.cid)
+        if transport is None or self.id_to is None:
+            return False
+        if not _send(transport, ctl.identification_datagram(), self.id_to, ctl.cid,
+                     "identification"):
+            return False
+        self.id_sent[ctl.cid] += 1
+        return True
+
+    async def _id_loop(self, ctl: SimulatedCS800) -> None:
+        """One identification datagram at once, then one per wall second (:data:`ID_PERIOD_S`)."""
+        loop = asyncio.get_running_loop()
+        next_wall = loop.time()
+        while True:
+            try:
+                self.send_identification(ctl)
+            except Exception:  # never let one datagram end the loop
+                log.exception("controller %d: identification datagram failed", ctl.cid)
+            next_wall = max(next_wall + ID_PERIOD_S, loop.time())
+            await asyncio.sleep(next_wall - loop.time())

@@ -13,6 +13,7 @@ def test_packages_import(name):
 
 def test_console_scripts_declared():
     eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="console_scripts")}
-    for script in ("cs800-demo", "cs800-ioc", "cs800-sim", "cs800-sim-ioc", "solfmt", "soldump",
+    for script in ("cs800-demo", "cs800-ioc", "cs800-sim", "cs800-sim-ioc", "cs800-discover",
+                   "solfmt", "soldump",
                    "soldrv"):
         assert script in eps, script
