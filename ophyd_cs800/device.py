@@ -349,18 +349,15 @@ class CS800(Device, PositionerBase):
             alarm = str(self.alarm.get()) if self.alarm.connected else ""
         except Exception:
             alarm = ""
-        now = time.monotonic()
+        temp_invalid = self._temp_invalid()
+        temp = self._position if temp_invalid else self._valid_value(self.temperature)
+        setpoint, target = self._valid_value(self.setpoint), self._valid_value(self.target)
+        phase, run_mode = self._int_value(self.phase), self._int_value(self.run_mode)
+        now = time.monotonic()  # after the reads: the values are at least this recent
         return Snapshot(
-            now=now,
-            temp=self._valid_value(self.temperature) if not self._temp_invalid()
-            else self._position,
-            temp_invalid=self._temp_invalid(),
-            update_age=now - self._last_update,
-            setpoint=self._valid_value(self.setpoint),
-            target=self._valid_value(self.target),
-            phase=self._int_value(self.phase),
-            run_mode=self._int_value(self.run_mode),
-            alarm=alarm,
+            now=now, temp=temp, temp_invalid=temp_invalid,
+            update_age=now - self._last_update, setpoint=setpoint, target=target,
+            phase=phase, run_mode=run_mode, alarm=alarm,
         )
 
     # -- checks before sending anything -------------------------------------------------------
@@ -757,11 +754,13 @@ class CS800(Device, PositionerBase):
 
     def _fire(self, sig: EpicsSignal, value: Any, what: str,
               before: Callable[[], None] | None = None,
-              undo: Callable[[], None] | None = None) -> StatusBase:
+              undo: Callable[[], None] | None = None,
+              after: Callable[[], None] | None = None) -> StatusBase:
         """Write one command PV with put completion on a thread; the status follows the write.
 
         ``before`` runs after the checks, just before the write is started; ``undo`` runs if
-        the write fails (the controller never got the command).
+        the write fails (the controller never got the command); ``after`` runs once the write
+        succeeded, before the status finishes.
         """
         self._check_commandable(what, modes=None)
         status = DeviceStatus(self, call_stop_on_failure=False)
@@ -775,6 +774,8 @@ class CS800(Device, PositionerBase):
                     undo()
                 status.set_exception(CS800Error(f"{self.name}: could not send {what}: {exc}"))
             else:
+                if after is not None:
+                    after()
                 status.set_finished()
 
         if before is not None:
@@ -791,8 +792,12 @@ class CS800(Device, PositionerBase):
                           undo=lambda: self._set_paused(False))
 
     def resume_program(self) -> StatusBase:
-        """Resume the programme suspended by :meth:`pause_program`."""
-        return self._fire(self.cmd_resume, 1, "resume", lambda: self._set_paused(False))
+        """Resume the programme suspended by :meth:`pause_program`.
+
+        A running move counts as paused until the RESUME write has completed: until then the
+        controller still holds away from the target, which must not read as an interruption.
+        """
+        return self._fire(self.cmd_resume, 1, "resume", after=lambda: self._set_paused(False))
 
     def set_turbo(self, on: Any) -> StatusBase:
         """Switch turbo gas flow (10 l/min) on or off; writing TURBO sends the command at once."""

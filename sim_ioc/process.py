@@ -356,7 +356,12 @@ _SYNC_CLIENT = "caproto.sync.client"
 
 
 class _environ:
-    """Context manager: set variables in ``os.environ``, restore the previous values after."""
+    """Context manager: set variables in ``os.environ``, restore the previous values after.
+
+    ``EPICS_CA_ADDR_LIST`` is extended, not replaced: the addresses already listed stay (after
+    the new ones), because a caproto threading client of this process (ophyd's) re-reads the
+    variable at every search and must keep finding its IOCs while the swap lasts.
+    """
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = dict(env)
@@ -364,7 +369,12 @@ class _environ:
 
     def __enter__(self) -> None:
         self.saved = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
+        env = dict(self.env)
+        if "EPICS_CA_ADDR_LIST" in env:
+            new = env["EPICS_CA_ADDR_LIST"].split()
+            old = os.environ.get("EPICS_CA_ADDR_LIST", "").split()
+            env["EPICS_CA_ADDR_LIST"] = " ".join(new + [a for a in old if a not in new])
+        os.environ.update(env)
 
     def __exit__(self, *exc: object) -> None:
         for key, value in self.saved.items():

@@ -94,6 +94,7 @@ def test_read_and_describe_against_the_ioc(usable_cs0):
 
 def test_set_ramps_down_and_up_within_tolerance(usable_cs0):
     cs0 = usable_cs0
+    cs0.set(200, rate=360).wait(WAIT)  # start well above 150 K whatever ran before
     updates = []
     status = cs0.set(150)
     status.watch(lambda **kw: updates.append(kw["current"]))

@@ -642,6 +642,45 @@ def test_pause_keeps_the_move_alive_and_resume_continues():
     assert status.success and ctl.names() == ["RAMP", "PAUSE", "RESUME"]
 
 
+def test_a_slow_resume_write_is_no_interruption():
+    """Until the RESUME put completes the controller still holds away from the target: the
+    move stays paused then, instead of failing as interrupted."""
+    dev = make_device()
+    ctl = FakeController(dev, instant=False)
+    status = dev.set(150, timeout=5.0)
+    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
+    runner = dev._runner
+    skew, calls = [0.0], [0]
+
+    def clock():
+        calls[0] += 1
+        return time.monotonic() + skew[0]
+
+    runner._clock = clock
+    ctl.set_state(setpoint=250.0, temp=250.0)
+    dev.pause_program().wait(WAIT)
+    release = threading.Event()
+
+    def slow_resume(value):  # a CA put that takes its time
+        assert release.wait(WAIT)
+        ctl._command("RESUME")
+
+    dev.cmd_resume.sim_set_putter(slow_resume)
+    resumed = dev.resume_program()
+    skew[0] = 60.0  # far longer than the interrupt grace, while the put hangs
+    seen = calls[0]
+    # the runner has looked several times (or given up on the move: the bug)
+    assert wait_until(lambda: calls[0] > seen + 3 or status.done)
+    assert not status.done, status.exception()
+    assert dev.paused and not resumed.done
+    release.set()
+    resumed.wait(WAIT)
+    assert not dev.paused
+    ctl.arrive()
+    status.wait(WAIT)
+    assert status.success and ctl.names() == ["RAMP", "PAUSE", "RESUME"]
+
+
 def test_turbo_writes_turbo_pv(dev, ctl):
     dev.set_turbo(True).wait(WAIT)
     assert dev.turbo.get() == 1

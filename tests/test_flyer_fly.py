@@ -176,7 +176,10 @@ def test_stop_in_mid_mode_leaves_the_safe_state():
     assert hw.states == {"A": 0, "B": 0}
     assert not soldrv_threads()  # the runner thread ended: nothing can run after the stop
     rows = list(cyc.collect())
-    assert rows and rows[-1]["data"]["cyc_B"] == 1  # the last change collected: B open
+    # the last change collected is the valve state just before the safe state (B open, unless
+    # the stop came more than 0.75 s after B opened on a loaded machine)
+    b_before_safe = [c for entry in hw.log[:-1] for c in entry.commands if c in (24, 25)][-1]
+    assert rows and rows[-1]["data"]["cyc_B"] == (1 if b_before_safe == 24 else 0)
     assert hw.log[-1].commands == (23, 25)  # the last thing done: the safe state
     cyc.stop()  # stop and unstage are idempotent
     cyc.unstage()

@@ -71,19 +71,19 @@ def test_search_timeouts_are_retried_from_new_sockets_then_named(monkeypatch):
 
     from sim_ioc.process import CA_SEARCH_ATTEMPTS, ca_read, free_port, loopback_ca_env
 
-    ports = []
+    sockets = []  # kept alive, so that no two can share an id()
     real_search = sync.search
 
     def recording_search(pv_name, udp_sock, timeout, **kwargs):
-        ports.append(udp_sock.getsockname()[1])
+        sockets.append(udp_sock)
         return real_search(pv_name, udp_sock, timeout, **kwargs)
 
     monkeypatch.setattr(sync, "search", recording_search)
     env = loopback_ca_env(free_port())  # nothing listens there
     with pytest.raises(CaprotoTimeoutError, match=r"NOPE:PV.*\(3 searches, each from a new"):
         ca_read("NOPE:PV", env, timeout=0.2)
-    assert len(ports) == CA_SEARCH_ATTEMPTS == 3
-    assert len(set(ports)) == 3
+    assert len(sockets) == CA_SEARCH_ATTEMPTS == 3
+    assert len({id(sock) for sock in sockets}) == 3
 
 
 def test_only_search_timeouts_are_retried():
@@ -103,7 +103,7 @@ def test_only_search_timeouts_are_retried():
 
 
 @pytest.mark.integration
-def test_ca_helpers_reach_a_served_pv_at_the_first_search(cs800_sim_ioc, monkeypatch):
+def test_ca_helpers_reach_a_served_pv(cs800_sim_ioc, monkeypatch):
     from caproto.sync import client as sync
 
     from sim_ioc.process import ca_read, ca_write
@@ -119,4 +119,6 @@ def test_ca_helpers_reach_a_served_pv_at_the_first_search(cs800_sim_ioc, monkeyp
     prefix = cs800_sim_ioc.controller_prefix(0)
     ca_write(prefix + "DISABLE", "Enabled", cs800_sim_ioc.env)  # already enabled: harmless
     assert ca_read(prefix + "CTRLNUM", cs800_sim_ioc.env).data[0] == 411
-    assert searches == [prefix + "DISABLE", prefix + "CTRLNUM"]
+    # one search each (a second only if the rare port sharing hit this very search)
+    assert searches[0] == prefix + "DISABLE" and searches[-1] == prefix + "CTRLNUM"
+    assert set(searches) == {prefix + "DISABLE", prefix + "CTRLNUM"} and len(searches) <= 4

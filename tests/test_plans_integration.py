@@ -35,6 +35,7 @@ def at(cs, target):
 
 def test_RE_ramp_returns_at_target_with_documents(RE, usable_cs0):  # noqa: N802
     cs0 = usable_cs0
+    RE(plans.ramp(cs0, 200, record=False))  # well above 150 K whatever ran before: a real ramp
     docs = collect(RE)
     start_temp = cs0.temperature.get()
     uids = RE(plans.ramp(cs0, 150))
@@ -196,8 +197,8 @@ def test_runengine_pause_and_resume_during_a_ramp(RE, usable_cs0):  # noqa: N802
             RE.request_pause()
 
     threading.Thread(target=pause_when_ramping, daemon=True).start()
-    with pytest.raises(RunEngineInterrupted):
-        RE(plans.ramp(cs0, target, rate=120))
+    with pytest.raises(RunEngineInterrupted):  # 3.6 s of ramp for the pause to land in
+        RE(plans.ramp(cs0, target, rate=60))
     assert RE.state == "paused" and cs0.moving  # stop(success=True) did not halt the ramp
     RE.resume()
     assert RE.state == "idle" and at(cs0, target) and not cs0.moving

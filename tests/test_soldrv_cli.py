@@ -206,11 +206,13 @@ def test_real_time_tick_limit_is_exact():
 def test_timed_requests_in_real_time_and_quitting_early():
     # @T on stdin is scheduled at T logical seconds; --at far ahead does not keep soldrv alive
     before = {t.name for t in threading.enumerate()}
-    rc, out, err = run_main([str(TUT), "--speed", "8", "--duration", "2", "--at", "3600:0"],
+    # 10 logical s at 8x: the request may act up to 9 logical s (1.1 s of wall time) late on a
+    # loaded machine and still be seen before the end
+    rc, out, err = run_main([str(TUT), "--speed", "8", "--duration", "10", "--at", "3600:0"],
                             stdin="@1 S0\n")
     assert rc == 0, err
     mode_line = next(ln for ln in out.splitlines() if " MODE " in ln)
-    assert 1.0 <= float(mode_line.split()[0]) < 2.0  # never early; before the end
+    assert 1.0 <= float(mode_line.split()[0]) < 10.0  # never early; before the end
     assert out.splitlines()[-1] == "safe state: A=0 B=0"
     rc, out, err = run_main([str(TUT), "--at", "3600:0", "--no-safe"], stdin="Q\n")
     assert rc == 0 and out == "" and err == ""
