@@ -265,6 +265,8 @@ class RealTimeRunner:
         self._thread: threading.Thread | None = None
         self._wall0 = 0.0
         self._until: float | None = None
+        #: A duration limit posted while no mode runs: it counts from the start of the next mode.
+        self._pending_duration: float | None = None
         self.ticks_delivered = 0
         self.max_ticks = max_ticks
         self.last_error: Exception | None = None
@@ -448,6 +450,9 @@ class RealTimeRunner:
                 if not any(k == "halt" for k, _, _ in self._queue) and not self._closing:
                     m.halt_requested = False
             self._guard(m.request_mode, arg, now, wall)
+            if self._pending_duration is not None and m.mode is not None:
+                self._until = now + self._pending_duration  # from the mode's start
+                self._pending_duration = None
             was_running = True  # a request that ends in NO_MODE (mode 0 undefined) is "idle"
         elif kind == "halt":
             self._guard(m.halt, now, str(arg), wall)
@@ -457,7 +462,11 @@ class RealTimeRunner:
         elif kind == "limits":
             cycles, duration = arg  # type: ignore[misc]
             m.cycle_limit = None if cycles is None else m.cycles_done + cycles
-            self._until = None if duration is None else now + duration
+            if m.mode is None and duration is not None:  # counts from the next mode's start
+                self._until, self._pending_duration = None, duration
+            else:
+                self._until = None if duration is None else now + duration
+                self._pending_duration = None
         self._watch_idle(was_running)
 
     def _tick_due(self) -> float | None:

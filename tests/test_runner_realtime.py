@@ -71,6 +71,21 @@ def test_duration_limit_halts_the_mode():
     assert max(a.time for a in acts if a.is_output) < halt.time
 
 
+def test_a_duration_set_before_the_request_counts_from_the_mode_start():
+    prog = compile_text(TUTORIAL).program
+    acts = []
+    with RealTimeRunner(prog, on_action=acts.append, speed=SPEED) as rt:
+        assert rt.set_limits(duration=1.4, wait=5.0)  # handled while no mode runs
+        posted = rt.logical_now()
+        wait_for(lambda: rt.logical_now() >= posted + 1.0, what="1 logical s to pass")
+        rt.request_mode(0, wait=5.0)
+        assert rt.wait_idle(timeout=10.0)
+    start = next(a.time for a in acts if a.kind == "mode")
+    halt = acts[-1]
+    assert start >= posted + 1.0
+    assert halt.kind == "halt" and halt.time == pytest.approx(start + 1.4, abs=1e-9)
+
+
 def test_program_error_in_the_thread_is_reported_and_the_runner_keeps_serving():
     prog = Program(
         version=0x0300,
