@@ -256,6 +256,10 @@ class CS800(Device, PositionerBase):
         self._send_lock = threading.RLock()
         self._runner: JobRunner | None = None
         self._paused = False
+        # Counts pause_program() calls, so that a RESUME whose put completes after a newer
+        # PAUSE was requested does not clear the paused flag of that newer pause.
+        self._pause_gen = 0
+        self._pause_lock = threading.Lock()
         self._last_update = time.monotonic()
         self.temperature.subscribe(self._temperature_changed, run=False)
         for sig in (self.setpoint, self.target, self.phase, self.run_mode):
@@ -783,21 +787,31 @@ class CS800(Device, PositionerBase):
         threading.Thread(target=write, name=f"cs800-{self.name}-{what}", daemon=True).start()
         return status
 
-    def _set_paused(self, paused: bool) -> None:
-        self._paused = paused
+    def _pause(self) -> None:
+        with self._pause_lock:
+            self._pause_gen += 1
+            self._paused = True
+
+    def _unpause(self, gen: int | None = None) -> None:
+        """Clear the paused flag; with ``gen``, only if no pause was requested since then."""
+        with self._pause_lock:
+            if gen is None or gen == self._pause_gen:
+                self._paused = False
 
     def pause_program(self) -> StatusBase:
         """Suspend the programme (a temporary Hold); a running move waits, its timeout paused."""
-        return self._fire(self.cmd_pause, 1, "pause", lambda: self._set_paused(True),
-                          undo=lambda: self._set_paused(False))
+        return self._fire(self.cmd_pause, 1, "pause", self._pause, undo=self._unpause)
 
     def resume_program(self) -> StatusBase:
         """Resume the programme suspended by :meth:`pause_program`.
 
         A running move counts as paused until the RESUME write has completed: until then the
         controller still holds away from the target, which must not read as an interruption.
+        A pause requested while the RESUME is being written stays in force (it is sent after).
         """
-        return self._fire(self.cmd_resume, 1, "resume", after=lambda: self._set_paused(False))
+        with self._pause_lock:
+            gen = self._pause_gen
+        return self._fire(self.cmd_resume, 1, "resume", after=lambda: self._unpause(gen))
 
     def set_turbo(self, on: Any) -> StatusBase:
         """Switch turbo gas flow (10 l/min) on or off; writing TURBO sends the command at once."""

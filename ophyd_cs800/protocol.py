@@ -884,7 +884,7 @@ def mac_for_controller(cid: int) -> str:
     words ``0000 0C01 04BD`` with controller 1213 at LBL), not documented by Oxford. Used by the
     simulator. ``cid`` outside 0..65535 raises ``ValueError``.
     """
-    if not isinstance(cid, int) or not 0 <= cid <= 0xFFFF:
+    if not isinstance(cid, int) or isinstance(cid, bool) or not 0 <= cid <= 0xFFFF:
         raise ValueError(f"controller number must be an integer 0..65535, got {cid!r}")
     return f"{_MAC_PREFIX}-{cid >> 8:02X}-{cid & 0xFF:02X}"
 
@@ -904,24 +904,29 @@ def decode_identification(data: bytes) -> Identification:
 
     The real one (APS 19-ID) is 34 bytes: 15 x 0xFF, CR LF, then the MAC address as 17 ASCII
     characters (``00-00-0C-01-01-AB``). Oxford's wording puts the NetBIOS name in the first 16
-    bytes and the MAC after it, so: the name is ``data[:16]`` with 0xFF, NUL, spaces, CR and LF
-    stripped from both ends (nothing left: ``None``), and the MAC is ``data[-17:]``, six hex
-    pairs joined by dashes (returned in upper case). The 33-byte form of that wording (no
-    CR LF) and longer datagrams are accepted; bytes between the two fields are ignored.
+    bytes (a NetBIOS name is at most 15 characters; the 16th byte is its type suffix) and the
+    MAC after it. So: trailing padding (0xFF, NUL, CR, LF, spaces) is dropped; the MAC is the
+    last 17 bytes left, six hex pairs joined by dashes (returned in upper case); the name is
+    ``data[:15]`` with padding stripped from both ends (nothing left: ``None``), any byte that is
+    not printable ASCII shown as ``\\xNN`` (the MAC is what matters: an odd name never loses
+    the datagram). The 33-byte form of that wording (no CR LF) and longer datagrams are
+    accepted; bytes between the two fields are ignored.
 
     Raises :class:`ProtocolError` (reason ``"identification"``) naming the problem and showing
-    the bytes found: fewer than 33 bytes, a MAC field that is not six dash-separated hex pairs,
-    or a name that is not printable ASCII.
+    the bytes found: fewer than 33 bytes (trailing padding not counted), or a MAC field that is
+    not six dash-separated hex pairs.
     """
     data = bytes(data)
-    if len(data) < MIN_IDENTIFICATION_LEN:
+    body = data.rstrip(_NAME_PAD)
+    if len(body) < MIN_IDENTIFICATION_LEN:
+        padding = f" ({len(body)} without trailing padding)" if len(body) != len(data) else ""
         raise ProtocolError(
-            f"identification datagram too short: {len(data)} bytes, need at least "
+            f"identification datagram too short: {len(data)} bytes{padding}, need at least "
             f"{MIN_IDENTIFICATION_LEN} (16-byte name field, then a 17-character MAC address); "
             f"found {data.hex(' ').upper() or 'nothing'}",
             "identification",
         )
-    mac_field = data[-_MAC_TEXT_LEN:]
+    mac_field = body[-_MAC_TEXT_LEN:]
     pairs = _mac_pairs(mac_field.decode("ascii")) if mac_field.isascii() else None
     if pairs is None or b"-" not in mac_field:
         raise ProtocolError(
@@ -930,15 +935,9 @@ def decode_identification(data: bytes) -> Identification:
             f"{mac_field.hex(' ').upper()} ({mac_field!r})",
             "identification",
         )
-    name_field = data[:16]
-    name = name_field.strip(_NAME_PAD)
-    if not all(0x20 <= b <= 0x7E for b in name):
-        raise ProtocolError(
-            f"bad name in identification datagram: the first 16 bytes must be printable "
-            f"ASCII padded with FF, found {name_field.hex(' ').upper()}",
-            "identification",
-        )
-    return Identification(name.decode("ascii") or None, "-".join(pairs).upper())
+    name = "".join(chr(b) if 0x20 <= b <= 0x7E else f"\\x{b:02x}"
+                   for b in data[:MAX_NAME_LEN].strip(_NAME_PAD))
+    return Identification(name or None, "-".join(pairs).upper())
 
 
 def encode_identification(mac: str, name: str | None = None) -> bytes:

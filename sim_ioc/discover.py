@@ -258,7 +258,7 @@ class Listener:
         id_port: identification port (30303 on real hardware); 0 picks a free port.
 
     Port 0 is never left to the kernel (see :func:`sim_ioc.status_server.open_status_socket`):
-    a random free port below the ephemeral range is taken. A port that cannot be bound raises
+    a random free port outside the ephemeral range is taken. A port that cannot be bound raises
     ``OSError`` whose message names the socket and address; nothing stays bound.
     """
 
@@ -465,8 +465,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(ioc_command(found, args.prefix))
     if any(f.controller is None for f in found):
-        print("cs800-discover: a controller number marked '?' is guessed from the MAC address "
-              "(no status datagram heard): check it on the front panel", file=sys.stderr)
+        where = ("\"controller\": null, \"controller_from_mac\" is" if args.json
+                 else "a controller number marked '?' is")
+        print(f"cs800-discover: {where} guessed from the MAC address (no status datagram "
+              "heard): check it on the front panel", file=sys.stderr)
     return 0
 
 

@@ -214,8 +214,8 @@ class IocProcess:
                 self._proc = None
                 raise RuntimeError(f"the IOC exited during startup; log {self.log_path}:\n"
                                    f"{self.log_text()}")
-            try:
-                self.read(pv, timeout=1.0)
+            try:  # one search per pass: the loop itself retries, bounded by the deadline
+                self.read(pv, timeout=1.0, search_attempts=1)
                 return self
             except Exception as exc:  # noqa: BLE001 (not up yet)
                 last_error = exc
@@ -288,23 +288,25 @@ class SimIocProcess(IocProcess):
         self.valves = valves
 
 
-def ca_read(pv: str, env: Mapping[str, str], *, timeout: float = CA_TIMEOUT, **kwargs: Any):
+def ca_read(pv: str, env: Mapping[str, str], *, timeout: float = CA_TIMEOUT,
+            search_attempts: int = CA_SEARCH_ATTEMPTS, **kwargs: Any):
     """``caproto.sync.client.read(pv, repeater=False)`` with ``env`` in force during the call.
 
     caproto's sync client reads ``EPICS_CA_ADDR_LIST`` from ``os.environ`` at every search, so
     the environment is swapped in for the call and restored after it (not thread-safe with
     other code changing ``os.environ`` at the same moment). A search that times out is tried
-    again from a new socket, :data:`CA_SEARCH_ATTEMPTS` times in all (:func:`_search_retried`),
-    so a PV nobody serves takes up to that many ``timeout`` s to report.
+    again from a new socket, ``search_attempts`` times in all (:func:`_search_retried`), so a PV
+    nobody serves takes up to that many ``timeout`` s to report.
     """
     from caproto.sync.client import read
 
     with _environ(env):
-        return _search_retried(lambda: read(pv, timeout=timeout, repeater=False, **kwargs))
+        return _search_retried(lambda: read(pv, timeout=timeout, repeater=False, **kwargs),
+                               search_attempts)
 
 
 def ca_write(pv: str, value: Any, env: Mapping[str, str], *, timeout: float = CA_TIMEOUT,
-             notify: bool = True, **kwargs: Any):
+             notify: bool = True, search_attempts: int = CA_SEARCH_ATTEMPTS, **kwargs: Any):
     """``caproto.sync.client.write(pv, value, notify=True)`` with ``env`` in force.
 
     A put the IOC refuses raises ``caproto.ErrorResponseReceived`` carrying the IOC's message.
@@ -314,7 +316,8 @@ def ca_write(pv: str, value: Any, env: Mapping[str, str], *, timeout: float = CA
 
     with _environ(env):
         return _search_retried(
-            lambda: write(pv, value, timeout=timeout, notify=notify, repeater=False, **kwargs))
+            lambda: write(pv, value, timeout=timeout, notify=notify, repeater=False, **kwargs),
+            search_attempts)
 
 
 def _search_retried(call: Callable[[], Any], attempts: int = CA_SEARCH_ATTEMPTS) -> Any:
@@ -358,9 +361,9 @@ _SYNC_CLIENT = "caproto.sync.client"
 class _environ:
     """Context manager: set variables in ``os.environ``, restore the previous values after.
 
-    ``EPICS_CA_ADDR_LIST`` is extended, not replaced: the addresses already listed stay (after
-    the new ones), because a caproto threading client of this process (ophyd's) re-reads the
-    variable at every search and must keep finding its IOCs while the swap lasts.
+    While it lasts, another client of this process that reads ``EPICS_CA_ADDR_LIST`` at each
+    search (caproto's threading client, under ophyd) searches only ``env``'s addresses; it
+    searches again later, so that costs it a retry, not a connection.
     """
 
     def __init__(self, env: Mapping[str, str]) -> None:
@@ -369,12 +372,7 @@ class _environ:
 
     def __enter__(self) -> None:
         self.saved = {k: os.environ.get(k) for k in self.env}
-        env = dict(self.env)
-        if "EPICS_CA_ADDR_LIST" in env:
-            new = env["EPICS_CA_ADDR_LIST"].split()
-            old = os.environ.get("EPICS_CA_ADDR_LIST", "").split()
-            env["EPICS_CA_ADDR_LIST"] = " ".join(new + [a for a in old if a not in new])
-        os.environ.update(env)
+        os.environ.update(self.env)
 
     def __exit__(self, *exc: object) -> None:
         for key, value in self.saved.items():

@@ -145,8 +145,9 @@ def open_status_socket(host: str, port: int, rng: random.Random | None = None) -
     0 be handed a port that another ``SO_REUSEADDR`` socket already holds, and every caproto CA
     client search socket is such a socket. A client given the status port would have the
     IOC's search replies delivered here (the more specific bind wins): its search times out and
-    the reply is counted as a malformed datagram. So port 0 means a random free port below the
-    kernel's ephemeral range (:func:`_bind_below_ephemeral`), which no port-0 bind is given.
+    the reply is counted as a malformed datagram. So port 0 means a random free port outside the
+    kernel's ephemeral range (:func:`_bind_outside_ephemeral`), which no port-0 bind is given
+    (below it, else above it; if neither has a free port, an exclusive kernel-chosen one).
     Raises ``OSError`` with the address in the message if the bind fails.
     """
     return open_shared_socket(host, port, "status", rng)
@@ -157,7 +158,7 @@ def open_shared_socket(host: str, port: int, what: str,
     """Bind a UDP socket that other listeners may share, as :func:`open_status_socket` does.
 
     ``SO_REUSEADDR``, ``SO_REUSEPORT`` (where the platform has it) and ``SO_BROADCAST`` are set
-    and the receive buffer is enlarged; port 0 means a random free port below the kernel's
+    and the receive buffer is enlarged; port 0 means a random free port outside the kernel's
     ephemeral range, proved free by an exclusive probe bind first (see
     :func:`open_status_socket` for why). ``what`` names the socket in the error message
     (``"status"``, ``"identification"``). Raises ``OSError`` with the address if the bind fails.
@@ -166,7 +167,7 @@ def open_shared_socket(host: str, port: int, what: str,
     if hasattr(socket, "SO_REUSEPORT"):
         options.append((socket.SOL_SOCKET, socket.SO_REUSEPORT))
     if port == 0:
-        return _bind_below_ephemeral(host, tuple(options), rng, what)
+        return _bind_outside_ephemeral(host, tuple(options), rng, what)
     sock = _udp_socket(host, port, what, tuple(options))
     _enlarge_rcvbuf(sock)
     return sock
@@ -182,38 +183,48 @@ def ephemeral_port_range() -> tuple[int, int]:
 
 
 def open_private_status_socket(host: str, rng: random.Random | None = None) -> socket.socket:
-    """Bind an exclusive status socket on a free port below the kernel's ephemeral range.
+    """Bind an exclusive status socket on a free port outside the kernel's ephemeral range.
 
     For an IOC fed only by its own simulators (``cs800-sim-ioc``). No ``SO_REUSEADDR`` or
     ``SO_REUSEPORT``: no other socket can share the port while it is bound. And since the port is
     outside the range the kernel hands out for port 0, no Channel Access server or client (nor
     :func:`sim_ioc.process.free_port`) is ever given that number, so stray CA searches aimed at a
-    recycled port never land here. Raises ``OSError`` (with the address) only if no port at all
-    can be bound.
+    recycled port never land here (above the range if there is no room below it; a
+    kernel-chosen port as the last resort). Raises ``OSError`` (with the address) only if no
+    port at all can be bound.
     """
-    return _bind_below_ephemeral(host, (), rng)
+    return _bind_outside_ephemeral(host, (), rng)
 
 
-def _bind_below_ephemeral(host: str, options: tuple[tuple[int, int], ...],
-                          rng: random.Random | None, what: str = "status") -> socket.socket:
-    """A status socket with ``options`` on a random free port in ``PRIVATE_PORT_LOW`` .. (start
-    of the ephemeral range - 1); a kernel-chosen port if none of ``PRIVATE_PORT_TRIES`` binds
-    (or the ephemeral range leaves no room below it)."""
+def _bind_outside_ephemeral(host: str, options: tuple[tuple[int, int], ...],
+                            rng: random.Random | None, what: str = "status") -> socket.socket:
+    """A socket with ``options`` on a random free port outside the kernel's ephemeral range.
+
+    Tries up to ``PRIVATE_PORT_TRIES`` random ports of ``PRIVATE_PORT_LOW`` .. (start of the
+    ephemeral range - 1), then as many above the range's end (a tuned range may leave no room
+    below it). Each port is first proved free by an exclusive probe bind: with ``SO_REUSEADDR``
+    the real bind would also succeed on a port another reusing socket holds (another IOC's).
+    Another process could still take the port between probe and bind (microseconds): accepted.
+    If no such port binds, the kernel picks one and the socket is bound *without* ``options``
+    (exclusive, so no port-0 client can be handed its port later); a warning says so.
+    """
     rng = rng or random.Random()
-    low, _ = ephemeral_port_range()
-    if low > PRIVATE_PORT_LOW + 1:
-        for _ in range(PRIVATE_PORT_TRIES):
-            port = rng.randrange(PRIVATE_PORT_LOW, low)
+    low, high = ephemeral_port_range()
+    for start, stop in ((PRIVATE_PORT_LOW, low), (high + 1, 65536)):
+        for _ in range(PRIVATE_PORT_TRIES if stop > start else 0):
+            port = rng.randrange(start, stop)
             try:
-                # With SO_REUSEADDR the bind would also succeed on a port another reusing
-                # socket holds (another IOC's): an exclusive probe bind first proves it free.
                 _udp_socket(host, port, what, ()).close()
                 sock = _udp_socket(host, port, what, options)
             except OSError:
                 continue
             _enlarge_rcvbuf(sock)
             return sock
-    sock = _udp_socket(host, 0, what, options)
+    sock = _udp_socket(host, 0, what, ())
+    if options:
+        log.warning("no free port outside the ephemeral range %d-%d: the %s socket on port %d "
+                    "is exclusive (other listeners cannot share it)", low, high, what,
+                    sock.getsockname()[1])
     _enlarge_rcvbuf(sock)
     return sock
 

@@ -367,8 +367,10 @@ class RealTimeRunner:
         """Stop after ``cycles`` more cycles (GOTO or SELECT) or ``duration`` more seconds.
 
         Either may be None (no limit). Reaching a limit halts the mode with a ``"halt"``
-        action. Returns False if the runner did not take them within ``wait`` s (None: do
-        not wait; limits posted before a request apply to the mode it starts).
+        action. Limits apply to the running mode, or, posted while none runs, to the mode the
+        next request starts (a duration then counts from that mode's start); they end with
+        that mode, however it ends. Returns False if the runner did not take them within
+        ``wait`` s (None: do not wait).
         """
         if cycles is not None and cycles < 1:
             raise ValueError(f"cycles must be >= 1, got {cycles}")
@@ -434,7 +436,12 @@ class RealTimeRunner:
                 pass
 
     def _watch_idle(self, was_running: bool) -> None:
-        if was_running and self.machine.mode is None and self.on_idle is not None:
+        if not (was_running and self.machine.mode is None):
+            return
+        # limits belong to the mode that ended (by them or otherwise): the next one starts free
+        self._until = None
+        self.machine.cycle_limit = None
+        if self.on_idle is not None:
             try:
                 self.on_idle()
             except Exception as e:  # noqa: BLE001 - the runner thread must survive

@@ -681,6 +681,34 @@ def test_a_slow_resume_write_is_no_interruption():
     assert status.success and ctl.names() == ["RAMP", "PAUSE", "RESUME"]
 
 
+def test_a_pause_requested_while_resume_is_written_stays_in_force():
+    dev = make_device()
+    ctl = FakeController(dev, instant=False)
+    status = dev.set(150, timeout=30.0)
+    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
+    dev.pause_program().wait(WAIT)
+    release = threading.Event()
+
+    def slow_resume(value):
+        assert release.wait(WAIT)
+        ctl._command("RESUME")
+
+    dev.cmd_resume.sim_set_putter(slow_resume)
+    resumed = dev.resume_program()
+    paused_again = dev.pause_program()  # its PAUSE waits for the RESUME write (send lock)
+    release.set()
+    resumed.wait(WAIT)
+    paused_again.wait(WAIT)
+    assert ctl.names() == ["RAMP", "PAUSE", "RESUME", "PAUSE"]
+    assert dev.paused and not status.done  # the controller is paused: so is the move
+    dev.cmd_resume.sim_set_putter(lambda value: ctl._command("RESUME"))
+    dev.resume_program().wait(WAIT)
+    assert not dev.paused
+    ctl.arrive()
+    status.wait(WAIT)
+    assert status.success
+
+
 def test_turbo_writes_turbo_pv(dev, ctl):
     dev.set_turbo(True).wait(WAIT)
     assert dev.turbo.get() == 1

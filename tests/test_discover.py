@@ -64,6 +64,9 @@ def test_mac_words_of_the_bcsb_capture():
     assert P.mac_for_controller(427) == "00-00-0C-01-01-AB"
     assert P.mac_for_controller(0) == "00-00-0C-01-00-00"
     assert P.mac_for_controller(65535) == "00-00-0C-01-FF-FF"
+    for bad in (True, -1, 65536, 411.0):
+        with pytest.raises(ValueError, match="controller number must be an integer 0..65535"):
+            P.mac_for_controller(bad)
 
 
 @pytest.mark.parametrize("name", [None, "", "A", "CRYO-19ID", "MY CRYO", "ABCDEFGHIJKLMNO"])
@@ -74,6 +77,22 @@ def test_encode_decode_round_trip(name, mac):
     assert data[:15] == (name or "").encode().ljust(15, b"\xff")
     assert P.decode_identification(data) == P.Identification(
         name or None, mac.replace(":", "-").upper())
+
+
+@pytest.mark.parametrize(("data", "name"), [
+    (b"\x80" + APS_DUMP[1:], "\\x80"),
+    (b"A\x01B" + APS_DUMP[3:], "A\\x01B"),
+    (b"AB\xffCD" + APS_DUMP[5:], "AB\\xffCD"),
+    (b"CRYO-19ID\x00" + APS_DUMP[10:], "CRYO-19ID"),
+])
+def test_odd_name_bytes_are_shown_escaped_and_never_lose_the_mac(data, name):
+    assert P.decode_identification(data) == P.Identification(name, "00-00-0C-01-01-AB")
+
+
+@pytest.mark.parametrize("tail", [b"\r\n", b"\x00", b"\xff\xff", b" \r\n\x00"])
+def test_trailing_padding_after_the_mac_is_ignored(tail):
+    assert P.decode_identification(APS_DUMP + tail) == P.Identification(
+        None, "00-00-0C-01-01-AB")
 
 
 def test_the_33_byte_layout_of_oxfords_wording_decodes():
@@ -93,11 +112,9 @@ def test_the_33_byte_layout_of_oxfords_wording_decodes():
                                 "41 47", "b'00-00-0C-01-01-AG'"]),
         (b"\xff" * 17 + b"00:00:0C:01:01:AB", ["bad MAC address", "3A", "00:00:0C:01:01:AB"]),
         (b"\xff" * 17 + b"000-0C-01-01-AB-0", ["bad MAC address", "000-0C-01-01-AB-0"]),
-        (b"\xff" * 17 + b"00-00-0C-01-01-A\xff", ["bad MAC address", "41 FF"]),
+        (b"\xff" * 17 + b"00-00-0C-01-01-A\x80", ["bad MAC address", "41 80"]),
         (b"\xff" * 17 + b" 0-00-0C-01-01-AB", ["bad MAC address", "20 30 2D"]),
-        (b"\x80" + APS_DUMP[1:], ["bad name", "printable ASCII", "80 FF FF"]),
-        (b"A\x01B" + APS_DUMP[3:], ["bad name", "41 01 42 FF"]),
-        (b"AB\xffCD" + APS_DUMP[5:], ["bad name", "41 42 FF 43 44"]),
+        (APS_DUMP[:20] + b"\xff" * 20, ["too short: 40 bytes (20 without trailing padding)"]),
     ],
 )
 def test_malformed_identification_names_the_problem_and_the_bytes(data, fragments):

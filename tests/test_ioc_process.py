@@ -63,7 +63,7 @@ def test_ioc_exits_when_its_parent_is_killed(tmp_path):
 
 
 def test_search_timeouts_are_retried_from_new_sockets_then_named(monkeypatch):
-    """A PV nobody serves: three real searches, each from a new client socket (port), and the
+    """A PV nobody serves: three real searches, each from a new client socket, and the
     error says so. Linux can give a caproto client socket a port another SO_REUSEADDR socket
     holds, whose owner then receives the reply; a new socket is the cure."""
     from caproto import CaprotoTimeoutError

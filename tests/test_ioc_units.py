@@ -260,6 +260,33 @@ def test_shared_status_socket_on_port_0_avoids_the_ephemeral_range_and_held_port
         held.close()
 
 
+def test_port_0_without_room_below_the_ephemeral_range(tmp_path, monkeypatch, caplog):
+    """A tuned range leaving no room below it: a port above it; no room at all: an exclusive
+    kernel-chosen port (never a reusing socket inside the range)."""
+    import socket
+
+    from sim_ioc import status_server as S
+
+    range_file = tmp_path / "range"
+    monkeypatch.setattr(S, "EPHEMERAL_RANGE_FILE", str(range_file))
+    range_file.write_text("15000 60999\n")
+    sock = S.open_status_socket("127.0.0.1", 0)
+    try:
+        assert sock.getsockname()[1] > 60999
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+    finally:
+        sock.close()
+    range_file.write_text("1024 65535\n")
+    sock = S.open_status_socket("127.0.0.1", 0)
+    try:
+        assert not sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+        assert not sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+    finally:
+        sock.close()
+    assert "no free port outside the ephemeral range 1024-65535" in caplog.text
+    assert "status socket on port" in caplog.text and "is exclusive" in caplog.text
+
+
 def test_free_port_avoids_the_ephemeral_and_private_ranges():
     from sim_ioc.process import FREE_PORT_RANGE, free_port
     from sim_ioc.status_server import PRIVATE_PORT_LOW, ephemeral_port_range

@@ -86,6 +86,26 @@ def test_a_duration_set_before_the_request_counts_from_the_mode_start():
     assert halt.kind == "halt" and halt.time == pytest.approx(start + 1.4, abs=1e-9)
 
 
+def test_limits_end_with_the_mode_they_were_set_for():
+    """A mode halted before its limits are reached: the next mode does not inherit them."""
+    prog = compile_text(TUTORIAL).program
+    acts = []
+    with RealTimeRunner(prog, on_action=acts.append, speed=SPEED) as rt:
+        rt.request_mode(0, wait=5.0)
+        assert rt.set_limits(cycles=50, duration=4.0, wait=5.0)
+        assert rt.halt("operator", wait=5.0)
+        halted = rt.logical_now()
+        wait_for(lambda: rt.logical_now() >= halted + 6.0, what="the old deadline to pass")
+        rt.request_mode(0, wait=5.0)
+        start = rt.logical_now()
+        wait_for(lambda: sum(a.kind == "goto" for a in acts if a.time > start) >= 2,
+                 what="two cycles of the second mode")
+        assert rt.machine.mode == 0  # neither the old 4 s deadline nor the cycle count ended it
+        assert rt.halt("done", wait=5.0)
+    halts = [a.detail for a in acts if a.kind == "halt"]
+    assert halts == ["operator", "done"]
+
+
 def test_program_error_in_the_thread_is_reported_and_the_runner_keeps_serving():
     prog = Program(
         version=0x0300,
