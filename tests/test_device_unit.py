@@ -613,100 +613,82 @@ def test_restart_startup_fail_and_setup(dev, ctl):
         dev.restart()
 
 
+class PausedMove:
+    """A move to 150 K under way (controller at 250 K), its runner on a clock the test skews,
+    then paused; ``slow_resume()`` makes the RESUME put wait for ``release``."""
+
+    def __init__(self, timeout=5.0):
+        self.dev = dev = make_device()
+        self.ctl = FakeController(dev, instant=False)
+        self.status = dev.set(150, timeout=timeout)
+        assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
+        self.skew, self.calls = 0.0, 0
+        dev._runner._clock = self.clock
+        self.ctl.set_state(setpoint=250.0, temp=250.0)
+        dev.pause_program().wait(WAIT)
+        self.release = threading.Event()
+
+    def clock(self):  # the runner's clock; the test makes paused time pass instantly
+        self.calls += 1
+        return time.monotonic() + self.skew
+
+    def runner_looks(self, times):
+        """Wait until the runner has checked ``times`` more times (or the move ended)."""
+        seen = self.calls
+        return wait_until(lambda: self.calls > seen + times or self.status.done)
+
+    def slow_resume(self):
+        def put(value):  # a CA put that takes its time
+            assert self.release.wait(WAIT)
+            self.ctl._command("RESUME")
+
+        self.dev.cmd_resume.sim_set_putter(put)
+
+    def finish(self, names):
+        self.dev.cmd_resume.sim_set_putter(lambda value: self.ctl._command("RESUME"))
+        if self.dev.paused:
+            self.dev.resume_program().wait(WAIT)
+        assert not self.dev.paused
+        self.ctl.arrive()
+        self.status.wait(WAIT)
+        assert self.status.success and self.ctl.names() == names
+
+
 def test_pause_keeps_the_move_alive_and_resume_continues():
-    dev = make_device()
-    ctl = FakeController(dev, instant=False)
-    status = dev.set(150, timeout=5.0)
-    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
-    runner = dev._runner
-    skew, calls = [0.0], [0]
-
-    def clock():  # the runner's clock; the test makes paused time pass instantly
-        calls[0] += 1
-        return time.monotonic() + skew[0]
-
-    runner._clock = clock
-    ctl.set_state(setpoint=250.0, temp=250.0)
-    dev.pause_program().wait(WAIT)
-    assert dev.paused and dev.phase.get() == Phase.HOLD
-    seen = calls[0]
-    assert wait_until(lambda: calls[0] > seen + 2)  # the runner saw "paused" ...
-    skew[0] = 60.0  # ... then a minute passes: longer than the timeout and interrupt grace
-    seen = calls[0]
-    assert wait_until(lambda: calls[0] > seen + 3)  # the runner has looked several times
-    assert not status.done
-    dev.resume_program().wait(WAIT)
-    assert not dev.paused
-    ctl.arrive()
-    status.wait(WAIT)
-    assert status.success and ctl.names() == ["RAMP", "PAUSE", "RESUME"]
+    move = PausedMove()
+    assert move.dev.paused and move.dev.phase.get() == Phase.HOLD
+    assert move.runner_looks(2)  # the runner saw "paused" ...
+    move.skew = 60.0  # ... then a minute passes: longer than the timeout and interrupt grace
+    assert move.runner_looks(3) and not move.status.done
+    move.finish(["RAMP", "PAUSE", "RESUME"])
 
 
 def test_a_slow_resume_write_is_no_interruption():
     """Until the RESUME put completes the controller still holds away from the target: the
     move stays paused then, instead of failing as interrupted."""
-    dev = make_device()
-    ctl = FakeController(dev, instant=False)
-    status = dev.set(150, timeout=5.0)
-    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
-    runner = dev._runner
-    skew, calls = [0.0], [0]
-
-    def clock():
-        calls[0] += 1
-        return time.monotonic() + skew[0]
-
-    runner._clock = clock
-    ctl.set_state(setpoint=250.0, temp=250.0)
-    dev.pause_program().wait(WAIT)
-    release = threading.Event()
-
-    def slow_resume(value):  # a CA put that takes its time
-        assert release.wait(WAIT)
-        ctl._command("RESUME")
-
-    dev.cmd_resume.sim_set_putter(slow_resume)
-    resumed = dev.resume_program()
-    skew[0] = 60.0  # far longer than the interrupt grace, while the put hangs
-    seen = calls[0]
-    # the runner has looked several times (or given up on the move: the bug)
-    assert wait_until(lambda: calls[0] > seen + 3 or status.done)
-    assert not status.done, status.exception()
-    assert dev.paused and not resumed.done
-    release.set()
+    move = PausedMove()
+    move.slow_resume()
+    resumed = move.dev.resume_program()
+    move.skew = 60.0  # far longer than the interrupt grace, while the put hangs
+    assert move.runner_looks(3)  # (or the move was given up: the bug)
+    assert not move.status.done, move.status.exception()
+    assert move.dev.paused and not resumed.done
+    move.release.set()
     resumed.wait(WAIT)
-    assert not dev.paused
-    ctl.arrive()
-    status.wait(WAIT)
-    assert status.success and ctl.names() == ["RAMP", "PAUSE", "RESUME"]
+    move.finish(["RAMP", "PAUSE", "RESUME"])
 
 
 def test_a_pause_requested_while_resume_is_written_stays_in_force():
-    dev = make_device()
-    ctl = FakeController(dev, instant=False)
-    status = dev.set(150, timeout=30.0)
-    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
-    dev.pause_program().wait(WAIT)
-    release = threading.Event()
-
-    def slow_resume(value):
-        assert release.wait(WAIT)
-        ctl._command("RESUME")
-
-    dev.cmd_resume.sim_set_putter(slow_resume)
-    resumed = dev.resume_program()
-    paused_again = dev.pause_program()  # its PAUSE waits for the RESUME write (send lock)
-    release.set()
+    move = PausedMove(timeout=30.0)
+    move.slow_resume()
+    resumed = move.dev.resume_program()
+    paused_again = move.dev.pause_program()  # its PAUSE waits for the RESUME write (send lock)
+    move.release.set()
     resumed.wait(WAIT)
     paused_again.wait(WAIT)
-    assert ctl.names() == ["RAMP", "PAUSE", "RESUME", "PAUSE"]
-    assert dev.paused and not status.done  # the controller is paused: so is the move
-    dev.cmd_resume.sim_set_putter(lambda value: ctl._command("RESUME"))
-    dev.resume_program().wait(WAIT)
-    assert not dev.paused
-    ctl.arrive()
-    status.wait(WAIT)
-    assert status.success
+    assert move.ctl.names() == ["RAMP", "PAUSE", "RESUME", "PAUSE"]
+    assert move.dev.paused and not move.status.done  # the controller is paused: so is the move
+    move.finish(["RAMP", "PAUSE", "RESUME", "PAUSE", "RESUME"])
 
 
 def test_turbo_writes_turbo_pv(dev, ctl):
