@@ -43,6 +43,13 @@ def _require_cs800(cs: Any, plan_name: str) -> CS800:
     return cs
 
 
+def _action(cs: Any, plan_name: str, action: str, value: Any, *, wait: bool,
+            group: str | None = None) -> Plan:
+    """``abs_set`` of the soft signal ``cs.actions.<action>`` (one controller command)."""
+    signal = getattr(_require_cs800(cs, plan_name).actions, action)
+    return (yield from bps.abs_set(signal, value, group=group, wait=wait))
+
+
 def _move(
     cs: CS800,
     target: float,
@@ -132,8 +139,7 @@ def plateau(cs: CS800, minutes: float, *, wait: bool = False, group: str | None 
 
     ``wait=True`` returns when the plateau is over (PHASE has left Plat).
     """
-    _require_cs800(cs, "plateau")
-    return (yield from bps.abs_set(cs.actions.plateau, minutes, group=group, wait=wait))
+    return (yield from _action(cs, "plateau", "plateau", minutes, group=group, wait=wait))
 
 
 def hold(cs: CS800, *, wait: bool = True) -> Plan:
@@ -141,20 +147,17 @@ def hold(cs: CS800, *, wait: bool = True) -> Plan:
 
     ``wait=True`` returns once PHASE reads Hold. (In Ready this starts the gas flow.)
     """
-    _require_cs800(cs, "hold")
-    return (yield from bps.abs_set(cs.actions.hold, 1, wait=wait))
+    return (yield from _action(cs, "hold", "hold", 1, wait=wait))
 
 
 def pause(cs: CS800) -> Plan:
     """Suspend the controller's programme (a temporary Hold that :func:`resume` continues)."""
-    _require_cs800(cs, "pause")
-    return (yield from bps.abs_set(cs.actions.pause_program, 1, wait=True))
+    return (yield from _action(cs, "pause", "pause_program", 1, wait=True))
 
 
 def resume(cs: CS800) -> Plan:
     """Resume the programme suspended by :func:`pause`."""
-    _require_cs800(cs, "resume")
-    return (yield from bps.abs_set(cs.actions.resume_program, 1, wait=True))
+    return (yield from _action(cs, "resume", "resume_program", 1, wait=True))
 
 
 def end(cs: CS800, rate: float = 360, *, wait: bool = False) -> Plan:
@@ -163,20 +166,17 @@ def end(cs: CS800, rate: float = 360, *, wait: bool = False) -> Plan:
     ``wait=True`` returns when the run mode reads Shutdown OK. Use :func:`restart` before
     the next ramp.
     """
-    _require_cs800(cs, "end")
-    return (yield from bps.abs_set(cs.actions.end, rate, wait=wait))
+    return (yield from _action(cs, "end", "end", rate, wait=wait))
 
 
 def purge(cs: CS800, *, wait: bool = False) -> Plan:
     """Warm the cooler up to room temperature, then shut down (``wait=True``: until then)."""
-    _require_cs800(cs, "purge")
-    return (yield from bps.abs_set(cs.actions.purge, 1, wait=wait))
+    return (yield from _action(cs, "purge", "purge", 1, wait=wait))
 
 
 def turbo(cs: CS800, on: bool) -> Plan:
     """Switch turbo gas flow (10 l/min) on (``True``) or off (``False``)."""
-    _require_cs800(cs, "turbo")
-    return (yield from bps.abs_set(cs.actions.turbo, bool(on), wait=True))
+    return (yield from _action(cs, "turbo", "turbo", bool(on), wait=True))
 
 
 def restart(cs: CS800, *, wait: bool = True) -> Plan:
@@ -184,8 +184,7 @@ def restart(cs: CS800, *, wait: bool = True) -> Plan:
 
     Does nothing if the controller is already Ready or Running.
     """
-    _require_cs800(cs, "restart")
-    return (yield from bps.abs_set(cs.actions.restart, 1, wait=wait))
+    return (yield from _action(cs, "restart", "restart", 1, wait=wait))
 
 
 def temperature_series(

@@ -69,6 +69,8 @@ CA_TIMEOUT = 5.0
 #: Searches :func:`ca_read` and :func:`ca_write` make, each from a new client socket, before a
 #: PV that nobody answered is reported (see :func:`_search_retried`).
 CA_SEARCH_ATTEMPTS = 3
+#: Module whose ``search`` function raises the timeouts that :func:`_search_retried` retries.
+_SYNC_CLIENT = "caproto.sync.client"
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -354,8 +356,6 @@ def _raised_in_search(exc: BaseException) -> bool:
         tb = tb.tb_next
     return False
 
-
-_SYNC_CLIENT = "caproto.sync.client"
 
 
 class _environ:

@@ -214,7 +214,8 @@ def _bind_outside_ephemeral(host: str, options: tuple[tuple[int, int], ...],
         for _ in range(PRIVATE_PORT_TRIES if stop > start else 0):
             port = rng.randrange(start, stop)
             try:
-                _udp_socket(host, port, what, ()).close()
+                if options:  # an exclusive bind needs no probe: it fails on a held port itself
+                    _udp_socket(host, port, what, ()).close()
                 sock = _udp_socket(host, port, what, options)
             except OSError:
                 continue
