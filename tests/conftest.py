@@ -12,7 +12,8 @@ Fixtures:
 
 * ``cs800_sim_ioc`` (session): :class:`sim_ioc.process.SimIocProcess` with 2 simulated
   controllers (411 at ``{prefix}CS0:``, 412 at ``{prefix}CS1:``), speed 500, stale timeout 2 s,
-  20 datagrams per wall second, and ``SESSION_VALVES`` valves at ``{prefix}VB:``. Tests that disturb it restore it.
+  20 datagrams per wall second, and ``SESSION_VALVES`` valves at ``{prefix}VB:``. Tests that
+  disturb it restore it.
 * ``ioc_factory`` (function): ``ioc_factory(SimIocProcess(...))`` or ``ioc_factory(IocProcess
   (...))`` starts an extra IOC on its own CA port, makes that port searchable by every client in
   this process, and stops the IOC at the end of the test. ``module_ioc_factory`` is the same for
