@@ -108,13 +108,15 @@ class _ParamDouble(LazyFieldsMixin, PvpropertyDouble):
     flavour that clamps (synApps), clamped silently to the nearer limit as an EPICS ao does."""
 
     whole = False
+    #: A command parameter: clamped instead of refused in a flavour that clamps.
+    flavor_clamps = False
 
     async def verify_value(self, value):
         """Refuse (or clamp) values outside the control limits; refuse NaN; whole numbers for
         whole-number PVs (refused in the fixed flavour, rounded as the ao's RVAL when clamping)."""
         lo, hi = self.lower_ctrl_limit, self.upper_ctrl_limit
         units = f" {self.units}" if self.units else ""
-        clamp = getattr(getattr(self, "group", None), "flavor", FIXED).clamp
+        clamp = self.flavor_clamps and getattr(self.group, "flavor", FIXED).clamp
         if not math.isfinite(value):
             raise ValueError(f"{self.pvname} must be a finite number, got {value!r}; "
                              "nothing was sent")
@@ -133,8 +135,14 @@ class _ParamDouble(LazyFieldsMixin, PvpropertyDouble):
         return await super().verify_value(value)
 
 
-class _WholeParamDouble(_ParamDouble):
-    """An ``ao`` parameter holding a whole number (K/h, minutes)."""
+class _CommandParam(_ParamDouble):
+    """A command parameter (RTEMP, CTEMP): clamped in the synApps flavour, else refused."""
+
+    flavor_clamps = True
+
+
+class _WholeCommandParam(_CommandParam):
+    """A command parameter holding a whole number (K/h, minutes)."""
 
     whole = True
 
@@ -212,7 +220,7 @@ def _param(name: str, *, precision: int, doc: str) -> pvproperty:
         return value
 
     return pvproperty(name=name, value=spec.default,
-                      dtype=_WholeParamDouble if spec.whole else _ParamDouble,
+                      dtype=_WholeCommandParam if spec.whole else _CommandParam,
                       record="ao", units=spec.units, precision=precision,
                       lower_ctrl_limit=spec.low, upper_ctrl_limit=spec.high,
                       lower_disp_limit=spec.low, upper_disp_limit=spec.high,
