@@ -341,9 +341,6 @@ class CS800ControllerGroup(_HelperRecords):
                 channel._data["value"] = value
                 if pv.record == "ai":
                     channel._data["precision"] = C_IOC_PREC.get(pv.suffix, 0)
-                    for limit in ("lower_ctrl_limit", "upper_ctrl_limit",
-                                  "lower_disp_limit", "upper_disp_limit"):
-                        channel._data[limit] = 0.0
                 self.alarms[pv.suffix]._data.update(status=status, severity=severity)
         else:
             for suffix in self.status_channels:  # no data yet: INVALID/UDF, as an EPICS record
@@ -856,5 +853,7 @@ class CS800IOC:
             cid = group.config.cid or "0 (first heard)"
             addr = group.config.command_addr
             where = f"{addr[0]}:{addr[1]}" if addr else "no command address"
-            lines.append(f"{group.prefix}  controller {cid}, commands to {where}")
+            lines.append(f"{group.prefix}  controller {cid}, commands to {where}"
+                         + ("; DISABLE is Disabled: nothing decoded or sent until it is "
+                            "Enabled" if group.disabled else ""))
         return lines
