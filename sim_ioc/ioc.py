@@ -16,10 +16,15 @@ PV layout (the same names as ``Oxford_CS800_status.db`` and ``Oxford_CS800.db``,
 * in simulated mode only, ``SIM:BROADCAST``, ``SIM:ALARM``, ``SIM:DROP``, ``SIM:SENSORFAIL``
   per controller (:class:`SimControllerGroup`).
 
-Differences from the C IOC (by design): DISABLE starts Enabled; header, length, checksum and
-footer are checked; ERROR is signed; alarm texts are Oxford's; units are honest; 0xFFFE shows
-INVALID severity; no datagram for ``stale_timeout`` seconds puts every status PV of that
-controller in INVALID/COMM until the next datagram.
+Two flavours (:mod:`sim_ioc.flavors`). ``fixed`` (the default) differs from the C IOC by
+design: DISABLE starts Enabled; header, length, checksum and footer are checked; ERROR is
+signed; alarm texts are Oxford's; units are honest; 0xFFFE shows INVALID severity; a put outside
+a parameter's limits is refused; no datagram for ``stale_timeout`` seconds puts every status PV
+of that controller in INVALID/COMM until the next datagram. ``synapps`` shows what a client
+sees from the C IOC (:mod:`sim_ioc.synapps`): clamping, frozen values with NO_ALARM, at most
+10 decodes per second, the ``status_packet`` NORD/alarm cycle, DISABLE 1 at boot. Both serve
+the 86 records of :data:`sim_ioc.records.C_IOC_RECORDS` and refuse enum puts outside their
+strings and writes to limit fields.
 """
 
 from __future__ import annotations
@@ -136,7 +141,7 @@ class _ParamDouble(LazyFieldsMixin, PvpropertyDouble):
 
 
 class _CommandParam(_ParamDouble):
-    """A command parameter (RTEMP, CTEMP): clamped in the synApps flavour, else refused."""
+    """A command parameter (RTEMP, RRATE, ...): clamped in the synApps flavour, else refused."""
 
     flavor_clamps = True
 
