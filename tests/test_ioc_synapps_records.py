@@ -51,7 +51,6 @@ def test_every_record_of_the_c_ioc_reads_on_both_flavours(either_flavor_ioc):
 @pytest.mark.parametrize("record", ["STOP", "RTEMPH", "ERATECL", "command_port", "TEMP"])
 def test_proc_of_a_record_never_processed_reads_zero(either_flavor_ioc, record):
     # STOP: no test processes it on the session IOC (the device never sends Stop).
-
     reading = either_flavor_ioc.read(either_flavor_ioc.controller_prefix(0) + record + ".PROC")
     assert list(reading.data) == [0]
 
