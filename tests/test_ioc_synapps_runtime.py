@@ -220,3 +220,31 @@ def test_boot_state_disabled_and_rate_limited(boot_ioc):
     polling.wait_for(lambda: boot_ioc.read(boot_ioc.prefix + "CS:status_packet.NORD").data[0]
                      == 0, "the backlog drained", 20.0, interval=0.05)
     assert time.monotonic() - silenced > 1.5
+
+
+# ---------------------------------------------------------------------------- flags
+def test_the_simulators_default_rate_is_one_the_c_ioc_decodes():
+    import inspect
+
+    from sim_ioc import sim_cli
+    from sim_ioc.udp_sim import DEFAULT_MAX_RATE_HZ, SimulatorServer
+
+    assert DEFAULT_MAX_RATE_HZ <= 5
+    assert inspect.signature(SimulatorServer).parameters["max_rate_hz"].default <= 5
+    assert sim_cli.build_parser().parse_args([]).max_rate <= 5
+
+
+def test_bad_flavor_and_rate_flags_get_a_sentence(capsys):
+    from sim_ioc import cli, sim_cli
+    from sim_ioc.flavors import get_flavor
+
+    with pytest.raises(ValueError, match="unknown IOC flavour 'nope': choose one of fixed, "
+                                         "synapps"):
+        get_flavor("nope")
+    with pytest.raises(SystemExit) as info:
+        cli.main_sim_ioc(["--flavor", "nope"])
+    assert info.value.code == 2
+    assert "invalid choice: 'nope' (choose from" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sim_cli.build_parser().parse_args(["--max-rate", "0"])
+    assert "max rate must be a number > 0, got '0'" in capsys.readouterr().err
