@@ -198,6 +198,32 @@ def test_a_silent_controller_freezes_values_and_status_packet_cycles(ioc):
     assert _alarm(ioc, packet)[0] == AlarmSeverity.NO_ALARM
 
 
+def test_status_packet_monitor_fires_for_every_datagram(ioc):
+    """The heartbeat a client can use: one NO_ALARM monitor per decoded datagram (5/s here)."""
+    from caproto.threading.client import Context
+
+    updates: list[tuple[int, float]] = []
+    ctx = Context()
+    try:
+        (pv,) = ctx.get_pvs(ioc.prefix + "CS:status_packet", timeout=10.0)
+        pv.wait_for_connection(timeout=10.0)
+        sub = pv.subscribe(data_type="time")
+
+        def note(sub, response) -> None:
+            updates.append((response.metadata.severity, response.metadata.timestamp))
+
+        sub.add_callback(note)  # caproto keeps a weak reference: ``note`` lives until the end
+        polling.wait_for(lambda: len(updates) >= 11, "11 status_packet monitors", 10.0)
+        sub.clear()
+    finally:
+        ctx.disconnect()
+    fresh = updates[1:]  # the first is the current value
+    assert all(sev == AlarmSeverity.NO_ALARM for sev, _ in fresh)
+    stamps = [stamp for _, stamp in fresh]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert stamps[-1] - stamps[0] < 9 * 0.2 + 1.5   # about one per 0.2 s, generous
+
+
 def test_boot_state_disabled_and_rate_limited(boot_ioc):
     prefix = boot_ioc.controller_prefix(0)
     assert _value(boot_ioc, "DISABLE") == b"Disabled"
