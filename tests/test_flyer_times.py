@@ -10,7 +10,7 @@ import bluesky.plan_stubs as bps
 import bluesky.plans as bp
 import polling
 import pytest
-from bluesky import RunEngine
+import test_flyer_fly
 from bluesky.utils import FailedStatus
 from test_runner_virtual import TUTORIAL
 
@@ -23,13 +23,7 @@ SPEED = 4.0  # the tutorial's 4 s cycle in 1 s of wall time: ticks 62.5 ms apart
 STEPS = [0, 5, 6, 8, 14, 5, 6, 8, 14]  # the ticks of two cycles that change an output
 TOLERANCE = 0.05  # s
 
-
-@pytest.fixture
-def RE():
-    engine = RunEngine({})
-    yield engine
-    if engine.state != "idle":
-        engine.halt()
+RE = test_flyer_fly.RE  # the RunEngine fixture (halted at the end if a test left it running)
 
 
 def flown(RE, plan, cyc):
