@@ -207,7 +207,8 @@ class Action:
         if self.kind == "proxy":
             return f"PROXY [{self.index}] id {self.proxy_id}"
         if self.kind == "set_time":
-            return f"SET_TIME {self.count} ({timer_period_seconds(self.count or 0):g} s/tick)"
+            detail = self.detail or f"{timer_period_seconds(self.count or 0):g} s/tick"
+            return f"SET_TIME {self.count} ({detail})"
         text = self.kind.upper()
         return f"{text} {self.detail}".rstrip()
 
@@ -539,7 +540,8 @@ class SoldrvMachine:
                 self.t0 = self.now
                 self.ticks = 0
                 self.cycle_start_tick = 0
-                self._emit("set_time", ins, count=ins.operands[0])
+                self._emit("set_time", ins, count=ins.operands[0],
+                           detail=f"{self.period:g} s/tick, {self.timer} timer")
                 self.ip = nxt
             elif op == SOL_GOTO:
                 target = ins.operands[0]

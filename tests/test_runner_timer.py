@@ -90,3 +90,13 @@ def test_waits_0_waits_one_tick_as_the_c_driver():
     ev = trace_mode(tiny(WAITS_ZERO), 0)
     assert [(e.tick, e.op) for e in ev] == [(0, "set_time"), (0, "strobes"), (1, "strobes"),
                                            (2, "end")]
+
+
+def test_set_time_actions_say_the_period_and_the_timer():
+    prog = tenth_program()
+    for timer, text in (("exact", "SET_TIME 1638 (0.0999756 s/tick, exact timer)"),
+                        ("reference", "SET_TIME 1638 (0.0996094 s/tick, reference timer)")):
+        vr = VirtualRunner(prog, timer=timer)
+        vr.run([(0.0, 0)], ticks=1)
+        set_time = next(a for a in vr.actions if a.kind == "set_time")
+        assert set_time.describe(prog) == text
