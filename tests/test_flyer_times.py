@@ -63,10 +63,11 @@ def test_events_carry_the_change_times_and_stream_during_the_flight(RE):
     for row, changed in zip(rows, changes, strict=True):
         assert abs(row["time"] - changed) < TOLERANCE, (row, changed)
         assert set(row["timestamps"].values()) == {row["time"]}  # every key: the change
-    # and on the schedule: step k of cycle c at (4 c + k/4) logical s after the first change
+    # and on the schedule, not bunched at the end: step k of cycle c at (4 c + k/4) logical s
+    # after the first change (a loose bound: a loaded machine delays single ticks by tens of ms)
     t0 = rows[0]["time"]
     for r in rows:
-        assert abs(r["time"] - t0 - r["cyc_elapsed"] / SPEED) < TOLERANCE, r
+        assert abs(r["time"] - t0 - r["cyc_elapsed"] / SPEED) < 0.2, r
     # streamed: a page reached the subscriber before the flight's last change
     assert len(arrivals) >= 2 and arrivals[0] < changes[-1]
 
