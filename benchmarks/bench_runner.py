@@ -8,9 +8,10 @@ bank over Channel Access (an IOC subprocess on a free loopback port). Prints, pe
   -- "start" is when the runner began the tick, "done" when the hardware call returned;
 * the drift at the end: how late the last tick ran, and ticks delivered vs expected (a runner
   that schedules relative to the previous tick would accumulate its lateness here);
-* for the ``SolenoidCycler`` flyer flown by ``run_cycle`` (collecting every 0.25 s) on
-  ``SimHardware``: how far each event's ``time`` is from the moment its hardware call
-  returned, and how long after that change its event page reached a RunEngine subscriber;
+* for the ``SolenoidCycler`` flyer flown by ``run_cycle`` on ``SimHardware`` (collecting each
+  tick batch as it is recorded, at most every 0.25 s), with the 1/64 s cycle above and with
+  the tutorial's 1/4 s cycle: how far each event's ``time`` is from the moment its hardware
+  call returned, and how long after that change its event page reached a subscriber;
 * the ticks delivered by 300 s at a 1/10 s resolution with the exact and the reference timer
   (virtual clock).
 
@@ -106,8 +107,8 @@ def measure(label: str, program, hardware, seconds: float) -> None:
           f"absolute deadline t0 + k/64; {expected - rt.ticks_delivered} tick(s) missing")
 
 
-def measure_flyer(program, seconds: float, period: float = 0.25) -> None:
-    """Fly ``program``'s mode 1 with run_cycle; print event-time error and streaming latency."""
+def measure_flyer(label: str, program, mode: int, seconds: float, period: float = 0.25) -> None:
+    """Fly ``mode`` with run_cycle; print event-time error and streaming latency."""
     from bluesky import RunEngine
 
     from soldrv.backends import SimHardware
@@ -119,7 +120,7 @@ def measure_flyer(program, seconds: float, period: float = 0.25) -> None:
     RE = RunEngine({})
     arrivals: list[tuple[float, list[float]]] = []
     RE.subscribe(lambda n, d: arrivals.append((time.time(), d["time"])), "event_page")
-    RE(run_cycle(cyc, 1, cycles=None, duration=seconds, period=period))
+    RE(run_cycle(cyc, mode, cycles=None, duration=seconds, period=period))
     offset = time.time() - time.monotonic()
     changes = [e.time + offset for e in hw.log if e.kind == "strobe"][1:-1]  # minus stage/unstage
     times = [t for _, page in arrivals for t in page]
@@ -128,7 +129,7 @@ def measure_flyer(program, seconds: float, period: float = 0.25) -> None:
         return
     error = [abs(t - c) * 1e3 for t, c in zip(times, changes, strict=True)]
     latency = [(got - t) * 1e3 for got, page in arrivals for t in page]
-    print(f"\nSolenoidCycler + run_cycle (collect every {period:g} s), SimHardware: "
+    print(f"\nSolenoidCycler + run_cycle (period {period:g} s), SimHardware, {label}: "
           f"{len(times)} events in {len(arrivals)} pages over {seconds:g} s")
     print(f"  |event time - change time|: median {statistics.median(error):7.3f} ms   "
           f"p99 {pct(error, 99):7.3f} ms   max {max(error):7.3f} ms")
@@ -166,7 +167,13 @@ def main() -> None:
     measure("SimHardware", program, SimHardware(program), args.seconds)
     timer_ticks()
     if not args.no_flyer:
-        measure_flyer(program, args.seconds)
+        from pathlib import Path
+
+        from soldrv.runner import load_program
+
+        measure_flyer("1/64 s cycle", program, 1, args.seconds)
+        tutorial = Path(__file__).resolve().parents[1] / "examples" / "solenoid_tutorial.sol"
+        measure_flyer("tutorial 1/4 s cycle", load_program(tutorial), 0, args.seconds)
     if args.no_ca:
         return
     from sim_ioc.process import SimIocProcess

@@ -138,6 +138,7 @@ class SolenoidCycler(Device):
         self._lock = threading.Lock()  # the recorded state and events (short holds)
         self._flight_lock = threading.RLock()  # kickoff, halt and safe state, one at a time
         self._events: list[dict[str, Any]] = []
+        self._fresh = threading.Event()  # set: events wait to be collected, or a flight ended
         self._flight: _Flight | None = None
         self._epoch_offset = time.time() - time.monotonic()
         self._states: list[int | None] = [None] * n
@@ -317,6 +318,7 @@ class SolenoidCycler(Device):
             )
             with self._lock:
                 self._events.clear()
+                self._fresh.clear()
                 flight.runner.machine.solenoids[:] = self._states
                 flight.runner.machine.dtoa.update(self._dtoa)
                 self._last.update(mode=-1, step=0, cycle=0, elapsed=0.0)
@@ -372,7 +374,16 @@ class SolenoidCycler(Device):
         """Yield the events recorded since kickoff (or the last collect), oldest first."""
         with self._lock:
             events, self._events = self._events, []
+            self._fresh.clear()
         yield from events
+
+    def wait_for_events(self, timeout: float) -> bool:
+        """Block up to ``timeout`` s until events wait to be collected or a flight ended.
+
+        Returns False on timeout. :func:`soldrv.plans.fly_streaming` uses it to collect each
+        tick batch as it is recorded.
+        """
+        return self._fresh.wait(timeout)
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """Describe the readable current state (same keys as collect)."""
@@ -446,6 +457,7 @@ class _Flight:
             cyc._events.append(
                 {"time": t, "data": data, "timestamps": {k: t for k in data}, "filled": {}}
             )
+            cyc._fresh.set()
 
     def on_error(self, err: Exception) -> None:
         self.error = err
@@ -484,4 +496,6 @@ class _Flight:
                         st.set_finished()
                 except InvalidState:  # finished by another thread meanwhile
                     pass
+        if self.current:
+            self.cycler._fresh.set()  # wake a streaming plan: the flight ended
 

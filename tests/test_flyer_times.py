@@ -26,9 +26,9 @@ TOLERANCE = 0.05  # s
 RE = test_flyer_fly.RE  # the RunEngine fixture (halted at the end if a test left it running)
 
 
-def flown(RE, plan, cyc):
+def flown(RE, plan, cyc, pages=None):
     """Run ``plan``; return the event rows (with ``time``) and the epoch time each page came."""
-    pages = []
+    pages = [] if pages is None else pages
     RE.subscribe(lambda n, d: pages.append((time.time(), d)) if n == "event_page" else None)
     RE(plan)
     rows = []
@@ -56,7 +56,8 @@ def tutorial(**kw):
 
 def test_events_carry_the_change_times_and_stream_during_the_flight(RE):
     cyc, hw = tutorial()
-    rows, arrivals = flown(RE, run_cycle(cyc, 0, cycles=2, period=0.1), cyc)
+    pages = []
+    rows, arrivals = flown(RE, run_cycle(cyc, 0, cycles=2, period=0.1), cyc, pages)
     assert [r["cyc_step"] for r in rows] == STEPS
     changes = change_times(hw)[1:-1]  # without the safe states of stage and unstage
     assert len(changes) == len(rows) == 9
@@ -68,8 +69,24 @@ def test_events_carry_the_change_times_and_stream_during_the_flight(RE):
     t0 = rows[0]["time"]
     for r in rows:
         assert abs(r["time"] - t0 - r["cyc_elapsed"] / SPEED) < 0.2, r
-    # streamed: a page reached the subscriber before the flight's last change
+    # streamed: a page reached the subscriber before the flight's last change, and every
+    # page within a second of its last change (collects: each tick batch, at most every 0.1 s)
     assert len(arrivals) >= 2 and arrivals[0] < changes[-1]
+    assert max(arrivals[i] - max(p["time"]) for i, (_, p) in enumerate(pages)) < 1.0
+
+
+def test_a_failing_flight_still_emits_the_events_before_the_failure(RE):
+    prog = compile_text(TUTORIAL, "tutorial.sol").program
+    hw = test_flyer_fly.FailingSim(prog, 24)  # opening B (step 5) fails
+    cyc = SolenoidCycler(prog, hw, name="cyc", speed=SPEED)
+    pages = []
+    with pytest.raises(FailedStatus):
+        flown(RE, run_cycle(cyc, 0, cycles=2), cyc, pages)
+    rows = [(s, a, b) for _, p in pages
+            for s, a, b in zip(p["data"]["cyc_step"], p["data"]["cyc_A"], p["data"]["cyc_B"],
+                               strict=True)]
+    assert rows == [(0, 1, 0), (5, 1, -1)]
+    assert hw.states == {"A": 0, "B": 0}  # the safe state
 
 
 def test_plain_bp_fly_gives_all_events_with_their_true_times(RE):
