@@ -100,3 +100,17 @@ def test_set_time_actions_say_the_period_and_the_timer():
         vr.run([(0.0, 0)], ticks=1)
         set_time = next(a for a in vr.actions if a.kind == "set_time")
         assert set_time.describe(prog) == text
+
+
+def test_the_flyer_and_the_real_time_runner_use_the_timer_they_are_given():
+    prog = tenth_program()
+    cyc = SolenoidCycler(prog, name="c", timer="reference", speed=50.0)
+    cyc.cycles.put(1)
+    cyc.kickoff().wait(5)
+    assert cyc._flight.runner.machine.timer == "reference"
+    cyc.complete().wait(10)
+    assert RealTimeRunner(prog, timer="reference").machine.period is None  # no SET_TIME yet
+    rt = RealTimeRunner(prog, timer="reference", speed=50.0)
+    with rt:
+        rt.request_mode(0, wait=5)
+        assert rt.machine.period == pytest.approx(0.099609375)
