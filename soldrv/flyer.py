@@ -10,12 +10,13 @@ every per-key timestamp are the moment the outputs changed (bluesky would stamp 
 events with the time of the collect; :mod:`soldrv.event_times` makes it keep ours).
 
 Events can be collected while the cycle runs: ``soldrv.plans.run_cycle`` (and
-``soldrv.plans.fly_streaming``) collect every ``period`` seconds during the flight, so
-subscribers and the store see each change within about that period. ``bp.fly([cycler])``
-works too (all events at the end, with their true times).
+``soldrv.plans.fly_streaming``) collect each tick batch as it is recorded (``wait_for_events``
+says when), at most once every ``period`` seconds, so subscribers and the store see each
+change within about that period. ``bp.fly([cycler])`` works too (all events at the end, with
+their true times).
 
-Use it with ``bp.fly([cycler])`` inside a stage (``soldrv.plans.run_cycle`` does that), so that
-the RunEngine's unstage puts the hardware in the safe state even when a plan fails. ``read()``
+Fly it inside a stage (``soldrv.plans.run_cycle`` does that), so that the RunEngine's unstage
+puts the hardware in the safe state even when a plan fails. ``read()``
 gives the current states, so the cycler can also be read as a detector in a step scan.
 """
 
