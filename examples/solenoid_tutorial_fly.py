@@ -1,4 +1,4 @@
-"""Fly the two-solenoid tutorial cycle with ``bp.fly`` against the simulated valve bank.
+"""Fly the two-solenoid tutorial cycle against the simulated valve bank, events streaming live.
 
 The cycle is the tutorial of "Solenoid Cycle Definitions v3.0" (``solenoid_tutorial.sol``
 beside this script): A and B on a 4 s cycle at 1/4 s resolution. The script
@@ -6,8 +6,10 @@ beside this script): A and B on a 4 s cycle at 1/4 s resolution. The script
 1. starts ``cs800-sim-ioc --valves 2`` on a free loopback port (or uses ``--prefix`` of a
    running valve bank, with your EPICS_CA_* environment),
 2. maps solenoid A -> ``VB:V1``, B -> ``VB:V2`` (``OphydHardware``),
-3. runs ``RE(run_cycle(cycler, 0, cycles=N))`` (``bp.fly`` inside a stage, so the valves end
-   closed), printing the documents' names,
+3. runs ``RE(run_cycle(cycler, 0, cycles=N))`` (a fly inside a stage, so the valves end
+   closed; it collects every 0.25 s while the cycle runs), printing each event page as it
+   arrives and then the documents' names and every event with its time (the time of the
+   change, relative to the first one),
 4. draws a timing diagram of what was collected to a PNG.
 
 Usage::
@@ -85,25 +87,45 @@ def main(argv: list[str] | None = None) -> Path:
         RE = RunEngine({})
         docs: list[tuple[str, dict]] = []
         RE.subscribe(lambda name, doc: docs.append((name, doc)))
+        RE.subscribe(live, "event_page")
         RE(run_cycle(cycler, 0, cycles=args.cycles))
-        print("documents:", ", ".join(name for name, _ in docs))
+        print("documents:", summary([name for name, _ in docs]))
 
         rows = []
         for name, doc in docs:
             if name == "event_page":
                 for i in range(len(doc["seq_num"])):
-                    rows.append({k: v[i] for k, v in doc["data"].items()})
+                    rows.append({"time": doc["time"][i],
+                                 **{k: v[i] for k, v in doc["data"].items()}})
+        t0 = rows[0]["time"] if rows else 0.0
         for r in rows:
             r["elapsed"] = r["tutorial_elapsed"]
         print(f"{len(rows)} events (one per tick that changed a valve):")
         for r in rows:
             print(f"  t={r['elapsed']:6.2f} s  cycle {r['tutorial_cycle']}  "
-                  f"step {r['tutorial_step']:2d}  A={r['tutorial_A']}  B={r['tutorial_B']}")
+                  f"step {r['tutorial_step']:2d}  A={r['tutorial_A']}  B={r['tutorial_B']}  "
+                  f"event time +{r['time'] - t0:.3f} s")
         print("valve readbacks after unstage (safe state):", hardware.readback())
         draw(rows, ["tutorial_A", "tutorial_B"], ["A", "B"], args.out,
              f"Tutorial cycle, {args.cycles} cycle(s), flown over Channel Access")
         print(f"timing diagram written to {args.out}")
     return args.out
+
+
+def live(name: str, page: dict) -> None:
+    """Print an event page as it arrives (during the flight: run_cycle streams)."""
+    print(f"  live: {len(page['seq_num'])} event(s), steps {page['data']['tutorial_step']}")
+
+
+def summary(names: list[str]) -> str:
+    """``start, descriptor, event_page x3, stop``: repeated document names counted."""
+    out: list[list] = []
+    for n in names:
+        if out and out[-1][0] == n:
+            out[-1][1] += 1
+        else:
+            out.append([n, 1])
+    return ", ".join(n if k == 1 else f"{n} x{k}" for n, k in out)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 ::
 
     soldrv FILE... [--mode N] [--at T:N ...] [--duration S | --ticks N] [--speed X]
-                   [--dry-run] [--pv-map MAP | --valve-bank PREFIX] [--compat]
-                   [--safe NAME=0|1 ...] [--no-safe] [-q]
+                   [--timer exact|reference] [--dry-run] [--pv-map MAP | --valve-bank PREFIX]
+                   [--compat] [--safe NAME=0|1 ...] [--no-safe] [-q]
 
 * Real time (default): ticks on absolute deadlines, outputs to the simulated backend (printed)
   or to EPICS PVs (``--pv-map`` file, or ``--valve-bank PREFIX`` for ``sim_ioc.valves``).
@@ -14,13 +14,22 @@
   or ``--ticks``. Requests come from ``--mode``, ``--at T:N`` and, when stdin is not a
   terminal, ``S<n>`` lines optionally prefixed by a time: ``@12.5 S3``.
 
+``--timer exact`` (default) ticks every count/16384 s; ``--timer reference`` uses the C
+driver's period, whose sub-second part is cut down to a multiple of 1/1024 s (at a 1/10 s
+resolution it delivers 3011 ticks by 300 s where the exact timer delivers 3000).
+
 When a real-time run ends (``Q``, end of input, the limit, Ctrl-C or SIGTERM) the runner is
 stopped and then the safe state is written: every solenoid closed, ``--safe NAME=1`` to open
 one, ``--no-safe`` to leave the outputs alone. ``@T S<n>`` stdin lines are scheduled at T s.
+When a mode stops on a hardware failure or a program error, the safe state is written at once
+too; if the hardware cannot take it, it is retried every 0.2 s until it holds, a new mode is
+requested or soldrv ends.
 
 Bad input (unreadable or malformed file, bad map, bad arguments) prints one sentence and exits
 with status 2; a refused request or a program error while running is printed and soldrv keeps
-running. Exit status 130 after Ctrl-C/SIGTERM, 1 if the safe state could not be written.
+running. Exit status: 0 when the run ended as asked; 1 when a mode stopped on a program error
+or a hardware failure, or the safe state could not be written at the end; 2 for bad input;
+130 after Ctrl-C/SIGTERM (also in a dry run, which then prints one line, no traceback).
 """
 
 from __future__ import annotations
@@ -35,12 +44,13 @@ import threading
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from soldrv.machine import Action, HardwareError, ModeRequestError, ProgramError
+from soldrv.machine import TIMERS, Action, HardwareError, ModeRequestError, ProgramError
 from soldrv.program import Program
 from soldrv.runner import RealTimeRunner, VirtualRunner, load_program
+from soldrv.safe_state import SafeState
 from soldrv.sft import SftError
 
-__all__ = ["main", "parse_request", "read_name_map"]
+__all__ = ["file_error", "main", "parse_request", "read_name_map"]
 
 _REQ_RE = re.compile(r"^\s*(?:@\s*(?P<at>[0-9.eE+-]+)\s+)?[Ss]\s*(?P<mode>\S+)\s*$")
 
@@ -176,6 +186,9 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="stop after this many timer ticks")
     ap.add_argument("--speed", type=_positive(float, "--speed"), default=1.0,
                     help="logical seconds per wall second in real time (default 1)")
+    ap.add_argument("--timer", choices=TIMERS, default="exact",
+                    help="tick period: exact count/16384 s (default), or the C driver's "
+                         "(sub-second part cut to a multiple of 1/1024 s)")
     ap.add_argument("--dry-run", action="store_true",
                     help="print the timeline on the virtual clock (needs --duration or --ticks)")
     ap.add_argument("--pv-map", metavar="MAP", help="drive EPICS PVs named in this map file")
@@ -221,14 +234,17 @@ def _dry_run(args: argparse.Namespace, program: Program, out: TextIO, err: TextI
     if not stdin.isatty():
         reqs += _stdin_requests(stdin, err)
     reqs.sort(key=lambda r: r[0])
+    failures = 0
     vr = VirtualRunner(
         program, on_action=None if args.quiet else lambda a: _print_action(out, program, a),
-        record=False,
+        record=False, timer=args.timer,
     )
     ticks = DRY_RUN_MAX_TICKS if args.ticks is None else args.ticks
     end = float("inf") if args.duration is None else args.duration
     for at, mode in [*reqs, (end, None)]:
-        if _advance(vr, min(at, end), ticks, err) or mode is None:
+        ran_out, errors = _advance(vr, min(at, end), ticks, err)
+        failures += errors
+        if ran_out or mode is None:
             break
         if at >= end:  # requests at or after the end of the run never act
             break
@@ -238,24 +254,30 @@ def _dry_run(args: argparse.Namespace, program: Program, out: TextIO, err: TextI
             err.write(f"soldrv: request refused: {e}\n")
         except (ProgramError, HardwareError) as e:
             err.write(f"soldrv: {e}\n")
+            failures += 1
     if args.ticks is None and vr.ticks_delivered >= DRY_RUN_MAX_TICKS:
         err.write(f"soldrv: dry run stopped after {DRY_RUN_MAX_TICKS} ticks, before "
                   f"--duration {args.duration:g} s (give --ticks N for a longer run)\n")
     out.write(f"end of dry run at {vr.now:.4f} s after {vr.ticks_delivered} ticks\n")
-    return 0
+    return 1 if failures else 0
 
 
-def _advance(vr: VirtualRunner, until: float, ticks: int, err: TextIO) -> bool:
-    """Move the virtual clock to ``until``, printing program errors; True if ticks ran out."""
+def _advance(vr: VirtualRunner, until: float, ticks: int, err: TextIO) -> tuple[bool, int]:
+    """Move the virtual clock to ``until``, printing program errors.
+
+    Returns (True if the ticks ran out, the number of errors printed).
+    """
+    errors = 0
     while True:
         try:
             if vr.deliver_ticks(until, ticks):
-                return True
+                return True, errors
             if until != float("inf"):
                 vr.now = max(vr.now, until)
-            return until == float("inf")
+            return until == float("inf"), errors
         except (ProgramError, HardwareError) as e:
             err.write(f"soldrv: {e}\n")
+            errors += 1
 
 
 def _hardware(args: argparse.Namespace, program: Program) -> Any:
@@ -263,8 +285,12 @@ def _hardware(args: argparse.Namespace, program: Program) -> Any:
         from soldrv.backends import OphydHardware, valve_bank_pvs
 
         if args.pv_map:
-            with open(args.pv_map, encoding="utf-8") as f:
-                maps = read_name_map(f.read(), program)
+            try:
+                with open(args.pv_map, encoding="utf-8") as f:
+                    text = f.read()
+            except (OSError, UnicodeDecodeError) as e:
+                raise ValueError(file_error("the name map", args.pv_map, e)) from None
+            maps = read_name_map(text, program)
             sol, sta, da = maps["solenoids"], maps["status"], maps["dtoa"]
         else:
             sol, sta, da = valve_bank_pvs(program, args.valve_bank)
@@ -272,6 +298,20 @@ def _hardware(args: argparse.Namespace, program: Program) -> Any:
     from soldrv.backends import SimHardware
 
     return SimHardware(program)
+
+
+def file_error(what: str, path: str, exc: OSError | UnicodeDecodeError) -> str:
+    """One sentence for a file that cannot be read: ``cannot read <what> <path>: <reason>``.
+
+    ``what`` names the role (e.g. ``"the name map"``; empty for the program file itself).
+    """
+    if isinstance(exc, UnicodeDecodeError):
+        bad = exc.object[exc.start:exc.start + 1].hex()
+        reason = f"it is not UTF-8 text (byte 0x{bad} at offset {exc.start})"
+    else:
+        reason = (exc.strerror or str(exc)).lower()
+        path = exc.filename or path
+    return f"cannot read {what + ' ' if what else ''}{path}: {reason}"
 
 
 def _safe_state(args: argparse.Namespace, program: Program) -> dict[int, int] | None:
@@ -345,15 +385,29 @@ def _real_time(args: argparse.Namespace, program: Program, out: TextIO, err: Tex
         if not args.quiet and act.kind not in ("set_time", "goto"):
             write(out, _format_action(program, act))
 
+    guard: SafeState | None = None
+    if safe is not None:
+        guard = SafeState(hw, program, safe, on_held=lambda: _note_retry_held(guard, write, err))
+    failures: list[Exception] = []
+
+    def on_error(e: Exception) -> None:
+        """A mode stopped on a failure (runner thread): say so, put the safe state at once."""
+        failures.append(e)
+        write(err, f"soldrv: {e}\n")
+        if guard is not None:
+            write(err, f"soldrv: {guard.put_after_failure()}\n")
+
     runner = RealTimeRunner(
-        program, hw, on_action=on_action,
-        on_error=lambda e: write(err, f"soldrv: {e}\n"), speed=args.speed,
-        max_ticks=args.ticks,
+        program, hw, on_action=on_action, on_error=on_error, speed=args.speed,
+        max_ticks=args.ticks, timer=args.timer,
     )
     limited = args.duration is not None or args.ticks is not None
 
     def request(mode: int) -> None:
         try:
+            runner.machine.check_request(mode)
+            if guard is not None:  # a new mode: a retry of the safe state must not hit it
+                guard.cancel()
             runner.request_mode(mode)
         except ModeRequestError as e:
             write(err, f"soldrv: request refused: {e}\n")
@@ -415,31 +469,39 @@ def _real_time(args: argparse.Namespace, program: Program, out: TextIO, err: Tex
     finally:
         signals.shield()
         try:
-            ok = _shut_down(runner, hw, program, safe, args.quiet, out, err, write)
+            ok = _shut_down(runner, guard, program, args.quiet, out, err, write)
         finally:
             signals.restore()
     if interrupted:
         return 130
-    return 0 if ok else 1
+    if failures:
+        write(err, f"soldrv: the run did not end as asked: {len(failures)} mode(s) stopped on "
+                   "a failure (exit status 1)\n")
+    return 0 if ok and not failures else 1
 
 
-def _shut_down(runner: RealTimeRunner, hw: Any, program: Program, safe: dict[int, int] | None,
+def _note_retry_held(guard: SafeState | None, write: Any, err: TextIO) -> None:
+    """Say when a retried safe state finally holds (not for the first or the final write)."""
+    if guard is not None and guard.retrying:
+        write(err, f"soldrv: the safe state holds now (after {guard.attempts} attempts)\n")
+
+
+def _shut_down(runner: RealTimeRunner, guard: SafeState | None, program: Program,
                quiet: bool, out: TextIO, err: TextIO, write: Any) -> bool:
-    """Stop the runner, then apply the safe state; False if the safe state failed."""
+    """Stop the runner and any retry, then apply the safe state; False if that failed."""
     if not runner.close(10.0):
         write(err, "soldrv: warning: the runner thread is still in a hardware call after "
                    "10 s; applying the safe state anyway\n")
-    if safe is None:
+    if guard is None:
         return True
-    from soldrv.backends import apply_safe_state
-
+    guard.cancel()
     try:
-        apply_safe_state(hw, program, safe)
+        guard.apply()
     except Exception as e:  # noqa: BLE001 - reported, exit status 1
         write(err, f"soldrv: error: putting the safe state failed: {type(e).__name__}: {e}\n")
         return False
     if not quiet:
-        states = " ".join(f"{program.solenoid_label(i)}={v}" for i, v in safe.items())
+        states = " ".join(f"{program.solenoid_label(i)}={v}" for i, v in guard.solenoids.items())
         write(out, f"safe state: {states}\n")
     return True
 
@@ -451,10 +513,28 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None,
     sin = stdin or sys.stdin
     args = _build_parser().parse_args(argv)
     try:
+        return _main(args, sin, out, err)
+    except KeyboardInterrupt:  # Ctrl-C outside a real-time run (loading, a dry run)
+        try:
+            err.write("soldrv: interrupted\n")
+        except (OSError, ValueError):
+            pass
+        return 130
+
+
+def _main(args: argparse.Namespace, sin: TextIO, out: TextIO, err: TextIO) -> int:
+    try:
         from soldrv.errors import SolfmtError
 
         program = load_program(args.files, compat=args.compat)
-    except (OSError, SftError, SolfmtError, ValueError) as e:
+    except (OSError, UnicodeDecodeError) as e:
+        if isinstance(e, OSError) and e.filename is None:
+            text = str(e)  # already a sentence naming the file ("Can't open x.sft: ...")
+        else:
+            text = file_error("", args.files[0] if len(args.files) == 1 else "the program", e)
+        err.write(f"soldrv: error: {text}\n")
+        return 2
+    except (SftError, SolfmtError, ValueError) as e:
         err.write(f"soldrv: error: {e}\n")
         return 2
     for what, mode in [("--mode", args.mode), *(("--at", m) for _, m in args.at)]:
@@ -464,6 +544,7 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None,
                       f"defined modes: {defined}\n")
             return 2
     try:
+        _safe_state(args, program)  # unknown --safe names are refused in a dry run too
         if args.dry_run:
             return _dry_run(args, program, out, err, sin)
         return _real_time(args, program, out, err, sin)

@@ -5,10 +5,18 @@ when the mode ends, the configured number of cycles or duration is done, or the 
 stopped; ``describe_collect``/``collect`` give one event per tick that changed an output,
 holding every solenoid state (1 open, 0 closed, -1 unknown), every D/A value (-1 unknown),
 the proxy ids triggered, the mode, the step within the cycle, the cycle count and the
-elapsed logical time, stamped with the (epoch) time of the change.
+elapsed logical time, stamped with the (epoch) time of the change: the event's ``time`` and
+every per-key timestamp are the moment the outputs changed (bluesky would stamp collected
+events with the time of the collect; :mod:`soldrv.event_times` makes it keep ours).
 
-Use it with ``bp.fly([cycler])`` inside a stage (``soldrv.plans.run_cycle`` does that), so that
-the RunEngine's unstage puts the hardware in the safe state even when a plan fails. ``read()``
+Events can be collected while the cycle runs: ``soldrv.plans.run_cycle`` (and
+``soldrv.plans.fly_streaming``) collect each tick batch as it is recorded (``wait_for_events``
+says when), at most once every ``period`` seconds, so subscribers and the store see each
+change within about that period. ``bp.fly([cycler])`` works too (all events at the end, with
+their true times).
+
+Fly it inside a stage (``soldrv.plans.run_cycle`` does that), so that the RunEngine's unstage
+puts the hardware in the safe state even when a plan fails. ``read()``
 gives the current states, so the cycler can also be read as a detector in a step scan.
 """
 
@@ -26,12 +34,8 @@ from ophyd import Device, Signal
 from ophyd.status import DeviceStatus
 from ophyd.utils import InvalidState
 
-from soldrv.backends import (
-    SimHardware,
-    apply_safe_state,
-    resolve_dtoa_address,
-    resolve_solenoid,
-)
+from soldrv import event_times
+from soldrv.backends import SimHardware
 from soldrv.machine import (
     Action,
     HardwareError,
@@ -39,10 +43,12 @@ from soldrv.machine import (
     ProgramError,
     SoldrvMachine,
     StepRecord,
+    check_timer,
     dtoa_channels,
 )
 from soldrv.program import Program
 from soldrv.runner import RealTimeRunner, load_program
+from soldrv.safe_state import DEFAULT_RETRY_PERIOD, SafeState
 
 __all__ = ["SolenoidCycler"]
 
@@ -67,6 +73,10 @@ class SolenoidCycler(Device):
         safe_dtoa: {DtoA name or address: value} also applied then (default: none).
         speed: logical seconds per wall second of the runner (1.0 = real time).
         stream_name: the collect stream (default: ``name``).
+        timer: ``"exact"`` (default: count/16384 s per tick) or ``"reference"`` (the C
+            driver's period, sub-second part cut to a multiple of 1/1024 s).
+        safe_retry_period: seconds between attempts to write the safe state after a failure,
+            while it does not hold (see :class:`soldrv.safe_state.SafeState`).
 
     Configuration signals (read with ``read_configuration``): ``mode`` (the mode kickoff
     requests), ``cycles`` (complete after that many cycles, 0 = no limit), ``duration``
@@ -78,7 +88,9 @@ class SolenoidCycler(Device):
     :class:`~soldrv.machine.ModeRequestError`; an unknown safe-state name raises KeyError
     here; a program error or hardware failure while flying puts the safe state at once and
     fails the complete status with a sentence saying what failed and whether the safe state
-    could be written.
+    could be written. If it could not, it is retried in the background (thread
+    ``soldrv-safe``) every ``safe_retry_period`` s until it holds, the next kickoff, stage,
+    stop or unstage.
 
     Threads: each kickoff starts one runner thread (named ``soldrv``) that ends when the
     flight ends; ``stop()``, ``unstage()`` and ``stage()`` wait until it made its last
@@ -100,10 +112,14 @@ class SolenoidCycler(Device):
         safe_dtoa: Mapping[str | int, int] | None = None,
         speed: float = 1.0,
         stream_name: str | None = None,
+        timer: str = "exact",
+        safe_retry_period: float = DEFAULT_RETRY_PERIOD,
         **kwargs: Any,
     ) -> None:
         """Create the cycler; see the class docstring."""
         super().__init__(name=name, **kwargs)
+        self.timer = check_timer(timer)
+        event_times.install()
         if not isinstance(program, Program):
             program = load_program(program)
         self.program = program
@@ -112,13 +128,10 @@ class SolenoidCycler(Device):
             raise ValueError(f"speed must be > 0, got {speed}")
         self.speed = float(speed)
         n = len(program.solenoids)
-        self.safe_solenoids: dict[int, int] = (
-            {i: 0 for i in range(n)}
-            if safe_solenoids is None
-            else {resolve_solenoid(program, k): int(v) for k, v in safe_solenoids.items()}
+        self.safe_state = SafeState(
+            self.hardware, program, safe_solenoids, safe_dtoa,
+            retry_period=safe_retry_period, on_held=self._note_safe_state,
         )
-        self.safe_dtoa = dict(safe_dtoa or {})
-        apply_safe_state(_Recorder(), program, self.safe_solenoids, self.safe_dtoa)  # validate
         self.stream_name = stream_name or name
         self.stop_on_complete = True
         self._channels = dtoa_channels(program)
@@ -126,6 +139,7 @@ class SolenoidCycler(Device):
         self._lock = threading.Lock()  # the recorded state and events (short holds)
         self._flight_lock = threading.RLock()  # kickoff, halt and safe state, one at a time
         self._events: list[dict[str, Any]] = []
+        self._fresh = threading.Event()  # set: events wait to be collected, or a flight ended
         self._flight: _Flight | None = None
         self._epoch_offset = time.time() - time.monotonic()
         self._states: list[int | None] = [None] * n
@@ -184,23 +198,34 @@ class SolenoidCycler(Device):
 
     # -- safe state --------------------------------------------------------------------------
 
+    @property
+    def safe_solenoids(self) -> dict[int, int]:
+        """The safe state of the solenoids: {solenoid index: 0 closed / 1 open}."""
+        return self.safe_state.solenoids
+
+    @property
+    def safe_dtoa(self) -> dict[int, int]:
+        """The D/A values of the safe state: {address: value}."""
+        return self.safe_state.dtoa
+
     def apply_safe_state(self) -> None:
         """Halt the runner (if flying) and drive the hardware to the safe state.
 
         The runner thread has made its last hardware call before the safe state is written,
-        so a tick can never undo it. A hardware call that raises here propagates.
+        so a tick can never undo it; a retry still running after a failure is stopped first.
+        A hardware call that raises here propagates.
         """
         with self._flight_lock:
+            self.safe_state.cancel()
             self._halt("safe state")
-            self._write_safe_state()
+            self.safe_state.apply()
 
-    def _write_safe_state(self) -> None:
-        apply_safe_state(self.hardware, self.program, self.safe_solenoids, self.safe_dtoa)
+    def _note_safe_state(self) -> None:
+        """The safe state was written (by us or by a retry): record it as the output state."""
         with self._lock:
             for i, v in self.safe_solenoids.items():
                 self._states[i] = v
-            for key, v in self.safe_dtoa.items():
-                self._dtoa[resolve_dtoa_address(self.program, key)] = int(v)
+            self._dtoa.update(self.safe_dtoa)
 
     def _halt(self, reason: str, flight: _Flight | None = None) -> None:
         """Stop the current flight (only ``flight`` if given) and finish its statuses."""
@@ -262,6 +287,7 @@ class SolenoidCycler(Device):
             old = self._flight
             if old is not None:  # a finished flight's runner (its thread is ending)
                 old.runner.close(5.0)
+            self.safe_state.cancel()  # a retry after a failed flight must not hit this one
             try:
                 mode = self.mode.get()
                 cycles = int(self.cycles.get() or 0)
@@ -289,9 +315,11 @@ class SolenoidCycler(Device):
                 on_error=flight.on_error,
                 on_idle=flight.on_idle,
                 speed=self.speed,
+                timer=self.timer,
             )
             with self._lock:
                 self._events.clear()
+                self._fresh.clear()
                 flight.runner.machine.solenoids[:] = self._states
                 flight.runner.machine.dtoa.update(self._dtoa)
                 self._last.update(mode=-1, step=0, cycle=0, elapsed=0.0)
@@ -336,6 +364,9 @@ class SolenoidCycler(Device):
                 pass
         self.mode.put(SoldrvMachine(self.program).check_request(mode))
 
+    keeps_event_times = True
+    """Collected events carry their own ``time`` (honoured through :mod:`soldrv.event_times`)."""
+
     def describe_collect(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Return ``{stream_name: data keys}`` of the collected events."""
         return {self.stream_name: self._describe_keys()}
@@ -344,7 +375,16 @@ class SolenoidCycler(Device):
         """Yield the events recorded since kickoff (or the last collect), oldest first."""
         with self._lock:
             events, self._events = self._events, []
+            self._fresh.clear()
         yield from events
+
+    def wait_for_events(self, timeout: float) -> bool:
+        """Block up to ``timeout`` s until events wait to be collected or a flight ended.
+
+        Returns False on timeout. :func:`soldrv.plans.fly_streaming` uses it to collect each
+        tick batch as it is recorded.
+        """
+        return self._fresh.wait(timeout)
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """Describe the readable current state (same keys as collect)."""
@@ -418,6 +458,7 @@ class _Flight:
             cyc._events.append(
                 {"time": t, "data": data, "timestamps": {k: t for k in data}, "filled": {}}
             )
+            cyc._fresh.set()
 
     def on_error(self, err: Exception) -> None:
         self.error = err
@@ -438,11 +479,7 @@ class _Flight:
         self.finish(err)
 
     def _safe_after(self, err: Exception) -> Exception:
-        try:
-            self.cycler._write_safe_state()
-            note = "the hardware was put in the safe state"
-        except Exception as e:  # noqa: BLE001 - reported in the status
-            note = f"putting the safe state failed too ({type(e).__name__}: {e})"
+        note = self.cycler.safe_state.put_after_failure()
         if isinstance(err, (HardwareError, ProgramError)):
             new: Exception = type(err)(f"{err}; {note}")
         else:
@@ -460,13 +497,6 @@ class _Flight:
                         st.set_finished()
                 except InvalidState:  # finished by another thread meanwhile
                     pass
+        if self.current:
+            self.cycler._fresh.set()  # wake a streaming plan: the flight ended
 
-
-class _Recorder:
-    """A throw-away hardware interface used to validate a safe state."""
-
-    def strobe(self, commands: object) -> None:
-        """Ignore."""
-
-    def set_point(self, address: int, value: int) -> None:
-        """Ignore."""

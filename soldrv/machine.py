@@ -8,12 +8,17 @@ the reference soldrv does, with the fixes the spec recommends:
   (a later request replaces a pending one; reaching SELECT drops it);
 * SELECT switches mode at once, END_MODE stops the timer and returns to NO_MODE, GOTO loops
   without re-running the initialization or SET_TIME (the timer keeps running);
-* WAIT blocks for one timer tick, WAITS n for n ticks;
+* WAIT blocks for one timer tick, WAITS n for n ticks (``WAITS 0`` for one tick, as the C
+  driver does: it counts the tick down before it tests for zero);
+* the timer period of SET_TIME c is c/16384 s (``timer="exact"``, the default) or, with
+  ``timer="reference"``, that period with its sub-second part cut down to a multiple of
+  1/1024 s as the C driver computes it (spec §5.4: at a 1/10 s resolution the reference
+  delivers 3011 ticks by 300 s, the exact timer 3000);
 * STROBES / MULT_STROBES, DTOA and PROXY go to the hardware interface
   (``strobe(commands)``, ``set_point(address, value)``, ``proxy(proxy_id)``).
 
 Fixes over the reference: a mode index of 0xFFFF is an undefined mode; an unknown opcode, an
-operand out of range (set-point, proxy or string index, GOTO target, WAITS 0) or a WAIT with
+operand out of range (set-point, proxy or string index, GOTO target) or a WAIT with
 no timer running raises :class:`ProgramError` (an :class:`~soldrv.sft.SftError`) instead of
 spinning; a request for an undefined mode raises :class:`ModeRequestError` and changes
 nothing. A request for mode 0 when mode 0 is undefined is accepted and halts (NO_MODE).
@@ -62,8 +67,21 @@ __all__ = [
     "ProgramError",
     "SoldrvMachine",
     "StepRecord",
+    "TIMERS",
+    "check_timer",
     "dtoa_channels",
 ]
+
+TIMERS = ("exact", "reference")
+"""Timer periods a machine can use: ``"exact"`` count/16384 s (default), ``"reference"`` the
+C driver's (sub-second part cut down to a multiple of 1/1024 s)."""
+
+
+def check_timer(timer: str) -> str:
+    """Return ``timer`` if it is one of :data:`TIMERS`; ValueError with a sentence otherwise."""
+    if timer not in TIMERS:
+        raise ValueError(f"timer must be 'exact' or 'reference', got {timer!r}")
+    return timer
 
 MAX_OPS_WITHOUT_WAIT = 100_000
 """Instructions executed without blocking before the machine declares an endless loop."""
@@ -189,7 +207,8 @@ class Action:
         if self.kind == "proxy":
             return f"PROXY [{self.index}] id {self.proxy_id}"
         if self.kind == "set_time":
-            return f"SET_TIME {self.count} ({timer_period_seconds(self.count or 0):g} s/tick)"
+            detail = self.detail or f"{timer_period_seconds(self.count or 0):g} s/tick"
+            return f"SET_TIME {self.count} ({detail})"
         text = self.kind.upper()
         return f"{text} {self.detail}".rstrip()
 
@@ -240,6 +259,8 @@ class SoldrvMachine:
         on_action: called with every :class:`Action`.
         on_step: called with a :class:`StepRecord` after each burst that changed an output.
         max_ops: instructions allowed without blocking before :class:`ProgramError`.
+        timer: ``"exact"`` (default) or ``"reference"``: how SET_TIME's count becomes a tick
+            period (see the module docstring); ValueError for anything else.
 
     Not thread-safe: one driver thread owns it. All methods take ``now``, the logical time in
     seconds; it must never decrease.
@@ -253,8 +274,10 @@ class SoldrvMachine:
         on_action: Callable[[Action], None] | None = None,
         on_step: Callable[[StepRecord], None] | None = None,
         max_ops: int = MAX_OPS_WITHOUT_WAIT,
+        timer: str = "exact",
     ) -> None:
         """Create a machine in NO_MODE; see the class docstring for the arguments."""
+        self.timer = check_timer(timer)
         self.program = program
         self.hardware: Hardware = hardware if hardware is not None else NullHardware()
         self.on_action = on_action
@@ -288,7 +311,7 @@ class SoldrvMachine:
         """Seconds per timer tick of the running timer, None when the timer is stopped."""
         if self.timer_count is None:
             return None
-        return timer_period_seconds(self.timer_count)
+        return timer_period_seconds(self.timer_count, runtime_truncation=self.timer == "reference")
 
     @property
     def waiting(self) -> bool:
@@ -507,9 +530,7 @@ class SoldrvMachine:
                     self.solenoids[idx] = 1 if is_open else 0
                 self.ip = nxt
             elif op in (SOL_WAIT, SOL_WAITS):
-                n = 1 if op == SOL_WAIT else ins.operands[0]
-                if n == 0:
-                    raise self._fail("WAITS 0 is out of range (1..255)")
+                n = 1 if op == SOL_WAIT else max(1, ins.operands[0])  # WAITS 0: one tick, as C
                 if self.timer_count is None:
                     raise self._fail(f"{ins.name} with no timer running (no SET_TIME before it)")
                 self.wait_left = n
@@ -519,7 +540,8 @@ class SoldrvMachine:
                 self.t0 = self.now
                 self.ticks = 0
                 self.cycle_start_tick = 0
-                self._emit("set_time", ins, count=ins.operands[0])
+                self._emit("set_time", ins, count=ins.operands[0],
+                           detail=f"{self.period:g} s/tick, {self.timer} timer")
                 self.ip = nxt
             elif op == SOL_GOTO:
                 target = ins.operands[0]

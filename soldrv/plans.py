@@ -1,7 +1,11 @@
 """Bluesky plans for solenoid cycles run by a :class:`soldrv.flyer.SolenoidCycler`.
 
-* :func:`run_cycle` -- fly one mode for a number of cycles or a duration (``bp.fly``), staged
-  so that the hardware is in the safe state before and after (also when the plan fails).
+* :func:`run_cycle` -- fly one mode for a number of cycles or a duration, staged so that the
+  hardware is in the safe state before and after (also when the plan fails); the events are
+  collected while the cycle runs (:func:`fly_streaming`), so they reach subscribers and the
+  store within ``period`` seconds of each change, each with the time of its change.
+* :func:`fly_streaming` -- ``bp.fly`` that collects during the flight: each tick batch as it
+  is recorded, at most once every ``period`` seconds.
 * :func:`cycle_during` -- run any plan (e.g. a step scan) while the cycler flies a mode; the
   cycle events go to the cycler's own stream and the mode stops when the plan ends.
 * :func:`count_while_cycling` -- ``bp.count`` of detectors (and the valve states) while a
@@ -13,6 +17,9 @@ bluesky-queueserver can build its parameter checks for :func:`run_cycle` and
 carry).
 """
 
+import asyncio
+import functools
+import time
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -20,13 +27,76 @@ import bluesky.plan_stubs as bps
 import bluesky.plans as bp
 import bluesky.preprocessors as bpp
 from bluesky.protocols import Readable
-from bluesky.utils import Msg
+from bluesky.utils import Msg, short_uid
 
 from soldrv.flyer import SolenoidCycler
 
-__all__ = ["count_while_cycling", "cycle_during", "run_cycle"]
+__all__ = ["STREAM_PERIOD", "count_while_cycling", "cycle_during", "fly_streaming", "run_cycle"]
 
 Plan = Generator[Msg, Any, Any]
+
+STREAM_PERIOD = 0.25
+"""Seconds between two collects while flying (the most an event waits to be emitted)."""
+
+
+def fly_streaming(
+    flyers: Sequence[Any], *, period: float = STREAM_PERIOD, md: dict[str, Any] | None = None
+) -> Plan:
+    """Like ``bp.fly(flyers)``, but collect while they fly, as the events are recorded.
+
+    One run: kickoff every flyer (wait); then, until every complete status is done, collect
+    each flyer as soon as new events wait (a single flyer with ``wait_for_events(timeout)``,
+    such as :class:`SolenoidCycler`, says when: each tick batch), but not more often than
+    every ``period`` seconds; other flyers are collected every ``period`` s (an empty collect
+    emits nothing). So an event reaches subscribers at most about ``period`` s after its
+    change. A last collect comes before the complete statuses are checked for errors, so the
+    events recorded up to a failure are emitted too. ``period`` must be > 0 (ValueError).
+    Returns the run uid.
+    """
+    if not period > 0:
+        raise ValueError(f"period must be > 0 s, got {period}")
+
+    @bpp.run_decorator(md=md)
+    def inner() -> Plan:
+        for flyer in flyers:
+            yield from bps.kickoff(flyer, wait=True)
+        group = short_uid("complete")
+        statuses = []
+        for flyer in flyers:
+            statuses.append((yield from bps.complete(flyer, group=group, wait=False)))
+        last = time.monotonic()
+        try:
+            while not all(st.done for st in statuses):
+                wake = functools.partial(_new_events, flyers, last + period, period)
+                yield from bps.wait_for([wake])
+                for flyer in flyers:
+                    yield from bps.collect(flyer)
+                last = time.monotonic()
+        except Exception:  # a flight failed (the RunEngine throws its FailedStatus in here)
+            for flyer in flyers:  # emit what was recorded up to the failure, then fail
+                yield from bps.collect(flyer)
+            raise
+        for flyer in flyers:
+            yield from bps.collect(flyer)
+        yield from bps.wait(group=group)  # raises if a flight failed
+
+    return (yield from inner())
+
+
+async def _new_events(flyers: Sequence[Any], not_before: float, period: float) -> None:
+    """Return once new events wait (or ``period`` s passed), not before ``not_before``.
+
+    ``not_before`` is a ``time.monotonic()`` value. A single flyer with ``wait_for_events``
+    is waited on in a worker thread (bounded by ``period``); otherwise this sleeps ``period``.
+    """
+    hold = not_before - time.monotonic()
+    if hold > 0:
+        await asyncio.sleep(hold)
+    wait = getattr(flyers[0], "wait_for_events", None) if len(flyers) == 1 else None
+    if callable(wait):
+        await asyncio.get_running_loop().run_in_executor(None, wait, period)
+    else:
+        await asyncio.sleep(period)
 
 
 def _configure(
@@ -48,13 +118,17 @@ def run_cycle(
     cycles: int | None = 1,
     duration: float | None = None,
     md: dict[str, Any] | None = None,
+    period: float = STREAM_PERIOD,
 ) -> Plan:
     """Fly ``mode`` on ``cycler`` until ``cycles`` cycles or ``duration`` seconds are done.
 
-    One run: start, descriptor, event_page(s) (one event per tick that changed an output),
-    stop. With ``cycles=None`` and ``duration=None`` the mode runs until it ends by itself
-    (END_MODE or SELECT of an undefined mode) -- a cycling mode then runs forever, so give a
-    limit for those. Raises ValueError for a negative limit; an undefined mode fails the
+    One run: start, descriptor, event_pages (one event per tick that changed an output, each
+    with the time of that change), stop. The events are collected while the mode runs, as each
+    tick batch is recorded but at most once every ``period`` seconds (:func:`fly_streaming`),
+    so they are seen during the flight. With
+    ``cycles=None`` and ``duration=None`` the mode runs until it ends by itself (END_MODE or
+    SELECT of an undefined mode) -- a cycling mode then runs forever, so give a limit for
+    those. Raises ValueError for a negative limit; an undefined mode fails the
     kickoff (FailedStatus). Returns the run uid.
     """
     if not cycles and not duration:  # None or 0: no limit
@@ -63,13 +137,14 @@ def run_cycle(
         md_extra = {"cycles": cycles or 0, "duration_s": duration or 0.0}
     _md = {"plan_name": "run_cycle", "soldrv_mode": mode, **md_extra, **(md or {})}
     yield from _configure(cycler, mode, cycles, duration)
+    fly = fly_streaming([cycler], period=period, md=_md)
     if not cycles and not duration:
         # no limit: wait for the mode to end by itself instead of stopping it at complete()
-        return (yield from _without_stop_on_complete(cycler, _md))
-    return (yield from bpp.stage_wrapper(bp.fly([cycler], md=_md), [cycler]))
+        return (yield from _without_stop_on_complete(cycler, fly))
+    return (yield from bpp.stage_wrapper(fly, [cycler]))
 
 
-def _without_stop_on_complete(cycler: SolenoidCycler, md: dict[str, Any]) -> Plan:
+def _without_stop_on_complete(cycler: SolenoidCycler, fly: Plan) -> Plan:
     saved = cycler.stop_on_complete
 
     def restore() -> Plan:
@@ -78,9 +153,7 @@ def _without_stop_on_complete(cycler: SolenoidCycler, md: dict[str, Any]) -> Pla
 
     cycler.stop_on_complete = False
     return (
-        yield from bpp.finalize_wrapper(
-            bpp.stage_wrapper(bp.fly([cycler], md=md), [cycler]), restore()
-        )
+        yield from bpp.finalize_wrapper(bpp.stage_wrapper(fly, [cycler]), restore())
     )
 
 

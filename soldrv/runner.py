@@ -7,7 +7,8 @@ here). This module adds the clocks that drive it:
   Time only moves when you call :meth:`VirtualRunner.advance` or :meth:`VirtualRunner.run`;
   a request at time t is handled before a timer tick due at exactly t.
 * :class:`RealTimeRunner` -- a thread that delivers tick k of a mode at the absolute deadline
-  ``t0 + k * count / 16384`` s (count 0 means 4 s) after the mode's SET_TIME at ``t0``, so
+  ``t0 + k * period`` after the mode's SET_TIME at ``t0`` (period count/16384 s, count 0
+  means 4 s; ``timer="reference"`` uses the C driver's truncated period instead), so
   lateness never accumulates into drift. ``speed`` > 1 runs the program faster than real
   time (logical seconds per wall second), for demos and tests. Requests come from any thread.
 
@@ -104,6 +105,9 @@ class VirtualRunner:
         on_action / on_step: callbacks as in :class:`SoldrvMachine`.
         record: keep every :class:`Action` in :attr:`actions` and every :class:`StepRecord`
             in :attr:`steps` (default True).
+        timer: ``"exact"`` (default: count/16384 s per tick) or ``"reference"`` (the C
+            driver's period, sub-second part cut to a multiple of 1/1024 s), see
+            :class:`SoldrvMachine`.
 
     Errors: :meth:`request_mode` raises :class:`ModeRequestError` for an undefined mode;
     :class:`ProgramError`/:class:`HardwareError` propagate from the tick that hit them (the
@@ -118,6 +122,7 @@ class VirtualRunner:
         on_action: Callable[[Action], None] | None = None,
         on_step: Callable[[StepRecord], None] | None = None,
         record: bool = True,
+        timer: str = "exact",
     ) -> None:
         """Create the runner at time 0 in NO_MODE; see the class docstring."""
         self.actions: list[Action] = []
@@ -126,7 +131,7 @@ class VirtualRunner:
         self._user_step = on_step
         self._record = record
         self.machine = SoldrvMachine(
-            program, hardware, on_action=self._on_action, on_step=self._on_step
+            program, hardware, on_action=self._on_action, on_step=self._on_step, timer=timer
         )
         self.now = 0.0
         self.ticks_delivered = 0
@@ -227,6 +232,8 @@ class RealTimeRunner:
         clock: wall-clock source in seconds (default ``time.monotonic``).
         max_ticks: deliver at most this many timer ticks in total; the tick after them
             halts the mode instead (``"halt"`` action ``"<n> ticks done"``).
+        timer: ``"exact"`` (default) or ``"reference"`` tick period, as for
+            :class:`VirtualRunner`.
 
     Logical time 0 is :meth:`start`. Tick k of a mode started at logical ``t0`` is due at
     wall time ``start + (t0 + k * period) / speed``. Actions carry ``wall`` (when they ran)
@@ -248,6 +255,7 @@ class RealTimeRunner:
         speed: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         max_ticks: int | None = None,
+        timer: str = "exact",
     ) -> None:
         """Create the runner (not started); see the class docstring."""
         if not speed > 0:
@@ -256,7 +264,9 @@ class RealTimeRunner:
         self.clock = clock
         self.on_error = on_error
         self.on_idle = on_idle
-        self.machine = SoldrvMachine(program, hardware, on_action=on_action, on_step=on_step)
+        self.machine = SoldrvMachine(
+            program, hardware, on_action=on_action, on_step=on_step, timer=timer
+        )
         self._cond = threading.Condition()
         self._queue: list[tuple[str, object, threading.Event | None]] = []
         self._first_request_at: float | None = None  # clock() when the oldest request came

@@ -48,7 +48,7 @@ def trace_mode(program: Program, mode: int, max_ticks: int = 1000,
         elif name in ("DTOA", "PROXY", "SET_TIME", "MSWOK"):
             out.append(TraceEvent(tick, name.lower(), ins.operands))
         elif name in ("WAIT", "WAITS"):
-            tick += ins.operands[0] if ins.operands else 1
+            tick += max(1, ins.operands[0]) if ins.operands else 1  # WAITS 0: one tick
             if tick >= max_ticks:
                 return out
         elif name == "GOTO":

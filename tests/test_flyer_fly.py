@@ -79,7 +79,9 @@ def test_fly_documents_and_collected_states_match_the_cycle(RE):
     cyc = tutorial_cycler()
     docs = record(RE)
     RE(run_cycle(cyc, 0, cycles=2))
-    assert [n for n, _ in docs] == ["start", "descriptor", "event_page", "stop"]
+    names = [n for n, _ in docs]  # run_cycle collects during the flight: one page or more
+    assert names[:2] == ["start", "descriptor"] and names[-1] == "stop"
+    assert set(names[2:-1]) == {"event_page"}
     start, desc = docs[0][1], docs[1][1]
     assert start["plan_name"] == "run_cycle" and start["soldrv_mode"] == 0
     assert desc["name"] == "cyc"

@@ -341,7 +341,6 @@ def tiny(code: bytes, *, modes=(0,), set_points=1, proxies=()) -> Program:
         (b"\x08\x05\x04", "DTOA 5 is out of range"),
         (b"\x09\x00\x04", "PROXY 0 is out of range"),
         (b"\x02\x00\x40\x03\x50\x00\x04", "GOTO 80 is outside"),
-        (b"\x02\x00\x40\x05\x00\x04", "WAITS 0 is out of range"),
         (b"\x01\x04", "WAIT with no timer running"),
         (b"\x02\x00\x40\x03\x03\x00", "endless loop"),
         (b"\x02\x00", "needs 3 bytes"),
