@@ -1,0 +1,253 @@
+"""``cs800-ioc`` trusts only its configured controllers and keeps up under floods (issue 10).
+
+Real components: the IOC runs as a subprocess; status datagrams come over real loopback UDP
+sockets bound to chosen source addresses (127.0.0.1, .2, .3 ... all route on Linux's ``lo``);
+floods come from ``python -m sim_ioc.flood`` subprocesses, bounded in time and count; the
+test reads the PVs over Channel Access.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from caproto import AlarmSeverity
+from test_ioc_hardware import DEADLINE, Rig, raw_status, udp_socket, wait_for
+
+from ophyd_cs800 import protocol as P
+from sim_ioc.cli import apply_status_from, parse_controller
+from sim_ioc.process import IocProcess
+
+pytestmark = pytest.mark.integration
+
+CS0_HOST, SPOOFER, CS1_HOST = "127.0.0.1", "127.0.0.2", "127.0.0.3"
+FLOOD_SECONDS = 2.5
+FEED_HZ = 10.0
+
+
+def sender(source: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((source, 0))
+    return sock
+
+
+def bound_udp(host: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.settimeout(DEADLINE)
+    return sock
+
+
+@pytest.fixture(scope="module")
+def rig(module_ioc_factory):
+    """CS0 = controller 411 at 127.0.0.1, CS1 = controller 369 at 127.0.0.3."""
+    cmd = {"CS0:": udp_socket(), "CS1:": bound_udp(CS1_HOST)}
+    ports = {r: s.getsockname()[1] for r, s in cmd.items()}
+    proc = module_ioc_factory(IocProcess(
+        ["ioc", "--controller", f"CS0:411@{CS0_HOST}:{ports['CS0:']}",
+         "--controller", f"CS1:369@{CS1_HOST}:{ports['CS1:']}",
+         "--status-port", "0", "--listen", "0.0.0.0", "--command-host", "127.0.0.1",
+         "--stale-timeout", "2"],
+        ready_pv="CS:PORT"))
+    rig = Rig(proc, cmd)
+    rig.senders = {h: sender(h) for h in (CS0_HOST, SPOOFER, CS1_HOST)}
+    try:
+        yield rig
+    finally:
+        rig.close()
+        for sock in (*cmd.values(), *rig.senders.values()):
+            sock.close()
+
+
+def send_from(rig: Rig, source: str, datagram: bytes) -> None:
+    rig.senders[source].sendto(datagram, ("127.0.0.1", rig.status_port))
+
+
+def test_spoofed_sources_are_dropped_and_counted(rig):
+    rig.feed("CS0:", 411, i1051=15000)  # the real CS0: 150.00 K
+    send_from(rig, CS1_HOST, P.encode_status(raw_status(369, i1066=777)))
+    wait_for(lambda: rig.value("CS1:RUNTIME") == 777, "CS1 fed from 127.0.0.3")
+    source0 = rig.value("CS:REJ:SOURCE")
+    spoof = P.encode_status(raw_status(411, i1051=39900, i1066=5))  # TEMP 399 K
+    for _ in range(40):
+        send_from(rig, SPOOFER, spoof)  # 411 from a stranger
+    for _ in range(10):  # 369's number from CS0's address: a configured host, the wrong one
+        send_from(rig, CS0_HOST, P.encode_status(raw_status(369, i1066=5)))
+    wait_for(lambda: rig.value("CS:REJ:SOURCE") == source0 + 50, "50 source rejections")
+    rig.feed("CS0:", 411, i1051=15100)  # the real controller keeps updating
+    assert rig.value("CS0:TEMP") == pytest.approx(151.0)
+    assert rig.value("CS1:RUNTIME") == 777
+    assert bytes(rig.read("CS:LASTREJECT").data).decode().startswith("source:")
+    assert rig.value("CS:REJ:SOURCE") == source0 + 50  # exact: nothing else counted there
+
+
+def test_status_from_and_cid0_cannot_be_captured(ioc_factory):
+    """CS0 adopts the first controller heard from 127.0.0.1 only; CS1 is behind a relay."""
+    cmd = {"CS0:": udp_socket(), "CS1:": udp_socket()}
+    ports = {r: s.getsockname()[1] for r, s in cmd.items()}
+    proc = ioc_factory(IocProcess(
+        ["ioc", "--controller", f"CS0:0@127.0.0.1:{ports['CS0:']}",
+         "--controller", f"CS1:369@127.0.0.5:{ports['CS1:']}", "--status-from", "CS1:127.0.0.4",
+         "--status-port", "0", "--listen", "127.0.0.1", "--command-host", "127.0.0.1"],
+        ready_pv="CS:PORT"))
+    rig = Rig(proc, cmd)
+    senders = {h: sender(h) for h in ("127.0.0.2", "127.0.0.4", "127.0.0.5")}
+    try:
+        for _ in range(5):  # a stranger tries to be heard first, as 999 and as 411
+            senders["127.0.0.2"].sendto(P.encode_status(raw_status(999)),
+                                        ("127.0.0.1", rig.status_port))
+            senders["127.0.0.2"].sendto(P.encode_status(raw_status(411)),
+                                        ("127.0.0.1", rig.status_port))
+        # CS1's own command host is not its status source any more: the relay is
+        senders["127.0.0.5"].sendto(P.encode_status(raw_status(369)),
+                                    ("127.0.0.1", rig.status_port))
+        wait_for(lambda: rig.value("CS:REJ:SOURCE") == 11, "11 source rejections")
+        assert math.isnan(rig.value("CS0:CTRLNUM"))  # nobody adopted
+        rig.feed("CS0:", 411)  # the real controller, from 127.0.0.1: adopted
+        assert rig.value("CS0:CTRLNUM") == 411
+        senders["127.0.0.4"].sendto(P.encode_status(raw_status(369, i1066=4242)),
+                                    ("127.0.0.1", rig.status_port))
+        wait_for(lambda: rig.value("CS1:RUNTIME") == 4242, "CS1 through the relay")
+        assert rig.value("CS:REJ:SOURCE") == 11
+    finally:
+        rig.close()
+        for sock in (*cmd.values(), *senders.values()):
+            sock.close()
+
+
+def test_status_from_arguments():
+    configs = [parse_controller("CS0:411@10.0.0.1"), parse_controller("CS1:369@10.0.0.2")]
+    assert [c.status_hosts() for c in configs] == [("10.0.0.1",), ("10.0.0.2",)]
+    relay = apply_status_from(configs, ["10.9.9.9", "CS1:10.0.0.7"])
+    assert [c.status_hosts() for c in relay] == [("10.9.9.9",), ("10.9.9.9", "10.0.0.7")]
+    for bad, words in ((["CS7:1.2.3.4"], "no --controller has R 'CS7:'"),
+                       (["CS0:"], "expected [R:]HOST")):
+        with pytest.raises(argparse.ArgumentTypeError, match=words.replace("[", r"\[")):
+            apply_status_from(configs, bad)
+
+
+def test_unresolvable_controller_host_exits_2_with_a_sentence():
+    result = subprocess.run(
+        [sys.executable, "-m", "sim_ioc.cli", "ioc", "--controller", "CS0:1@no-such-host.invalid",
+         "--status-port", "0", "--listen", "127.0.0.1"],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "cannot resolve controller address 'no-such-host.invalid'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------------------- floods
+class Feeder:
+    """Sends controller ``cid``'s status from ``source`` at FEED_HZ (RUNTIME = a marker) and
+    records, through a CA monitor of ``r``RUNTIME, when each marker was shown."""
+
+    def __init__(self, rig: Rig, r: str, cid: int, source: str) -> None:
+        self.rig, self.r, self.cid = rig, r, cid
+        self.sock = sender(source)
+        self.sent: dict[int, float] = {}
+        self.shown: dict[int, float] = {}
+        self.severities: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        marker = 20000
+        while not self._stop.wait(1 / FEED_HZ):
+            marker += 1
+            self.sent[marker] = time.monotonic()
+            self.sock.sendto(P.encode_status(raw_status(self.cid, i1066=marker)),
+                             ("127.0.0.1", self.rig.status_port))
+
+    def on_update(self, sub, response) -> None:
+        now = time.monotonic()
+        marker = int(response.data[0])
+        self.shown.setdefault(marker, now)
+        self.severities.append(int(response.metadata.severity))
+
+    def __enter__(self) -> Feeder:
+        from caproto.threading.client import Context
+
+        self.ctx = Context()
+        pv, = self.ctx.get_pvs(self.rig.prefix + self.r + "RUNTIME", timeout=DEADLINE)
+        pv.wait_for_connection(timeout=DEADLINE)
+        self.sub = pv.subscribe(data_type="time")
+        self.sub.add_callback(self.on_update)
+        self._thread.start()
+        wait_for(lambda: len(self.shown) >= 3, f"{self.r} updating before the flood")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(DEADLINE)
+        self.sub.clear()
+        self.ctx.disconnect()
+        self.sock.close()
+
+    def latencies(self, start: float, end: float) -> list[float]:
+        """Send-to-monitor latency of every marker sent in [start, end] (inf if never shown)."""
+        return sorted(self.shown.get(m, float("inf")) - t for m, t in self.sent.items()
+                      if start <= t <= end)
+
+    def longest_gap(self, start: float, end: float) -> float:
+        """Longest time in [start, end] without a new marker shown."""
+        times = sorted([start, *(t for t in self.shown.values() if start < t < end), end])
+        return max(b - a for a, b in zip(times, times[1:], strict=False))
+
+
+def run_flood(rig: Rig, *extra: str, rate: int) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "sim_ioc.flood", "--to", f"127.0.0.1:{rig.status_port}",
+         "--seconds", str(FLOOD_SECONDS), "--rate", str(rate), "--count", "400000", *extra],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def check_kept_up(feeder: Feeder, start: float, end: float) -> None:
+    """Updated all along: no gap of 1 s, p99 latency of what was shown < 1 s, never stale.
+
+    Under a flood the kernel drops datagrams it has no room for, the feeder's too (UDP); the
+    IOC must show what it gets at once, so at least half the markers arrive, none late.
+    """
+    lat = feeder.latencies(start, end)
+    assert lat, "no marker sent during the flood"
+    shown = [x for x in lat if x != float("inf")]
+    assert len(shown) >= len(lat) / 2, f"only {len(shown)} of {len(lat)} markers shown"
+    p99 = shown[min(len(shown) - 1, int(0.99 * len(shown)))]
+    assert p99 < 1.0, f"p99 latency {p99:.3f} s (of {len(shown)} markers shown)"
+    assert feeder.longest_gap(start, end) < 1.0
+    assert AlarmSeverity.INVALID_ALARM not in feeder.severities  # never stale
+
+
+def test_foreign_flood_leaves_the_controller_updating(rig):
+    source0 = rig.value("CS:REJ:SOURCE")
+    with Feeder(rig, "CS0:", 411, CS0_HOST) as feeder:
+        start = time.monotonic()
+        out = run_flood(rig, "--source", SPOOFER, rate=100_000)
+        end = time.monotonic()
+        wait_for(lambda: max(feeder.shown) >= max(feeder.sent) - 2, "caught up")
+    sent = int(out.split()[1])
+    check_kept_up(feeder, start, end)
+    # every junk datagram the kernel delivered was counted as a foreign source
+    wait_for(lambda: rig.value("CS:REJ:SOURCE") > source0 + sent // 2, "flood counted")
+    assert rig.value("CS:REJ:SOURCE") <= source0 + sent
+
+
+def test_replay_flood_of_one_controller_leaves_the_other_updating(rig):
+    with Feeder(rig, "CS1:", 369, CS1_HOST) as feeder:
+        start = time.monotonic()
+        run_flood(rig, "--source", CS0_HOST, "--replay-cid", "411", rate=0)
+        end = time.monotonic()
+        # no replay after the flood: a fresh CS0 datagram is shown at once, and stays
+        rig.feed("CS0:", 411)
+        marker = rig.marker
+        assert rig.value("CS0:RUNTIME") == marker
+        wait_for(lambda: max(feeder.shown) >= max(feeder.sent) - 2, "CS1 caught up")
+        assert rig.value("CS0:RUNTIME") == marker
+    check_kept_up(feeder, start, end)
