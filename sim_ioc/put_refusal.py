@@ -30,22 +30,18 @@ CAPROTO_WRITE_FAILURE = "Invalid write request"
 CAPROTO_CIRCUIT_LOGGER = "caproto.circ"
 
 
-class PutRefused(ValueError):
-    """A put refused with a sentence (the client sees ``ValueError <sentence>``)."""
-
-
 def _shown(data: Any) -> str:
-    """The value a client put, as text (strings decoded, one element unwrapped)."""
-    if isinstance(data, (list, tuple)) and len(data) == 1:
-        data = data[0]
-    if isinstance(data, bytes):
-        data = data.split(b"\0", 1)[0].decode("latin-1")
-    try:  # numpy arrays and other sequences
-        if not isinstance(data, str) and len(data) == 1:
+    """The value a client put, as text (one element unwrapped, strings decoded)."""
+    try:  # lists, tuples, numpy arrays of one element
+        if not isinstance(data, (str, bytes)) and len(data) == 1:
             data = data[0]
     except TypeError:
         pass
-    return repr(data.item() if hasattr(data, "item") else data)
+    if hasattr(data, "item"):  # numpy scalars (np.bytes_, np.float64, ...)
+        data = data.item()
+    if isinstance(data, bytes):
+        data = data.split(b"\0", 1)[0].decode("latin-1")
+    return repr(data)
 
 
 def conversion_sentence(channel: Any, data: Any) -> str:
@@ -61,15 +57,24 @@ def conversion_sentence(channel: Any, data: Any) -> str:
     return f"{name} needs {kind}, got {_shown(data)}; nothing was changed"
 
 
+def _is_conversion_error(exc: BaseException) -> bool:
+    """True for caproto's conversion errors and the numpy ones it lets through (text to a
+    number: "could not convert string to float")."""
+    return isinstance(exc, CaprotoConversionError) or str(exc).startswith("could not convert")
+
+
 class RefusalSentenceMixin:
     """Mixin for caproto channel classes: conversion failures become a sentence."""
 
     async def write_from_dbr(self, data, data_type, metadata, *, flags=0):
-        """caproto's ``write_from_dbr``; a conversion error raises :class:`PutRefused`."""
+        """caproto's ``write_from_dbr``; a value it cannot convert raises ``ValueError`` with
+        a sentence naming the PV, the value and what is accepted."""
         try:
             return await super().write_from_dbr(data, data_type, metadata, flags=flags)
-        except CaprotoConversionError:
-            raise PutRefused(conversion_sentence(self, data)) from None
+        except (CaprotoConversionError, ValueError) as exc:
+            if not _is_conversion_error(exc):
+                raise
+            raise ValueError(conversion_sentence(self, data)) from None
 
 
 class PutRefusalLog(logging.Filter):
