@@ -45,27 +45,29 @@ class RateLimitedLog:
         self._kinds: dict[str, _Kind] = {}
 
     def note(self, key: str, message: str, detail: str = "",
-             level: int = logging.WARNING) -> None:
-        """One event of kind ``key``: logged now if none was in this interval, else counted.
+             level: int = logging.WARNING, count: int = 1) -> None:
+        """``count`` events of kind ``key``: the first is logged now if none was in this
+        interval, the others are counted for the summary.
 
         ``detail`` (e.g. a source address) is tallied for the summary line.
         """
         now = self.clock()
         kind = self._kinds.get(key)
-        if kind is not None and now - kind.started < self.interval:
-            kind.suppressed += 1
-            kind.last_message = message
-            if detail:
-                details = kind.details
-                if detail in details or len(details) < MAX_DETAILS:
-                    details[detail] = details.get(detail, 0) + 1
-                else:
-                    details["other"] = details.get("other", 0) + 1
-            return
-        if kind is not None:
-            self._summarise(key, kind, level)
-        self._kinds[key] = _Kind(started=now)
-        self.logger.log(level, "%s", message)
+        if kind is None or now - kind.started >= self.interval:
+            if kind is not None:
+                self._summarise(key, kind, level)
+            kind = self._kinds[key] = _Kind(started=now)
+            self.logger.log(level, "%s", message)
+            count -= 1
+            if not count:
+                return
+        kind.suppressed += count
+        kind.last_message = message
+        if detail:
+            details = kind.details
+            if detail not in details and len(details) >= MAX_DETAILS:
+                detail = "other"
+            details[detail] = details.get(detail, 0) + count
 
     def flush(self, level: int = logging.WARNING) -> None:
         """Write the summary of every kind whose interval is over (and forget it)."""

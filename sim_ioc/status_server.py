@@ -22,6 +22,7 @@ import logging
 import random
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,30 +128,43 @@ class StatusReceiver:
         self._sock = None
 
     def _drain(self) -> None:
-        """Read every waiting datagram (at most DRAIN_BATCH), cheapest checks first."""
+        """Read every waiting datagram (at most DRAIN_BATCH), cheapest checks first.
+
+        A datagram from an address no controller group accepts costs a ``recvfrom`` and a set
+        lookup; such drops are counted and logged once per batch.
+        """
         recv = self._sock.recvfrom
         allowed = self.allowed
-        counters = self.counters
-        for _ in range(DRAIN_BATCH):
-            try:
-                data, addr = recv(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # e.g. an ICMP error reported on the socket
-                self.rate_log.note("status socket errors", f"status socket error: {exc}")
-                return
-            if allowed is not None and addr[0] not in allowed:
-                counters.received += 1
-                self._foreign(addr[0])
-                continue
-            self.datagram_received(data, addr)
+        foreign: list[str] = []
+        try:
+            for _ in range(DRAIN_BATCH):
+                try:
+                    data, addr = recv(RECV_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:  # e.g. an ICMP error reported on the socket
+                    self.rate_log.note("status socket errors", f"status socket error: {exc}")
+                    return
+                if allowed is not None and addr[0] not in allowed:
+                    foreign.append(addr[0])
+                    continue
+                self.datagram_received(data, addr)
+        finally:
+            if foreign:
+                self._foreign(foreign)
 
     # ------------------------------------------------------------------ one datagram
-    def _foreign(self, source: str) -> None:
-        message = f"datagram from {source}, which is not a configured controller address"
-        self.counters.reject("source", message)
-        self.rate_log.note("status datagrams from unconfigured addresses dropped",
-                           f"status {message}: dropped", detail=source)
+    def _foreign(self, sources: list[str]) -> None:
+        """Count datagrams dropped for their source address (one entry per datagram)."""
+        counters = self.counters
+        n = len(sources)
+        counters.received += n
+        counters.rejected["source"] += n
+        message = f"datagram from {sources[-1]}, which is not a configured controller address"
+        counters.last_reject = f"source: {message}"
+        for source, count in Counter(sources).items():
+            self.rate_log.note("status datagrams from unconfigured addresses dropped",
+                               f"status {message}: dropped", detail=source, count=count)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         """Handle one datagram from ``addr`` (``(host, port)``)."""
@@ -158,7 +172,8 @@ class StatusReceiver:
         counters.received += 1
         source = addr[0]
         if self.allowed is not None and source not in self.allowed:
-            self._foreign(source)
+            counters.received -= 1  # counted by _foreign
+            self._foreign([source])
             return
         counters.last_datagram = data
         arrival = time.time()
