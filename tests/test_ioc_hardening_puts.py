@@ -110,3 +110,24 @@ def test_rate_limited_log_one_line_then_a_summary(caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert messages == ["put refused 0", "499 more refused puts in the last 10 s "
                         "(most from client1: 250, client0: 249); last: put refused 499"]
+
+
+def test_ophyd_signals_refuse_promptly_with_limits_and_enum_strings(ioc):
+    """What an ophyd user gets: the IOC publishes DRVL/DRVH as control limits and the enum
+    strings, so ``EpicsSignal(..., limits=True)`` and enum signals refuse before sending."""
+    from ophyd import EpicsSignal
+    from ophyd.utils.errors import LimitError
+
+    rtemp = EpicsSignal(ioc.prefix + "CS0:RTEMP", name="rtemp", limits=True)
+    turbo = EpicsSignal(ioc.prefix + "CS0:TURBO", name="turbo", string=True)
+    for sig in (rtemp, turbo):
+        sig.wait_for_connection(timeout=DEADLINE)
+    start = time.monotonic()
+    with pytest.raises(LimitError, match=r"outside of range: \[80.0, 400.0\]"):
+        rtemp.set(999.0).wait(PROMPT)  # the status fails at once
+    with pytest.raises(LimitError):
+        rtemp.put(0.0, use_complete=True)
+    with pytest.raises(ValueError, match="maybe is not in Enum"):
+        turbo.set("maybe").wait(PROMPT)
+    assert time.monotonic() - start < PROMPT
+    assert rtemp.get() == 100.0
