@@ -16,7 +16,7 @@ import sys
 import time
 
 import pytest
-from test_ioc_hardware import DEADLINE, Rig, raw_status, udp_socket, wait_for
+from test_ioc_hardware import DEADLINE, Rig, raw_status, wait_for
 
 from ophyd_cs800 import protocol as P
 from sim_ioc.cli import apply_status_from, parse_controller
@@ -43,29 +43,40 @@ def bound_udp(host: str) -> socket.socket:
     return sock
 
 
-@pytest.fixture(scope="module")
-def rig(module_ioc_factory):
-    """CS0 = controller 411 at 127.0.0.1, CS1 = controller 369 at 127.0.0.3."""
-    cmd = {"CS0:": udp_socket(), "CS1:": bound_udp(CS1_HOST)}
-    ports = {r: s.getsockname()[1] for r, s in cmd.items()}
-    proc = module_ioc_factory(IocProcess(
-        ["ioc", "--controller", f"CS0:411@{CS0_HOST}:{ports['CS0:']}",
-         "--controller", f"CS1:369@{CS1_HOST}:{ports['CS1:']}",
-         "--status-port", "0", "--listen", "0.0.0.0", "--command-host", "127.0.0.1",
-         "--stale-timeout", "2"],
-        ready_pv="CS:PORT"))
-    rig = Rig(proc, cmd)
-    rig.senders = {h: sender(h) for h in (CS0_HOST, SPOOFER, CS1_HOST)}
-    try:
-        yield rig
-    finally:
-        rig.close()
-        for sock in (*cmd.values(), *rig.senders.values()):
-            sock.close()
+def start_rig(factory, controllers: dict[str, tuple[int, str]], *extra: str) -> Rig:
+    """Start ``cs800-ioc`` for ``{R: (CID, host)}``; each controller's command socket is bound
+    on its host, so ``R:CID@host:port`` names the address its status must come from."""
+    cmd = {r: bound_udp(host) for r, (_, host) in controllers.items()}
+    args = ["ioc", "--status-port", "0", "--listen", "127.0.0.1", "--command-host", "127.0.0.1",
+            *extra]
+    for r, (cid, host) in controllers.items():
+        args += ["--controller", f"{r}{cid}@{host}:{cmd[r].getsockname()[1]}"]
+    rig = Rig(factory(IocProcess(args, ready_pv="CS:PORT")), cmd)
+    rig.senders = {}
+    return rig
+
+
+def close_rig(rig: Rig) -> None:
+    rig.close()
+    for sock in (*rig.cmd.values(), *rig.senders.values()):
+        sock.close()
 
 
 def send_from(rig: Rig, source: str, datagram: bytes) -> None:
+    if source not in rig.senders:
+        rig.senders[source] = sender(source)
     rig.senders[source].sendto(datagram, ("127.0.0.1", rig.status_port))
+
+
+@pytest.fixture(scope="module")
+def rig(module_ioc_factory):
+    """CS0 = controller 411 at 127.0.0.1, CS1 = controller 369 at 127.0.0.3."""
+    rig = start_rig(module_ioc_factory, {"CS0:": (411, CS0_HOST), "CS1:": (369, CS1_HOST)},
+                    "--stale-timeout", "2")
+    try:
+        yield rig
+    finally:
+        close_rig(rig)
 
 
 def test_spoofed_sources_are_dropped_and_counted(rig):
@@ -88,36 +99,23 @@ def test_spoofed_sources_are_dropped_and_counted(rig):
 
 def test_status_from_and_cid0_cannot_be_captured(ioc_factory):
     """CS0 adopts the first controller heard from 127.0.0.1 only; CS1 is behind a relay."""
-    cmd = {"CS0:": udp_socket(), "CS1:": udp_socket()}
-    ports = {r: s.getsockname()[1] for r, s in cmd.items()}
-    proc = ioc_factory(IocProcess(
-        ["ioc", "--controller", f"CS0:0@127.0.0.1:{ports['CS0:']}",
-         "--controller", f"CS1:369@127.0.0.5:{ports['CS1:']}", "--status-from", "CS1:127.0.0.4",
-         "--status-port", "0", "--listen", "127.0.0.1", "--command-host", "127.0.0.1"],
-        ready_pv="CS:PORT"))
-    rig = Rig(proc, cmd)
-    senders = {h: sender(h) for h in ("127.0.0.2", "127.0.0.4", "127.0.0.5")}
+    rig = start_rig(ioc_factory, {"CS0:": (0, "127.0.0.1"), "CS1:": (369, "127.0.0.5")},
+                    "--status-from", "CS1:127.0.0.4")
     try:
         for _ in range(5):  # a stranger tries to be heard first, as 999 and as 411
-            senders["127.0.0.2"].sendto(P.encode_status(raw_status(999)),
-                                        ("127.0.0.1", rig.status_port))
-            senders["127.0.0.2"].sendto(P.encode_status(raw_status(411)),
-                                        ("127.0.0.1", rig.status_port))
+            send_from(rig, "127.0.0.2", P.encode_status(raw_status(999)))
+            send_from(rig, "127.0.0.2", P.encode_status(raw_status(411)))
         # CS1's own command host is not its status source any more: the relay is
-        senders["127.0.0.5"].sendto(P.encode_status(raw_status(369)),
-                                    ("127.0.0.1", rig.status_port))
+        send_from(rig, "127.0.0.5", P.encode_status(raw_status(369)))
         wait_for(lambda: rig.value("CS:REJ:SOURCE") == 11, "11 source rejections")
         assert math.isnan(rig.value("CS0:CTRLNUM"))  # nobody adopted
         rig.feed("CS0:", 411)  # the real controller, from 127.0.0.1: adopted
         assert rig.value("CS0:CTRLNUM") == 411
-        senders["127.0.0.4"].sendto(P.encode_status(raw_status(369, i1066=4242)),
-                                    ("127.0.0.1", rig.status_port))
+        send_from(rig, "127.0.0.4", P.encode_status(raw_status(369, i1066=4242)))
         wait_for(lambda: rig.value("CS1:RUNTIME") == 4242, "CS1 through the relay")
         assert rig.value("CS:REJ:SOURCE") == 11
     finally:
-        rig.close()
-        for sock in (*cmd.values(), *senders.values()):
-            sock.close()
+        close_rig(rig)
 
 
 def test_status_from_arguments():
