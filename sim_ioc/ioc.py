@@ -85,7 +85,8 @@ class ControllerConfig:
     Attributes:
         r: the group's ``$(R)``, e.g. ``"CS0:"``.
         cid: controller number (status id 1028) whose datagrams this group shows; 0 adopts the
-            first controller heard that no other group claims (one-controller setups only).
+            first controller heard from one of this group's addresses that no other group
+            claims (one-controller setups only).
         command_addr: ``(host, port)`` the 7-byte commands are sent to (port 30305 on hardware).
         status_from: addresses (host names or dotted IPv4) this group accepts status datagrams
             from; empty: the host of ``command_addr`` (the controller itself). Give it for a

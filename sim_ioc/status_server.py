@@ -168,13 +168,12 @@ class StatusReceiver:
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         """Handle one datagram from ``addr`` (``(host, port)``)."""
-        counters = self.counters
-        counters.received += 1
         source = addr[0]
         if self.allowed is not None and source not in self.allowed:
-            counters.received -= 1  # counted by _foreign
             self._foreign([source])
             return
+        counters = self.counters
+        counters.received += 1
         counters.last_datagram = data
         arrival = time.time()
         cached = self._last_good.get(source)
