@@ -673,6 +673,7 @@ class CS800IOC:
                 pass
         self._tasks = []
         self.put_refusals.uninstall()
+        self.rate_log.flush(everything=True)
         if self._receiver is not None:
             self._receiver.close()
             self._receiver = None

@@ -69,11 +69,12 @@ class RateLimitedLog:
                 detail = "other"
             details[detail] = details.get(detail, 0) + count
 
-    def flush(self, level: int = logging.WARNING) -> None:
-        """Write the summary of every kind whose interval is over (and forget it)."""
+    def flush(self, level: int = logging.WARNING, *, everything: bool = False) -> None:
+        """Write the summary of every kind whose interval is over (``everything``: of every
+        kind, e.g. at exit) and forget those kinds."""
         now = self.clock()
         for key, kind in list(self._kinds.items()):
-            if now - kind.started >= self.interval:
+            if everything or now - kind.started >= self.interval:
                 self._summarise(key, kind, level)
                 del self._kinds[key]
 
@@ -83,4 +84,5 @@ class RateLimitedLog:
         top = sorted(kind.details.items(), key=lambda item: -item[1])[:3]
         by = f" (most from {', '.join(f'{d}: {n}' for d, n in top)})" if top else ""
         self.logger.log(level, "%d more %s in the last %.0f s%s; last: %s", kind.suppressed,
-                        key, self.interval, by, kind.last_message)
+                        key, min(self.interval, self.clock() - kind.started), by,
+                        kind.last_message)
