@@ -196,3 +196,22 @@ def test_replay_flood_of_one_controller_leaves_the_other_updating(rig):
         wait_for(feeder.caught_up, "CS1 caught up")
         assert rig.value("CS0:RUNTIME") == marker
     check_kept_up(feeder, start, end)
+
+
+def test_sim_ioc_private_port_accepts_only_its_simulators(cs800_sim_ioc):
+    """``cs800-sim-ioc``'s simulators send from 127.0.0.1; a stranger's 411 is dropped."""
+    def value(suffix: str):
+        return cs800_sim_ioc.read(cs800_sim_ioc.prefix + suffix).data[0]
+
+    port = int(value("CS:PORT"))
+    source0 = value("CS:REJ:SOURCE")
+    count0 = value("CS:CS0:COUNT")
+    spoof = sender(SPOOFER)
+    try:
+        for _ in range(20):
+            spoof.sendto(P.encode_status(raw_status(411, i1051=39900)), ("127.0.0.1", port))
+    finally:
+        spoof.close()
+    wait_for(lambda: value("CS:REJ:SOURCE") == source0 + 20, "20 source rejections")
+    wait_for(lambda: value("CS:CS0:COUNT") > count0 + 3, "the simulator still heard")
+    assert value("CS0:TEMP") != pytest.approx(399.0)
