@@ -6,7 +6,8 @@ PV layout (the same names as ``Oxford_CS800_status.db`` and ``Oxford_CS800.db``,
   received: an asyn record, bytes in ``.VAL`` and ``.BINP``), ``RECEIVED``, ``ACCEPTED``,
   ``REJECTED`` and ``REJ:<REASON>`` counters (reasons: SHORT, HEADER, LENGTH, CHECKSUM,
   FOOTER, UNKNOWN controller, OTHER, SOURCE: not from the controller's configured address),
-  ``LASTREJECT`` (why the last datagram was refused), ``PORT`` (the UDP status port bound) and,
+  ``LASTREJECT`` (why the last datagram was refused), ``PORT`` (the UDP status port bound),
+  ``PUT:REFUSED`` (Channel Access puts refused, on any PV of this IOC) and,
   per controller, ``$(P)$(R)<controller R>AGE`` (seconds since its last datagram) and ``COUNT``;
 * one group per controller at ``$(P)$(R)`` (R default ``CS0:``, ``CS1:``, ...) with every PV of
   ``Oxford_CS800.db``: the status records (:mod:`sim_ioc.pvs`), DISABLE, DEBUG, the parameters
