@@ -10,7 +10,7 @@ import logging
 import time
 
 import pytest
-from caproto import ErrorResponseReceived
+from caproto import ChannelType, ErrorResponseReceived
 from test_ioc_hardware import DEADLINE, udp_socket, wait_for
 
 from sim_ioc.log_limit import RateLimitedLog
@@ -36,11 +36,11 @@ def ioc(module_ioc_factory):
         cmd.close()
 
 
-def refusal(proc: IocProcess, suffix: str, value) -> tuple[str, float]:
+def refusal(proc: IocProcess, suffix: str, value, **kwargs) -> tuple[str, float]:
     """Put with notify; return (the error text the client got, seconds it took)."""
     start = time.monotonic()
     with pytest.raises(ErrorResponseReceived) as info:
-        ca_write(proc.prefix + suffix, value, proc.env, notify=True, timeout=10)
+        ca_write(proc.prefix + suffix, value, proc.env, notify=True, timeout=10, **kwargs)
     took = time.monotonic() - start
     text = bytes(info.value.args[0].error_message).rstrip(b"\0").decode()
     return text, took
@@ -56,6 +56,13 @@ def test_refused_put_is_a_prompt_sentence(ioc, suffix, value, words):
     text, took = refusal(ioc, suffix, value)
     assert words in text
     assert "CaprotoConversionError" not in text and "Traceback" not in text
+    assert took < PROMPT
+
+
+def test_text_put_to_a_number_is_a_sentence(ioc):
+    """``caput RTEMP abc`` as libca sends it (DBR_STRING): converted, and refused, by the IOC."""
+    text, took = refusal(ioc, "CS0:RTEMP", "abc", data_type=ChannelType.STRING)
+    assert "CS0:RTEMP needs a number, got 'abc'; nothing was changed" in text
     assert took < PROMPT
 
 
