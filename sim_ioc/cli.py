@@ -4,6 +4,9 @@ Real hardware (one ``--controller R:CID@HOST[:PORT]`` per controller)::
 
     cs800-ioc --prefix xxx: --controller CS0:411@192.168.0.144 --controller CS1:369@192.168.0.113
 
+Status datagrams are accepted only from each controller's HOST, or from the hosts given with
+``--status-from [R:]HOST`` (status through a relay); others are counted in ``$(P)CS:REJ:SOURCE``.
+
 Simulated controllers and the IOC in one process, on loopback with free UDP ports::
 
     cs800-sim-ioc --prefix sim: --controllers 2 --speed 100
