@@ -14,7 +14,15 @@ Run::
    (a) ``cs800-ioc`` alone, fed by ``cs800-sim`` in a separate process;
    (b) ``cs800-sim-ioc`` (IOC and simulators in one process).
    No CA client is connected during the CPU runs. Linux only (uses /proc).
-3. Soak (``--soak 60 [--soak-controllers 10] [--soak-speed 1000]``, or ``--soak-only``):
+3. Foreign flood (``--flood``, or ``--flood-only``): ``cs800-ioc`` with controller 411 at
+   127.0.0.1, fed at 10 Hz with a marker in RUNTIME (timed through a CA monitor,
+   :class:`sim_ioc.flood.MarkerProbe`) while ``python -m sim_ioc.flood`` subprocesses send
+   64-byte junk from 127.0.0.2, 127.0.0.6, ... (one sender per 100k/s asked) for
+   ``--flood-seconds`` at each of ``--flood-rates``. Per rate: the rate achieved, the IOC's
+   reading rate (REJ:SOURCE per second), markers shown, their p99 and the longest gap without
+   an update, whether the controller went stale, the IOC's CPU. The ceiling is the highest
+   achieved rate at which p99 (a lost marker counting as infinitely late) stays under 1 s.
+4. Soak (``--soak 60 [--soak-controllers 10] [--soak-speed 1000]``, or ``--soak-only``):
    ``cs800-sim-ioc`` at high speed (datagram rate capped at 20 Hz per controller), RSS sampled
    every 5 s, CPU, datagram counters, child processes, and the time from SIGINT to exit.
 """
@@ -34,6 +42,8 @@ import time
 from ophyd_cs800 import protocol as P
 from sim_ioc.clock import ManualClock
 from sim_ioc.controller import SimulatedCS800
+from sim_ioc.flood import MarkerProbe
+from sim_ioc.flood import percentile as sorted_percentile
 from sim_ioc.process import IocProcess, SimIocProcess, ca_read
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -126,6 +136,65 @@ def bench_latency(samples: int, rate_hz: float) -> None:
           f"max {max(ms):.2f} ms")
 
 
+def _flood_senders(port: int, rate: float, seconds: float) -> list[subprocess.Popen]:
+    n = max(1, -(-int(rate) // 100_000))
+    sources = ["127.0.0.2", *(f"127.0.0.{6 + i}" for i in range(n - 1))]
+    return [subprocess.Popen(
+        [sys.executable, "-m", "sim_ioc.flood", "--to", f"127.0.0.1:{port}", "--source", src,
+         "--rate", str(rate / n), "--seconds", str(seconds), "--count", str(int(rate / n *
+                                                                               seconds) + 1)],
+        stdout=subprocess.PIPE, text=True) for src in sources]
+
+
+def bench_flood(rates: list[float], seconds: float) -> None:
+    """Print per flood rate how a configured controller fares, then the ceiling."""
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    ceiling, failed = 0.0, float("inf")
+    with hardware_ioc(1, sink.getsockname()[1]) as ioc:
+        os.environ.update(ioc.env)
+        port = int(ioc.read(ioc.prefix + "CS:PORT").data[0])
+        for rate in rates:
+            with MarkerProbe(("127.0.0.1", port), ioc.prefix + "CS0:RUNTIME", 411,
+                             "127.0.0.1", rate_hz=10.0) as probe:
+                rej0 = ca_read(ioc.prefix + "CS:REJ:SOURCE", ioc.env).data[0]
+                cpu0, start = cpu_seconds(ioc.pid), time.monotonic()
+                procs = _flood_senders(port, rate, seconds)
+                outs = [p.communicate(timeout=seconds + 60)[0] for p in procs]
+                end = time.monotonic()
+                cpu = (cpu_seconds(ioc.pid) - cpu0) / (end - start)
+                deadline = time.monotonic() + 5
+                while not probe.caught_up() and time.monotonic() < deadline:
+                    time.sleep(0.05)  # polling, bounded
+            time.sleep(1.0)  # let the housekeeping publish the counters (5 Hz)
+            rej = ca_read(ioc.prefix + "CS:REJ:SOURCE", ioc.env).data[0] - rej0
+            sent = sum(int(o.split()[1]) for o in outs)
+            took = max(float(o.split()[3]) for o in outs)
+            lat = probe.latencies(start, end)
+            shown = [x for x in lat if x != float("inf")]
+            p99_all = sorted_percentile(lat, 99)
+            p99_shown = sorted_percentile(shown, 99) if shown else float("inf")
+            gap = probe.longest_gap(start, end)
+            stale = probe.went_invalid(start)
+            achieved = sent / took
+            if p99_all < 1.0 and not stale:
+                ceiling = max(ceiling, achieved)
+            else:
+                failed = min(failed, achieved)
+            print(f"flood {rate:>8.0f}/s asked, {achieved:>8.0f}/s sent ({len(procs)} sender(s))"
+                  f": IOC read {rej / (end - start):>7.0f}/s, CPU {cpu * 100:3.0f} %; "
+                  f"controller: {len(shown)}/{len(lat)} markers shown, p99 "
+                  f"{p99_shown * 1000:.0f} ms (shown) / "
+                  f"{'lost' if p99_all == float('inf') else f'{p99_all * 1000:.0f} ms'} (all), "
+                  f"longest gap {gap * 1000:.0f} ms, {'STALE' if stale else 'never stale'}",
+                  flush=True)
+    sink.close()
+    bound = ("" if failed < float("inf") else
+             "at least (no rate reached failed; the senders could go no faster here) ")
+    print(f"foreign-flood ceiling (p99 < 1 s counting lost markers, never stale): {bound}"
+          f"{ceiling:.0f} datagrams/s" + (f"; failed at {failed:.0f}/s" if bound == "" else ""))
+
+
 def bench_cpu_alone(n: int, seconds: float) -> tuple[float, float]:
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
@@ -216,7 +285,16 @@ def main() -> None:
     parser.add_argument("--soak-controllers", type=int, default=10)
     parser.add_argument("--soak-speed", type=float, default=1000.0)
     parser.add_argument("--soak-only", action="store_true", help="skip latency and CPU")
+    parser.add_argument("--flood", action="store_true", help="also run the foreign flood")
+    parser.add_argument("--flood-only", action="store_true", help="only the foreign flood")
+    parser.add_argument("--flood-rates", default="25000,50000,100000,200000,300000",
+                        help="flood rates asked, datagrams/s")
+    parser.add_argument("--flood-seconds", type=float, default=5.0)
     args = parser.parse_args()
+    flood_rates = [float(r) for r in args.flood_rates.split(",")]
+    if args.flood_only:
+        bench_flood(flood_rates, args.flood_seconds)
+        return
     if args.soak_only:
         bench_soak(args.soak_controllers, args.soak_speed, args.soak or 60.0)
         return
@@ -230,6 +308,8 @@ def main() -> None:
               f"{together * 100:5.1f} %")
     if args.soak > 0:
         bench_soak(args.soak_controllers, args.soak_speed, args.soak)
+    if args.flood:
+        bench_flood(flood_rates, args.flood_seconds)
 
 
 if __name__ == "__main__":

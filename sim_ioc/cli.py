@@ -4,6 +4,9 @@ Real hardware (one ``--controller R:CID@HOST[:PORT]`` per controller)::
 
     cs800-ioc --prefix xxx: --controller CS0:411@192.168.0.144 --controller CS1:369@192.168.0.113
 
+Status datagrams are accepted only from each controller's HOST, or from the hosts given with
+``--status-from [R:]HOST`` (status through a relay); others are counted in ``$(P)CS:REJ:SOURCE``.
+
 Simulated controllers and the IOC in one process, on loopback with free UDP ports::
 
     cs800-sim-ioc --prefix sim: --controllers 2 --speed 100
@@ -22,6 +25,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from caproto.asyncio.server import start_server
@@ -64,6 +68,35 @@ def parse_controller(text: str, default_port: int = P.COMMAND_PORT) -> Controlle
     if not host:
         raise argparse.ArgumentTypeError(f"bad --controller {text!r}: {form}")
     return ControllerConfig(r=f"{r}:", cid=int(cid_text), command_addr=(host, port))
+
+
+def apply_status_from(controllers: Sequence[ControllerConfig],
+                      entries: Sequence[str]) -> list[ControllerConfig]:
+    """Apply ``--status-from [R:]HOST`` entries: the addresses status is accepted from.
+
+    ``HOST`` alone applies to every controller (a relay forwarding all of them), ``R:HOST``
+    to the controller whose R is ``R:``. A controller named by any entry accepts status only
+    from the hosts given for it (not from its command host). Raises
+    ``argparse.ArgumentTypeError`` for an empty entry or an unknown R.
+    """
+    common: list[str] = []
+    per_r: dict[str, list[str]] = {}
+    known = {c.r for c in controllers}
+    for entry in entries:
+        r, colon, host = entry.rpartition(":")
+        if not host:
+            raise argparse.ArgumentTypeError(f"bad --status-from {entry!r}: expected [R:]HOST, "
+                                             "e.g. 10.0.0.5 or CS0:10.0.0.5")
+        if not colon:
+            common.append(host)
+        elif f"{r}:" in known:
+            per_r.setdefault(f"{r}:", []).append(host)
+        else:
+            raise argparse.ArgumentTypeError(
+                f"bad --status-from {entry!r}: no --controller has R {r + ':'!r} "
+                f"(known: {', '.join(sorted(known))})")
+    return [replace(c, status_from=tuple(common + per_r.get(c.r, [])))
+            if common or c.r in per_r else c for c in controllers]
 
 
 _positive = bounded_positive("value")
@@ -190,9 +223,14 @@ def main_ioc(argv: Sequence[str] | None = None) -> int:
                         f"(default {P.COMMAND_PORT})")
     parser.add_argument("--command-host", default="0.0.0.0", metavar="HOST",
                         help="local address the command socket binds (default 0.0.0.0)")
+    parser.add_argument("--status-from", action="append", default=[], metavar="[R:]HOST",
+                        help="accept status datagrams only from HOST (all controllers) or, "
+                        "with R:, for that controller; repeatable. Default: each controller's "
+                        "own HOST of --controller. For status that arrives through a relay")
     args = parser.parse_args(argv)
     try:
         controllers = [parse_controller(c, args.command_port) for c in args.controller]
+        controllers = apply_status_from(controllers, args.status_from)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
     ioc_options, run_options = split_args(args)
@@ -261,7 +299,9 @@ def main_sim_ioc(argv: Sequence[str] | None = None) -> int:
                        seed=None if args.seed is None else args.seed + i)
         for i in range(args.controllers)
     ]
-    configs = [ControllerConfig(r=f"CS{i}:", cid=sim.cid) for i, sim in enumerate(sims)]
+    # The simulators send status from 127.0.0.1 (their command sockets): only that is accepted.
+    configs = [ControllerConfig(r=f"CS{i}:", cid=sim.cid, status_from=("127.0.0.1",))
+               for i, sim in enumerate(sims)]
     try:
         ioc = CS800IOC(prefix, configs, status_r=args.status_r, status_host="127.0.0.1",
                        status_port=0, command_host="127.0.0.1",

@@ -5,8 +5,9 @@ PV layout (the same names as ``Oxford_CS800_status.db`` and ``Oxford_CS800.db``,
 * status server at ``$(P)$(R)`` (R default ``CS:``): ``status_packet`` (the last datagram
   received: an asyn record, bytes in ``.VAL`` and ``.BINP``), ``RECEIVED``, ``ACCEPTED``,
   ``REJECTED`` and ``REJ:<REASON>`` counters (reasons: SHORT, HEADER, LENGTH, CHECKSUM,
-  FOOTER, UNKNOWN controller, OTHER),
-  ``LASTREJECT`` (why the last datagram was refused), ``PORT`` (the UDP status port bound) and,
+  FOOTER, UNKNOWN controller, OTHER, SOURCE: not from the controller's configured address),
+  ``LASTREJECT`` (why the last datagram was refused), ``PORT`` (the UDP status port bound),
+  ``PUT:REFUSED`` (Channel Access puts refused, on any PV of this IOC) and,
   per controller, ``$(P)$(R)<controller R>AGE`` (seconds since its last datagram) and ``COUNT``;
 * one group per controller at ``$(P)$(R)`` (R default ``CS0:``, ``CS1:``, ...) with every PV of
   ``Oxford_CS800.db``: the status records (:mod:`sim_ioc.pvs`), DISABLE, DEBUG, the parameters
@@ -33,18 +34,21 @@ import asyncio
 import logging
 import math
 import numbers
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from caproto import AlarmSeverity, AlarmStatus, CaprotoConversionError, ChannelType
+from caproto import AlarmSeverity, AlarmStatus, ChannelType
 from caproto.server import PVGroup, pvproperty
 from caproto.server.server import PvpropertyByteRO, PvpropertyDouble, PvpropertyEnum
 
 from ophyd_cs800 import protocol as P
 from sim_ioc.flavors import FIXED, Flavor, get_flavor
 from sim_ioc.lazy_records import LazyFieldsMixin, LazyRecordGroup
+from sim_ioc.log_limit import RateLimitedLog
+from sim_ioc.put_refusal import PutRefusalLog, enum_sentence
 from sim_ioc.pvs import (
     ALARM_TEXT_UNSET,
     DEBUG_STRINGS,
@@ -80,8 +84,6 @@ STATUS_PACKET_NELM = 2048
 HOUSEKEEPING_PERIOD = 0.2
 #: Period of the per-controller AGE update (seconds).
 AGE_PERIOD = 1.0
-#: Good packets waiting for their PV updates; beyond this they are counted as rejected.
-MAX_PENDING = 10000
 
 _DEBUG_LEVELS = {
     "Off": logging.CRITICAL + 1,
@@ -99,13 +101,36 @@ class ControllerConfig:
     Attributes:
         r: the group's ``$(R)``, e.g. ``"CS0:"``.
         cid: controller number (status id 1028) whose datagrams this group shows; 0 adopts the
-            first controller heard that no other group claims (one-controller setups only).
+            first controller heard from one of this group's addresses that no other group
+            claims (one-controller setups only).
         command_addr: ``(host, port)`` the 7-byte commands are sent to (port 30305 on hardware).
+        status_from: addresses (host names or dotted IPv4) this group accepts status datagrams
+            from; empty: the host of ``command_addr`` (the controller itself). Give it for a
+            site whose status arrives through a relay, or when commands go to a broadcast
+            address.
     """
 
     r: str
     cid: int
     command_addr: tuple[str, int] | None = None
+    status_from: tuple[str, ...] = ()
+
+    def status_hosts(self) -> tuple[str, ...]:
+        """The hosts status is accepted from (``status_from``, else the command host)."""
+        if self.status_from:
+            return tuple(self.status_from)
+        return (self.command_addr[0],) if self.command_addr else ()
+
+
+def resolve_source(host: str) -> str:
+    """The dotted IPv4 address of ``host`` (a name or an address), as datagrams show it.
+
+    Raises ``ValueError`` naming the host if it cannot be resolved.
+    """
+    try:
+        return socket.gethostbyname(host)
+    except (OSError, UnicodeError) as exc:
+        raise ValueError(f"cannot resolve controller address {host!r}: {exc}") from None
 
 
 class _ParamDouble(LazyFieldsMixin, PvpropertyDouble):
@@ -157,19 +182,7 @@ class _CheckedEnum(LazyFieldsMixin, PvpropertyEnum):
     them (e.g. -1 sent as an integer), is refused with a sentence naming the choices."""
 
     def _refusal(self, value: Any) -> ValueError:
-        choices = ", ".join(f"{i} ({text})" for i, text in enumerate(self.enum_strings))
-        if isinstance(value, (list, tuple)) and len(value) == 1:
-            value = value[0]
-        if hasattr(value, "tolist"):  # a numpy scalar or array from the wire
-            value = value.tolist()
-        return ValueError(f"{self.pvname} accepts {choices}; got {value!r}; nothing was sent")
-
-    async def write_from_dbr(self, data, data_type, metadata, *, flags=0):
-        """A CA put: a value caproto cannot convert to one of the strings gets the sentence."""
-        try:
-            return await super().write_from_dbr(data, data_type, metadata, flags=flags)
-        except CaprotoConversionError:
-            raise self._refusal(data) from None
+        return ValueError(enum_sentence(self.pvname, self.enum_strings, value))
 
     async def verify_value(self, value):
         """Accept a state string or its index; refuse anything else before any putter runs."""
@@ -312,6 +325,8 @@ class CS800ControllerGroup(_HelperRecords):
         self.flavor = get_flavor(flavor)
         self.config = config
         self.bound_cid: int | None = config.cid or None
+        #: Source addresses (dotted IPv4) whose status datagrams this group accepts.
+        self.sources: frozenset[str] = frozenset()
         self.send_datagram = send_datagram
         self.clog = logging.getLogger(f"{__name__}.{prefix.rstrip(':')}")
         self.min_temp = P.DEFAULT_MIN_TEMP_K
@@ -601,8 +616,9 @@ class StatusServerGroup(_StatusServerBase):
                              read_only=True, alarm_group="LASTREJECT",
                              doc="Why the last datagram was rejected")
     port = _counter("PORT", "UDP port of the status socket")
+    refused_puts = _counter("PUT:REFUSED", "Channel Access puts refused (any PV of this IOC)")
 
-    async def publish(self, counters: StatusCounters) -> None:
+    async def publish(self, counters: StatusCounters, refused_puts: int = 0) -> None:
         """Write the counters and the last datagram to their PVs (only those that changed)."""
         # Per-reason counters first, totals last: a client that sees REJECTED reach N also
         # sees reasons that add up to at least N (a write may yield to CA readers in between).
@@ -611,6 +627,7 @@ class StatusServerGroup(_StatusServerBase):
             self.accepted: counters.accepted,
             self.rejected: counters.rejected_total,
             self.received: counters.received,
+            self.refused_puts: refused_puts,
         }
         for channel, value in values.items():
             if channel.value != value:
@@ -712,15 +729,20 @@ class CS800IOC:
             self.controllers.append(group)
             if self.flavor.per_controller_stats:
                 self.stats.append(ControllerStatsGroup(prefix + status_r + config.r))
+        for group in self.controllers:
+            group.sources = frozenset(resolve_source(h) for h in group.config.status_hosts())
         self.pvdb: dict[str, Any] = {}
         for group in (self.status, *self.controllers, *self.stats):
             self.add_group(group)
         self._by_cid = {g.bound_cid: g for g in self.controllers if g.bound_cid}
         self._warned_cids: set[int] = set()
-        self._status_sock = None
-        self._transport: asyncio.DatagramTransport | None = None
+        self.rate_log = RateLimitedLog(log)
+        self.put_refusals = PutRefusalLog(self.rate_log)
+        self._receiver: StatusReceiver | None = None
         self._command_sock = None
-        self._queue: asyncio.Queue | None = None
+        # Status is state: the newest packet of each group not yet shown (one per group).
+        self._latest: dict[CS800ControllerGroup, tuple[P.StatusPacket, float]] = {}
+        self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
         self.status_port: int | None = None
         self._started = time.monotonic()
@@ -732,27 +754,41 @@ class CS800IOC:
             raise ValueError(f"PV names served twice: {sorted(clash)[:5]}")
         self.pvdb.update(group.pvdb)
 
+    @property
+    def allowed_sources(self) -> frozenset[str]:
+        """Every address some controller group accepts status from."""
+        return frozenset().union(*(g.sources for g in self.controllers))
+
     # ------------------------------------------------------------------ routing
-    def route(self, packet: P.StatusPacket, arrival: float) -> bool:
-        """Hand a checked packet to its controller group (by id 1028); False if none wants it."""
+    def route(self, packet: P.StatusPacket, arrival: float, source: str) -> str:
+        """Hand a checked packet from ``source`` to its controller group (by id 1028).
+
+        Returns "" when a group took it, "unknown" when no group has that controller number
+        (a CID-0 group adopts a number only from one of its own addresses), "source" when the
+        group does not accept status from ``source``. Only the newest packet of each group
+        waits to be shown: a flood replaces, it never queues.
+        """
         cid = packet.cid
         if cid is None or cid == 0:
-            return False
+            return "unknown"
         group = self._by_cid.get(cid)
         if group is None:
-            group = next((g for g in self.controllers if g.bound_cid is None), None)
+            group = next((g for g in self.controllers
+                          if g.bound_cid is None and source in g.sources), None)
             if group is None:
                 self._warn_cid0_ambiguity(cid)
-                return False
-            group.bound_cid = cid  # CID 0: adopt the first controller heard
+                return "unknown"
+            group.bound_cid = cid  # CID 0: adopt the first controller heard (from its address)
             self._by_cid[cid] = group
-            log.info("%s: CID 0 adopts controller number %d", group.prefix, cid)
+            log.info("%s: CID 0 adopts controller number %d (from %s)", group.prefix, cid,
+                     source)
+        elif source not in group.sources:
+            return "source"
         if group.heard(time.monotonic()):
-            try:
-                self._queue.put_nowait((group, packet, arrival))
-            except asyncio.QueueFull:
-                raise RuntimeError(f"IOC busy: {MAX_PENDING} packets waiting; dropped") from None
-        return True
+            self._latest[group] = (packet, arrival)
+            if self._wake is not None:
+                self._wake.set()
+        return ""
 
     def _warn_cid0_ambiguity(self, cid: int) -> None:
         """Log once per controller number when a CID-0 group may have adopted the wrong one."""
@@ -777,23 +813,28 @@ class CS800IOC:
         Raises ``OSError`` (with the address) if a socket cannot be bound.
         """
         loop = asyncio.get_running_loop()
-        self._queue = asyncio.Queue(MAX_PENDING)
+        self._wake = asyncio.Event()
         if self.private_status_port:
-            self._status_sock = open_private_status_socket(self.status_host)
+            status_sock = open_private_status_socket(self.status_host)
         else:
-            self._status_sock = open_status_socket(self.status_host, self.requested_status_port)
-        self.status_port = self._status_sock.getsockname()[1]
-        self._command_sock = open_command_socket(self.command_host)
-        receiver: asyncio.DatagramProtocol = StatusReceiver(self.route, self.counters)
+            status_sock = open_status_socket(self.status_host, self.requested_status_port)
+        self.status_port = status_sock.getsockname()[1]
+        self._receiver = StatusReceiver(self.route, self.counters, self.allowed_sources,
+                                        self.rate_log)
+        scan: ScanLimitedReceiver | None = None
         if self.flavor.scan_limited:
-            receiver = ScanLimitedReceiver(receiver, self.status.status_packet.asyn_read)
-        self._transport, _ = await loop.create_datagram_endpoint(lambda: receiver,
-                                                                 sock=self._status_sock)
+            # The C IOC's one-read-per-scan queue sits behind the source check, so a foreign
+            # flood never fills it (the hardening holds in this flavour too).
+            scan = ScanLimitedReceiver(self._receiver, self.status.status_packet.asyn_read)
+            self._receiver.deliver = scan.datagram_received
+        self._receiver.attach(loop, status_sock)
+        self._command_sock = open_command_socket(self.command_host)
+        self.put_refusals.install()
         await self.status.port.write(self.status_port, verify_value=False)
         self._started = time.monotonic()
         self._tasks = [loop.create_task(self._consume()), loop.create_task(self._housekeeping())]
-        if isinstance(receiver, ScanLimitedReceiver):
-            self._tasks.append(loop.create_task(receiver.scan()))
+        if scan is not None:
+            self._tasks.append(loop.create_task(scan.scan()))
 
     async def close(self) -> None:
         """Stop the tasks and close the sockets (safe to call twice or after a failed open)."""
@@ -805,28 +846,37 @@ class CS800IOC:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
         self._tasks = []
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        self.put_refusals.uninstall()
+        self.rate_log.flush(everything=True)
+        if self._receiver is not None:
+            self._receiver.close()
+            self._receiver = None
         if self._command_sock is not None:
             self._command_sock.close()
             self._command_sock = None
 
     async def _consume(self) -> None:
-        queue = self._queue
+        latest, wake = self._latest, self._wake
         while True:
-            group, packet, arrival = await queue.get()
-            try:
-                if not group.disabled:
-                    await group.apply(packet, arrival)
-            except Exception:  # a PV update must never stop the IOC  # noqa: BLE001
-                log.exception("%s: applying a status packet failed", group.prefix)
+            await wake.wait()
+            wake.clear()
+            while latest:
+                group = next(iter(latest))
+                packet, arrival = latest.pop(group)
+                try:
+                    if not group.disabled:
+                        await group.apply(packet, arrival)
+                except Exception as exc:  # a PV update must never stop the IOC  # noqa: BLE001
+                    self.rate_log.note("status packets not shown",
+                                       f"{group.prefix}: showing a status packet failed: "
+                                       f"{type(exc).__name__}: {exc}")
 
     async def _housekeeping(self) -> None:
         next_age = 0.0
         while True:
             try:
-                await self.status.publish(self.counters)
+                self.rate_log.flush()
+                await self.status.publish(self.counters, self.put_refusals.refused)
                 now = time.monotonic()
                 for group in self.controllers:
                     last = group.last_applied
@@ -858,7 +908,9 @@ class CS800IOC:
             cid = group.config.cid or "0 (first heard)"
             addr = group.config.command_addr
             where = f"{addr[0]}:{addr[1]}" if addr else "no command address"
-            lines.append(f"{group.prefix}  controller {cid}, commands to {where}"
+            sources = ", ".join(sorted(group.sources)) or "nowhere"
+            lines.append(f"{group.prefix}  controller {cid}, commands to {where}, status from "
+                         f"{sources}"
                          + ("; DISABLE is Disabled: nothing decoded or sent until it is "
                             "Enabled" if group.disabled else ""))
         return lines

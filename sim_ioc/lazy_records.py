@@ -17,6 +17,8 @@ from caproto import AlarmStatus
 from caproto.server import PVGroup
 from caproto.server.server import get_record_class
 
+from sim_ioc.put_refusal import RefusalSentenceMixin
+
 #: Record fields filled from the parent's metadata when the field group is built.
 _STATIC_FIELDS = (
     ("EGU", "units"),
@@ -34,8 +36,12 @@ LIMIT_FIELDS = ("HOPR", "LOPR", "DRVH", "DRVL")
 EPICS_ALARM_STAT: tuple[str, ...] = tuple(AlarmStatus(i).name for i in range(len(AlarmStatus)))
 
 
-class LazyFieldsMixin:
-    """Mixin for caproto ``Pvproperty*`` data classes: create ``field_inst`` on first use."""
+class LazyFieldsMixin(RefusalSentenceMixin):
+    """Mixin for caproto ``Pvproperty*`` data classes: create ``field_inst`` on first use.
+
+    Also a :class:`~sim_ioc.put_refusal.RefusalSentenceMixin`: a put caproto cannot convert is
+    refused with a sentence.
+    """
 
     def __init__(self, *args: Any, record: Any = None, **kwargs: Any) -> None:
         """Create the channel without its field group; remember the record type for later."""

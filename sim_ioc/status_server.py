@@ -1,11 +1,13 @@
 """UDP side of the CS800 IOC: the shared status socket, datagram checks and rejection counters.
 
 Every controller broadcasts its status to one UDP port (30304 on real hardware), so one socket
-receives all of them. :class:`StatusReceiver` checks each datagram with
-:func:`ophyd_cs800.protocol.decode_status` (length, header, length field, footer, checksum),
-counts each rejection by reason, and hands good packets to a ``route`` callable that picks the
-controller by its controller number (id 1028). Nothing a datagram contains can raise out of
-here: a malformed datagram is counted and forgotten.
+receives all of them. :class:`StatusReceiver` first drops datagrams from addresses that are not
+a configured controller's (a set lookup, before any decoding; counted as ``source``), then
+checks each datagram with :func:`ophyd_cs800.protocol.decode_status` (length, header, length
+field, footer, checksum), counts each rejection by reason, and hands good packets to a
+``route`` callable that picks the controller by its controller number (id 1028) and checks
+that the number came from that controller's address. Nothing a datagram contains can raise
+out of here: a malformed datagram is counted, logged (rate-limited, one line) and forgotten.
 
 The status socket is bound with ``SO_REUSEADDR`` and ``SO_REUSEPORT`` (asyn issue 108), so
 other listeners on the same host (another IOC, a logger, ``cs800-sim`` tools) keep receiving.
@@ -20,18 +22,24 @@ import logging
 import random
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ophyd_cs800 import protocol as P
+from sim_ioc.log_limit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 #: Rejection reasons, in the order the PVs are listed (``$(P)$(R)REJ:<REASON>``).
 REJECT_REASONS: tuple[str, ...] = (
-    "short", "header", "length", "checksum", "footer", "unknown", "other",
+    "short", "header", "length", "checksum", "footer", "unknown", "other", "source",
 )
+#: Most datagrams read per wake-up of the event loop (then other tasks get a turn).
+DRAIN_BATCH = 512
+#: Receive size: larger than any status datagram (a firmware-153 one is 1236 bytes).
+RECV_SIZE = 65536
 #: Lowest port :func:`open_private_status_socket` tries, and how many random ports it tries.
 PRIVATE_PORT_LOW = 20000
 PRIVATE_PORT_TRIES = 200
@@ -72,50 +80,136 @@ class StatusCounters:
         self.last_reject = f"{reason}: {message}"
 
 
-#: ``route(packet, arrival_time) -> bool``: deliver a good packet; False if no controller of
-#: this IOC has that controller number (counted as "unknown").
-Route = Callable[[P.StatusPacket, float], bool]
+#: ``route(packet, arrival_time, source_address) -> reason``: deliver a good packet; returns ""
+#: when a controller group took it, else the rejection reason ("unknown": no group has that
+#: controller number; "source": the group does not accept status from that address).
+Route = Callable[[P.StatusPacket, float, str], str]
 
 
-class StatusReceiver(asyncio.DatagramProtocol):
-    """asyncio protocol of the status socket: check, count, route. Never raises."""
+class StatusReceiver:
+    """The status socket's reader: source check, datagram check, count, route. Never raises.
 
-    def __init__(self, route: Route, counters: StatusCounters) -> None:
+    ``allowed`` is the set of source addresses (dotted IPv4 strings) status may come from;
+    a datagram from any other address is dropped before it is decoded (a set lookup) and
+    counted as ``"source"``, so a flood of foreign datagrams costs little more than the
+    ``recvfrom`` that reads it. ``None`` accepts every source.
+
+    :meth:`attach` reads the socket with ``loop.add_reader`` and drains up to
+    :data:`DRAIN_BATCH` datagrams per wake-up (asyncio's datagram transport reads one per
+    wake-up, several times slower under a flood). A byte-identical repeat of the last good
+    datagram from the same source reuses its decoded packet, so a replay flood is cheap too.
+    """
+
+    def __init__(self, route: Route, counters: StatusCounters,
+                 allowed: frozenset[str] | set[str] | None = None,
+                 rate_log: RateLimitedLog | None = None) -> None:
         """Deliver good packets to ``route``; count everything in ``counters``."""
         self.route = route
         self.counters = counters
+        self.allowed = allowed
+        self.rate_log = rate_log or RateLimitedLog(log)
+        self._last_good: dict[str, tuple[bytes, P.StatusPacket]] = {}
+        #: Where :meth:`_drain` hands a datagram that passed the source check: by default
+        #: :meth:`datagram_received`; the synApps flavour puts its one-per-scan queue here.
+        self.deliver: Callable[[bytes, tuple[str, int]], None] = self.datagram_received
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ socket
+    def attach(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        """Start reading the non-blocking ``sock`` in ``loop``."""
+        self._sock, self._loop = sock, loop
+        loop.add_reader(sock.fileno(), self._drain)
+
+    def close(self) -> None:
+        """Stop reading and close the socket (safe to call twice)."""
+        if self._sock is None:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        self._sock = None
+
+    def _drain(self) -> None:
+        """Read every waiting datagram (at most DRAIN_BATCH), cheapest checks first.
+
+        A datagram from an address no controller group accepts costs a ``recvfrom`` and a set
+        lookup; such drops are counted and logged once per batch.
+        """
+        recv = self._sock.recvfrom
+        allowed = self.allowed
+        foreign: list[str] = []
+        try:
+            for _ in range(DRAIN_BATCH):
+                try:
+                    data, addr = recv(RECV_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:  # e.g. an ICMP error reported on the socket
+                    self.rate_log.note("status socket errors", f"status socket error: {exc}")
+                    return
+                if allowed is not None and addr[0] not in allowed:
+                    foreign.append(addr[0])
+                    continue
+                self.deliver(data, addr)
+        finally:
+            if foreign:
+                self._foreign(foreign)
+
+    # ------------------------------------------------------------------ one datagram
+    def _foreign(self, sources: list[str]) -> None:
+        """Count datagrams dropped for their source address (one entry per datagram)."""
+        counters = self.counters
+        n = len(sources)
+        counters.received += n
+        counters.rejected["source"] += n
+        message = f"datagram from {sources[-1]}, which is not a configured controller address"
+        counters.last_reject = f"source: {message}"
+        for source, count in Counter(sources).items():
+            self.rate_log.note("status datagrams from unconfigured addresses dropped",
+                               f"status {message}: dropped", detail=source, count=count)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        """Handle one datagram (called by the event loop)."""
+        """Handle one datagram from ``addr`` (``(host, port)``)."""
+        source = addr[0]
+        if self.allowed is not None and source not in self.allowed:
+            self._foreign([source])
+            return
         counters = self.counters
         counters.received += 1
         counters.last_datagram = data
         arrival = time.time()
-        try:
-            packet = P.decode_status(data)
-        except P.ProtocolError as exc:
-            counters.reject(classify(exc), str(exc))
-            return
-        except Exception as exc:  # a codec bug must not stop the IOC  # noqa: BLE001
-            counters.reject("other", f"{type(exc).__name__}: {exc}")
-            log.exception("status datagram from %s could not be decoded", addr)
-            return
-        try:
-            routed = self.route(packet, arrival)
-        except Exception as exc:  # noqa: BLE001
-            counters.reject("other", f"{type(exc).__name__}: {exc}")
-            log.exception("status datagram from %s could not be routed", addr)
-            return
-        if routed:
-            counters.accepted += 1
+        cached = self._last_good.get(source)
+        if cached is not None and cached[0] == data:
+            packet = cached[1]
         else:
-            counters.reject(
-                "unknown", f"controller number {packet.cid} (from {addr[0]}) is not served here"
-            )
+            try:
+                packet = P.decode_status(data)
+            except P.ProtocolError as exc:
+                self._reject(classify(exc), str(exc))
+                return
+            except Exception as exc:  # a codec bug must not stop the IOC  # noqa: BLE001
+                self._reject("other", f"{type(exc).__name__}: {exc}")
+                return
+            self._last_good[source] = (data, packet)
+        try:
+            reason = self.route(packet, arrival, source)
+        except Exception as exc:  # noqa: BLE001
+            self._reject("other", f"{type(exc).__name__}: {exc}")
+            return
+        if not reason:
+            counters.accepted += 1
+        elif reason == "source":
+            self._reject("source", f"controller number {packet.cid} from {source}, which is "
+                                   "not its configured address")
+        else:
+            self._reject(reason, f"controller number {packet.cid} (from {source}) is not "
+                                 "served here")
 
-    def error_received(self, exc: Exception) -> None:
-        """Log a socket error (e.g. ICMP unreachable) and keep receiving."""
-        log.warning("status socket error: %s", exc)
+    def _reject(self, reason: str, message: str) -> None:
+        self.counters.reject(reason, message)
+        self.rate_log.note(f"status datagrams rejected ({reason})",
+                           f"status datagram rejected: {message}")
 
 
 def _udp_socket(host: str, port: int, what: str,

@@ -137,7 +137,8 @@ def test_classify_each_defect(datagram, reason):
 def test_receiver_counts_and_routes():
     routed = []
     counters = StatusCounters()
-    rx = StatusReceiver(lambda pkt, t: routed.append(pkt.cid) or pkt.cid == 411, counters)
+    rx = StatusReceiver(lambda pkt, t, src: routed.append(pkt.cid) or
+                        ("" if pkt.cid == 411 else "unknown"), counters)
     rx.datagram_received(P.encode_status(base_raw()), ("127.0.0.1", 1))
     rx.datagram_received(P.encode_status({1028: 999}), ("127.0.0.1", 1))
     rx.datagram_received(b"junk", ("127.0.0.1", 1))
@@ -172,10 +173,11 @@ def test_cid0_adopts_first_controller_and_lazy_fields():
     ioc = CS800IOC("x:", [ControllerConfig("CS0:", 0, ("127.0.0.1", 9))])
 
     async def go():
-        ioc._queue = asyncio.Queue()
-        assert ioc.route(packet(i1028=777), 0.0)
-        assert not ioc.route(packet(i1028=778), 0.0)  # one CID-0 group adopts one controller
-        group, pkt, _ = ioc._queue.get_nowait()
+        assert ioc.route(packet(i1028=777), 0.0, "127.0.0.1") == ""
+        # one CID-0 group adopts one controller
+        assert ioc.route(packet(i1028=778), 0.0, "127.0.0.1") == "unknown"
+        group = ioc.controllers[0]
+        pkt, _ = ioc._latest[group]
         await group.apply(pkt, 1.0)
         return group
 
