@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ophyd_cs800.version import add_version_option
+
 #: Default simulated seconds per wall second: 293 K -> 150 K at 360 K/h takes about 15 s.
 DEFAULT_SPEED = 100.0
 #: Seconds the sample must stay within tolerance before the ramp counts as done (wall clock).
@@ -35,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Start a simulated CryoStream 800 IOC on loopback and run "
         "RE(ramp(cs0, TARGET)) against it with a live table and a progress bar.",
     )
+    add_version_option(parser)
     parser.add_argument("--target", type=float, default=150.0,
                         help="target temperature in K (default 150)")
     parser.add_argument("--rate", type=float, default=360.0,

@@ -129,6 +129,8 @@ def _common_parser(prog: str, desc: str, default_prefix: str) -> tuple[argparse.
                         help="what clients see: 'fixed' (default: checked limits, INVALID "
                         "when silent) or 'synapps' (the synApps C IOC: clamping, values "
                         "freeze when silent, 10 decodes/s, DISABLE 1 at boot)")
+    from ophyd_cs800.version import add_version_option  # every command has --version
+    add_version_option(parser)
     return parser, split_args
 
 

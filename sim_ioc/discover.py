@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from ophyd_cs800 import protocol as P
+from ophyd_cs800.version import add_version_option
 from sim_ioc.cli_args import bounded_positive, port
 from sim_ioc.status_server import open_shared_socket
 
@@ -420,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="IOC prefix used in the printed cs800-ioc line (default xxx:)")
     p.add_argument("--json", action="store_true",
                    help="print a JSON list of the controllers instead of the table")
-    return p
+    return add_version_option(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
