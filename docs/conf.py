@@ -54,7 +54,9 @@ html_static_path: list[str] = []
 
 # The doctest builder runs the ``{doctest}`` blocks; the simulator tutorial starts its own
 # cs800-sim-ioc in a ``{testsetup}`` block and stops it in ``{testcleanup}``.
-doctest_global_setup = """
+# Examples name files as seen from the top of the source tree (``examples/...``).
+doctest_global_setup = f"""
 import os
+os.chdir({str(Path(__file__).resolve().parent.parent)!r})
 os.environ.setdefault("OPHYD_CONTROL_LAYER", "caproto")
 """
