@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import importlib
 import io
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -110,6 +111,7 @@ class CommandOptions(SphinxDirective):
     required_arguments = 1
 
     def run(self) -> list[nodes.Node]:
+        """Build the usage block, the description and the list of options."""
         script = self.arguments[0]
         parser = command_parser(script)
         if parser is None:
@@ -195,6 +197,7 @@ class PvTable(SphinxDirective):
     option_spec = {"class": directives.class_option}
 
     def run(self) -> list[nodes.Node]:
+        """Build the table named by the argument."""
         kind = self.arguments[0]
         if kind == "status":
             return [_table(["PV", "record", "id", "units", "display range / states", "what"],
@@ -208,8 +211,21 @@ class PvTable(SphinxDirective):
         raise self.error(f"pv-table: unknown table {kind!r}; use 'status' or 'records'")
 
 
+#: ``|TEMP - target|``: an absolute value written in plain text (docstrings are read with
+#: ``help()`` too); reStructuredText would take it for a substitution reference.
+_ABSOLUTE_VALUE = re.compile(r"(?<![`|])\|([A-Za-z_][^|`\n]*? [-+] [^|`\n]*?)\|(?![`|])")
+
+
+def literal_absolute_values(app: Sphinx, what: str, name: str, obj: Any, options: Any,
+                            lines: list[str]) -> None:
+    """``autodoc-process-docstring`` hook: show ``|a - b|`` in docstrings as literal text."""
+    for i, line in enumerate(lines):
+        lines[i] = _ABSOLUTE_VALUE.sub(r"``|\1|``", line)
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
-    """Register the directives."""
+    """Register the directives and the docstring hook."""
+    app.connect("autodoc-process-docstring", literal_absolute_values)
     app.add_directive("command-options", CommandOptions)
     app.add_directive("pv-table", PvTable)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
