@@ -4,6 +4,7 @@ has ``--version``; the license metadata is an SPDX expression with its file."""
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import subprocess
 import sys
 import tarfile
@@ -66,7 +67,7 @@ SDIST_MUST_HOLD = (
 
 
 @pytest.fixture(scope="module")
-def sdist_names(tmp_path_factory) -> list[str]:
+def sdist(tmp_path_factory) -> Path:
     """Build the sdist with the PEP 517 hook of the installed setuptools (no network)."""
     out = tmp_path_factory.mktemp("sdist")
     code = ("import sys; from setuptools import build_meta; "
@@ -74,9 +75,14 @@ def sdist_names(tmp_path_factory) -> list[str]:
     proc = subprocess.run([sys.executable, "-c", code, str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    name = proc.stdout.strip().splitlines()[-1]
-    with tarfile.open(out / name) as tar:
-        top = name.removesuffix(".tar.gz")
+    return out / proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def sdist_names(sdist) -> list[str]:
+    """The files of the sdist, relative to its top directory."""
+    top = sdist.name.removesuffix(".tar.gz")
+    with tarfile.open(sdist) as tar:
         return [m.name.removeprefix(top + "/") for m in tar.getmembers() if m.isfile()]
 
 
@@ -97,3 +103,19 @@ def test_sdist_holds_no_build_output_or_caches(sdist_names):
             if f.startswith(("docs/_build/", ".venv/")) or "__pycache__" in f
             or f.endswith((".pyc", ".pyo"))]
     assert not junk, junk
+
+
+@pytest.mark.slow
+def test_tests_run_from_the_unpacked_sdist(sdist, tmp_path):
+    """The unpacked sdist's own conftest, polling helper and tests collect and pass."""
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp_path, filter="data")
+    top = tmp_path / sdist.name.removesuffix(".tar.gz")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/test_protocol.py", "tests/test_packaging.py::test_version_matches_metadata"],
+        cwd=top, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    passed = re.search(r"(\d+) passed", proc.stdout)
+    assert passed and int(passed.group(1)) > 300, proc.stdout[-500:]
+    assert "failed" not in proc.stdout and "error" not in proc.stdout
