@@ -7,6 +7,9 @@
     the parser over and stops. (``solfmt`` and ``soldump`` follow the reference compiler's
     hand-written command line; their ``--help`` text is shown instead.)
 
+``protocol-table``
+    The alarm codes and the run-mode and phase enumerations of :mod:`ophyd_cs800.protocol`.
+
 ``pv-table``
     The PV tables of a controller group, built from the IOC's own tables
     (:data:`sim_ioc.pvs.STATUS_PVS`, :mod:`sim_ioc.records`).
@@ -211,6 +214,29 @@ class PvTable(SphinxDirective):
         raise self.error(f"pv-table: unknown table {kind!r}; use 'status' or 'records'")
 
 
+class ProtocolTable(SphinxDirective):
+    """``.. protocol-table:: alarms`` (or ``run-modes``, ``phases``) from the protocol module."""
+
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        """Build the table named by the argument."""
+        from ophyd_cs800 import protocol as P
+
+        kind = self.arguments[0]
+        if kind == "alarms":
+            rows = [[str(a.code), str(a.level), a.text, a.description]
+                    for a in P.ALARMS.values()]
+            return [_table(["code", "level", "text", "meaning"], rows, [6, 6, 30, 50])]
+        if kind in ("run-modes", "phases"):
+            enum, strings = ((P.RunMode, P.RUN_MODE_STRINGS) if kind == "run-modes"
+                             else (P.Phase, P.PHASE_STRINGS))
+            rows = [[str(member.value), member.name, strings[member.value]] for member in enum]
+            return [_table(["value", "name in Python", "PV string"], rows, [8, 20, 20])]
+        raise self.error(f"protocol-table: unknown table {kind!r}; use alarms, run-modes "
+                         "or phases")
+
+
 #: ``|TEMP - target|``: an absolute value written in plain text (docstrings are read with
 #: ``help()`` too); reStructuredText would take it for a substitution reference.
 _ABSOLUTE_VALUE = re.compile(r"(?<![`|])\|([A-Za-z_][^|`\n]*? [-+] [^|`\n]*?)\|(?![`|])")
@@ -228,4 +254,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("autodoc-process-docstring", literal_absolute_values)
     app.add_directive("command-options", CommandOptions)
     app.add_directive("pv-table", PvTable)
+    app.add_directive("protocol-table", ProtocolTable)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
