@@ -1,6 +1,6 @@
 """The CS800 IOC: a caproto server with the synApps ``ip`` PV names, talking UDP to controllers.
 
-PV layout (the same names as ``Oxford_CS800_status.db`` and ``Oxford_CS800.db``, spec section 6):
+PV layout (the same names as ``Oxford_CS800_status.db`` and ``Oxford_CS800.db``):
 
 * status server at ``$(P)$(R)`` (R default ``CS:``): ``status_packet`` (the last datagram
   received: an asyn record, bytes in ``.VAL`` and ``.BINP``), ``RECEIVED``, ``ACCEPTED``,

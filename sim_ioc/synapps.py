@@ -1,9 +1,9 @@
 """What the synApps C IOC does with status datagrams, for the ``synapps`` flavour.
 
-* :func:`extract_c_ioc`: the SNL program's decoding (spec section 6.5): for each status record,
+* :func:`extract_c_ioc`: the SNL program's decoding: for each status record,
   the raw word of its parameter id times the record's ESLO, unsigned, NO_ALARM. 0xFFFE is a
   number (655.34 K, 65534, 6553.4 l/min). Only the first 229 id/value pairs are searched (the
-  last pair of a 928-byte datagram, VACSENSOR, is never found: section 6.6 item 1). A record
+  last pair of a 928-byte datagram, VACSENSOR, is never found). A record
   whose id is absent keeps its value. ALARMI is MAJOR/HIGH for any non-zero code and ALARM
   holds the SNL's text (shifted by one from code 34 on, as the C IOC does).
 * :class:`ScanLimitedReceiver`: the asyn record ``status_packet`` (SCAN .1 s, TMOT 1 s, NRRD

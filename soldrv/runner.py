@@ -1,6 +1,6 @@
 """soldrv: run a compiled solenoid-cycle program on a virtual clock or in real time.
 
-The state machine itself is :class:`soldrv.machine.SoldrvMachine` (spec §5.2, re-exported
+The state machine itself is :class:`soldrv.machine.SoldrvMachine` (re-exported
 here). This module adds the clocks that drive it:
 
 * :class:`VirtualRunner` -- deterministic logical time, for tests and ``soldrv --dry-run``.
