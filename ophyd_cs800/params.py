@@ -1,8 +1,9 @@
 """The status parameter table of the CryoStream 800 UDP status packet.
 
-The 230 ids of the 928-byte packet, in packet order, as captured from firmware-115 units: id, legacy symbolic name (``prjemian/cs800sim`` ``status_ids.json``), Oxford
-XML name (``OxcryoProperties.xml``), raw unit, and the synApps ``Oxford_CS800.db`` PV suffix the
-ip module fills from that id (empty when none). Pure data, no imports.
+The 230 ids of the 928-byte packet, in packet order, as captured from firmware-115 units: id,
+legacy symbolic name (``prjemian/cs800sim`` ``status_ids.json``), Oxford XML name
+(``OxcryoProperties.xml``), raw unit, and the synApps ``Oxford_CS800.db`` PV suffix the ip
+module fills from that id (empty when none). Pure data, no imports.
 """
 
 #: (id, legacy name, Oxford XML name, raw unit, synApps PV suffix) in packet order.
