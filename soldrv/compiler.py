@@ -289,7 +289,7 @@ class Compiler:
 
         Raises SolfmtError at the first fatal error.
         """
-        self.lx = Lexer(text, filename)
+        self.lx = Lexer(text, filename, self.compat)
         self.sources.append(filename)
         while True:
             tok = self.lx.next()
@@ -541,6 +541,19 @@ class Compiler:
                 self._call_site = (
                     f"{r.name}, called by mode {mode.number} at {self.lx.filename}:{line}:{col}"
                 )
+                if r.lexer is not self.lx:
+                    if self.compat:
+                        # read_mod.c seeks the *current* file to the routine's saved offset
+                        # (one FILE at a time): the text there is read as the body, and past
+                        # the end of the file it reads EOF -> "Unexpected token in read_mode"
+                        self.lx.pos = r.pos
+                        continue
+                    self._differs(
+                        f"routine {r.name} is defined in {r.lexer.filename} and read from "
+                        "there (the reference compiler re-reads its byte offset in "
+                        f"{self.lx.filename})",
+                        tok.start,
+                    )
                 self.lx = r.lexer
                 self.lx.pos = r.pos
             elif tok.keyword == "select":
@@ -669,7 +682,7 @@ class Compiler:
         num, den = mode.res
         if den == 0:
             raise self._err("Resolution denominator is 0 (division by zero)", mode.pos)
-        count = (16384 * num) // den
+        count = _c_div(16384 * num, den)  # negative only from a compat 0x-N
         if count == 0 and not self.compat:
             # the reference writes SET_TIME 0, which both runtimes read as 4 s steps
             raise self._err(
@@ -679,12 +692,27 @@ class Compiler:
             )
         iters = 1
         if count > 0x10000:
-            for ti in range(count // 0x10000 + 1, 1000):
-                if count % ti == 0:
-                    break
-            else:
+            # optimize.c: for (ti = count/0x10000 + 1; ti < 1000; ti++) if (count % ti == 0)
+            # break; if (ti == 1000) fatal. Only a search that *reaches* 1000 fails: from
+            # about 4000/1 on, the start value is above 1000, the loop never runs and ti
+            # keeps it although it need not divide count (10000/1: 2501 iterations of
+            # 65509 counts, 9999.88 s per step). A Python for/else (and the first reading of
+            # spec §3.2) counted that empty loop as a failure; the C code is the authority
+            # and both modes follow it (the default mode warns that the step is inexact).
+            ti = count // 0x10000 + 1
+            while ti < 1000 and count % ti != 0:
+                ti += 1
+            if ti == 1000:
                 raise self._err("Solfmt - Can't deal with long resolution", mode.pos)
             iters = ti
+            if count % ti != 0 and not self.compat:
+                self._warn(
+                    f"Mode {mode.number} resolution {num}/{den} s is not a whole number of "
+                    f"timer periods: each step is {ti} x {count // ti}/16384 s = "
+                    f"{ti * (count // ti) / 16384:.6g} s (as in the reference compiler)",
+                    mode.pos,
+                    "inexact",
+                )
             count //= ti
             self.verbose_lines.append(
                 f"   Mode {mode.number} resolution requires {ti} iterations"
@@ -1053,6 +1081,12 @@ class _CodeGen:
                 self.byte(SOL_SELECT)
                 self.byte(mode.next_mode, "select mode number")
         self.byte(SOL_END_MODE)
+
+
+def _c_div(a: int, b: int) -> int:
+    """C integer division (truncates toward zero; Python's ``//`` floors)."""
+    q = abs(a) // abs(b)
+    return q if (a < 0) == (b < 0) else -q
 
 
 def _lexer_for(mode: _Mode) -> Lexer:

@@ -132,8 +132,10 @@ class SolfmtWarning:
     """A non-fatal diagnostic: where (file, line, column; 0 if none) and what (``message``).
 
     ``kind`` names the class: ``"reference"`` (the reference compiler prints it too, e.g.
-    proxy-id reuse or an irrational resolution) or ``"differs"`` (the default behaviour
-    differs from the reference compiler here, naming the bug it fixes).
+    proxy-id reuse or an irrational resolution), ``"differs"`` (the default behaviour
+    differs from the reference compiler here, naming the bug it fixes) or ``"inexact"``
+    (default mode only: the output is the reference's, but not what the source asks for,
+    e.g. a resolution of 10000/1 s that becomes 2501 x 65509/16384 s per step).
     """
 
     message: str

@@ -41,7 +41,9 @@ structure rules stay a syntax-only view of the same language.
 
 Lexical rules (§2.1): whitespace is space, TAB, LF, FF (CR is not); ``;`` comments run to the
 end of the line but only where tokens are read; punctuation ``= : { } /``; numbers are hex
-``0x..`` (blanks allowed after ``0x``), octal ``0..``, ``0`` or decimal, never signed;
+``0x..`` (read as C ``scanf("%x")`` reads what follows the ``0x``: blanks, then an optional
+sign and an optional second ``0x`` prefix, see :func:`scanf_hex`), octal ``0..``, ``0`` or
+decimal (never signed);
 character constants ``'c'`` or ``'\c'`` (no escape translation); identifiers
 ``[A-Za-z_][A-Za-z0-9_]*``, at most 80 characters, case-insensitive.
 """
@@ -86,7 +88,9 @@ GRAMMAR = Grammar(
     punct        = ~r"[=:{}/]"
     charconst    = ~r"'\\?[\s\S]'"
     badchar_const = ~r"'\\?[\s\S]?"
-    hexnum       = ~r"0[xX][ \t\n\v\f\r]*[0-9a-fA-F]+"
+    # what C scanf("%x") reads after the lexer's "0x": blanks, a sign, a second 0x prefix
+    # (whose '0' alone is a complete number), hex digits
+    hexnum       = ~r"0[xX][ \t\n\v\f\r]*[+-]?(?:0[xX][0-9a-fA-F]*|[0-9a-fA-F]+)"
     badhex       = ~r"0[xX]"
     octnum       = ~r"0[0-7]+"
     badoct       = ~r"0(?=[89])"
@@ -165,7 +169,7 @@ class Token:
     def value(self) -> int:
         """Numeric value of a number token, or the character code of a char constant."""
         if self.kind == "hexnum":
-            return int(self.text[2:].lstrip(" \t\n\v\f\r"), 16)
+            return scanf_hex(self.text)
         if self.kind == "octnum":
             return int(self.text, 8)
         if self.kind == "zero":
@@ -194,6 +198,36 @@ class Token:
         return low if low in KEYWORDS else None
 
 
+_C_SPACE = " \t\n\v\f\r"
+"""The C ``isspace`` characters (scanf skips them; the lexer's blanks exclude VT and CR)."""
+
+
+def _hex_parts(text: str) -> tuple[int, str]:
+    """Split a ``hexnum`` token into (sign, hex digits without the prefixes; may be "")."""
+    body = text[2:].lstrip(_C_SPACE)
+    sign = 1
+    if body[:1] in "+-" and body:
+        sign = -1 if body[0] == "-" else 1
+        body = body[1:]
+    if body[:2] in ("0x", "0X"):
+        body = body[2:]
+    return sign, body
+
+
+def scanf_hex(text: str) -> int:
+    """Value of a ``hexnum`` token as the reference lexer gets it: ``0x`` then
+    ``fscanf("%x")`` into a C ``int`` (glibc semantics, checked against ``sscanf``).
+
+    scanf skips blanks, takes a sign and a second ``0x`` prefix, then hex digits:
+    ``0x0x12`` is 18, ``0x+7`` is 7, ``0x0x`` alone is 0 (the ``0`` of the prefix is the
+    number), and ``0x-1`` is -1: the unsigned conversion gives 0xFFFFFFFF, which the ``int``
+    holds as -1, so a 16-bit word of the .sft gets 0xFFFF and a v3 code byte 0xFF.
+    Magnitudes above :data:`INT_MAX` are refused by the lexer before this is used.
+    """
+    sign, digits = _hex_parts(text)
+    return sign * int(digits or "0", 16)
+
+
 LEX_ERRORS = {
     "badchar_const": "Character Constant Requires Two Apostrophes",
     "badhex": "Hex Number Syntax Error",
@@ -211,18 +245,15 @@ _OVERFLOW_ERRORS = {
     "decnum": "Decimal Number Syntax Error",
 }
 
-_C_SPACE = " \t\n\v\f\r"
-
-
 def _too_big(tok: Token) -> bool:
     """True if number token ``tok`` exceeds :data:`INT_MAX` (checked on the digits first, so
     that a number with thousands of digits is never converted)."""
     if tok.kind == "zero":
         return False
-    digits = tok.text[2:].lstrip(_C_SPACE) if tok.kind == "hexnum" else tok.text
+    digits = _hex_parts(tok.text)[1] if tok.kind == "hexnum" else tok.text
     if len(digits.lstrip("0")) > 11:
         return True
-    return tok.value > INT_MAX
+    return abs(tok.value) > INT_MAX
 
 
 def _lex_hint(text: str) -> str:
@@ -236,6 +267,11 @@ def _lex_hint(text: str) -> str:
     return ""
 
 
+_NEGATIVE_HEX_HINT = (
+    "numbers are never negative; the reference compiler (and --compat) reads a signed hex "
+    "number such as 0x-1 with C scanf as -1 and writes it as 0xFFFF (0xFF in a v3 code byte)"
+)
+
 _TOKEN_RULE = GRAMMAR["token"]
 _REST_RULE = GRAMMAR["rest_of_line"]
 _SPCHAR_RULE = GRAMMAR["set_point_entry_char"]
@@ -246,12 +282,14 @@ class Lexer:
 
     ``pos`` is the current offset; it can be saved and restored (routine bodies are re-read
     from their saved offset at each use). Lexical errors raise :class:`SolfmtError` located
-    at the bad token.
+    at the bad token. With ``compat`` a signed hex number (``0x-1``) has the value C
+    ``scanf`` gives it (-1); without, a negative one is a ``Hex Number Syntax Error``.
     """
 
-    def __init__(self, text: str, filename: str = "<string>"):
+    def __init__(self, text: str, filename: str = "<string>", compat: bool = False):
         self.text = text
         self.filename = filename
+        self.compat = compat
         self.pos = 0
         self.last: Token | None = None
 
@@ -279,6 +317,8 @@ class Lexer:
             # C scanf into an int would overflow: undefined in the reference, an error here
             raise self.error(_OVERFLOW_ERRORS[kind], tok.start,
                              f"numbers must not exceed {INT_MAX} (a C int)")
+        if kind == "hexnum" and not self.compat and tok.value < 0:
+            raise self.error("Hex Number Syntax Error", tok.start, _NEGATIVE_HEX_HINT)
         return tok
 
     def rest_of_line(self) -> tuple[str, int]:

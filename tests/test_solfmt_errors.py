@@ -185,7 +185,7 @@ ERRORS = [
         id="e59",
     ),
     pytest.param(
-        S + "resolution = 70000/1\nmode 1 {\n A: O_\n}",
+        S + "resolution = 3999/1\nmode 1 {\n A: O_\n}",  # the search starts at 1000
         "Solfmt - Can't deal with long resolution",
         5,
         1,
