@@ -1,6 +1,7 @@
 """Command-line entry points ``solfmt`` (compile .sol -> .sft) and ``soldump`` (dump an .sft).
 
-``solfmt [-v] [--format 3|4] [--compat] file... [-oOUT]`` follows the reference command
+``solfmt [-v] [--format 3|4] [--compat] file... [-oOUT]`` writes the v4 (QNX6) format unless
+``--format 3`` asks for the v3 (QNX4) one, and otherwise follows the reference command
 line: options may come anywhere and only their second character counts (``-v``/``-V``,
 ``-oNAME`` with the name attached); input names without an extension get ``.sol``; the output
 defaults to the first input with its extension replaced by ``.sft``; ``-o`` names without an
@@ -28,7 +29,8 @@ from soldrv.compiler import compile_files
 from soldrv.errors import SolfmtError
 from soldrv.sft import SftError, disassemble, load_sft, write_sft
 
-USAGE = "usage: solfmt [-v] [--format 3|4] [--compat] file... [-oOUT]"
+USAGE = ("usage: solfmt [-v] [--format 3|4] [--compat] file... [-oOUT]   "
+         "(--format 4, the QNX6 .sft, is the default)")
 
 
 def _ext_index(name: str) -> int:
@@ -62,7 +64,7 @@ class _Args:
     def __init__(self) -> None:
         self.verbose = False
         self.compat = False
-        self.version = 3
+        self.version = 4  # the current reference compiler (QNX6 solfmt) writes v4
         self.inputs: list[str] = []
         self.raw_inputs: list[str] = []
         self.output: str | None = None
@@ -259,7 +261,8 @@ def _solfmt(a: _Args) -> int:
     return 0
 
 
-SOLDUMP_USAGE = "usage: soldump file.sft   (or: soldump file.sol [--format 3|4] [--compat])"
+SOLDUMP_USAGE = ("usage: soldump file.sft   (or: soldump file.sol [--format 3|4] [--compat]; "
+                 "format 4 by default)")
 
 
 def main_soldump(argv: list[str] | None = None) -> int:
