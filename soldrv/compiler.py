@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from soldrv.errors import SolfmtError, SolfmtWarning, line_col
-from soldrv.grammar import Lexer, Token
+from soldrv.grammar import KEYWORDS, Lexer, Token
 from soldrv.program import (
     SOL_DTOA,
     SOL_END_MODE,
@@ -52,6 +52,9 @@ from soldrv.program import (
 )
 
 __all__ = ["CompileResult", "Compiler", "compile_files", "compile_text"]
+
+_KEYWORDS = frozenset(KEYWORDS)
+_C_SPACE = " \t\n\v\f\r"
 
 # change types: the reference token codes, sorted descending within one time step
 T_SWITCH = 94  # '^'
@@ -143,13 +146,16 @@ class _SetDef:
     address: int = 0
     ids: list[int] = field(default_factory=list)  # proxies: the ids
     tl: _Timeline = field(default_factory=_Timeline)
+    codes: dict[str, int] | None = None  # pattern character -> code, built on first use
 
-    def lookup(self, ch: str) -> int:
-        """Index of ``ch`` in this object's list (last definition wins), or -1."""
-        for i in range(len(self.chars) - 1, -1, -1):
-            if self.chars[i] == ch:
-                return i
-        return -1
+    def pattern_codes(self) -> dict[str, int]:
+        """Pattern character -> code: ``^`` -2, a set-point character its index in the list
+        (the last definition wins); absent characters (C blanks included) are fill."""
+        if self.codes is None:
+            codes = {ch: i for i, ch in enumerate(self.chars) if ch and ch not in _C_SPACE}
+            codes["^"] = -2
+            self.codes = codes
+        return self.codes
 
 
 @dataclass
@@ -163,7 +169,9 @@ class _Routine:
 class _Mode:
     number: int
     init: list[Change] = field(default_factory=list)
-    cycle: list[Change] = field(default_factory=list)
+    cycle: list[Change] = field(default_factory=list)  # in reading order until the '}'
+    last_of: dict[tuple[int, int], Change] = field(default_factory=dict)  # (time, kind)
+    steps: set[int] = field(default_factory=set)  # times >= 1 that have a change
     next_mode: int = -1
     length: int = 0
     res: tuple[int, int] = (1, 1)
@@ -213,6 +221,9 @@ class Compiler:
         self.dtoas: list[_SetDef] = []
         self.proxies: list[_SetDef] = []
         self.routines: list[_Routine] = []
+        self.names: dict[str, tuple[str, int]] = {}  # lower-case name -> (category, index)
+        self.code_floor = 0  # code bytes the stored modes need at least
+        self._sol_codes: dict[tuple[str, str], dict[str, int]] = {}
         self.set_points: list[tuple[int, int, str, str]] = []
         self.proxy_ids: list[int] = []
         self.modes: dict[int, _Mode] = {}
@@ -249,19 +260,16 @@ class Compiler:
         unknown identifier, or (token kind, 0) for anything else."""
         if tok.kind != "ident":
             return tok.kind, 0
-        if tok.keyword:
-            return "keyword", 0
         low = tok.text.lower()
-        for table, cat in (
-            (self.solenoids, "sol"),
-            (self.routines, "routine"),
-            (self.dtoas, "dtoa"),
-            (self.proxies, "proxy"),
-        ):
-            for i, obj in enumerate(table):
-                if obj.name.lower() == low:
-                    return cat, i
-        return "undefined", 0
+        if low in _KEYWORDS:
+            return "keyword", 0
+        # names are unique across the categories (a definition needs an undefined name)
+        return self.names.get(low, ("undefined", 0))
+
+    def _define(self, cat: str, table: list, obj: object) -> None:
+        """Append ``obj`` (with a ``name``) to ``table`` and record its name as ``cat``."""
+        self.names[obj.name.lower()] = (cat, len(table))  # type: ignore[attr-defined]
+        table.append(obj)
 
     def _expect_number(self, message: str) -> int:
         tok = self.lx.next()
@@ -357,7 +365,7 @@ class Compiler:
         bit = self._expect_number("Solenoid Status Bit Definition Missing")
         if not 0 <= bit < 32:
             raise self._err("Solenoid Status Bit Out of Range")
-        self.solenoids.append(_SolDef(name, open_cmd, close_cmd, bit))
+        self._define("sol", self.solenoids, _SolDef(name, open_cmd, close_cmd, bit))
 
     def _read_status_bytes(self) -> None:
         if not self.lx.next().is_punct("{"):
@@ -431,14 +439,14 @@ class Compiler:
         if not self.lx.next().is_punct("{"):
             raise self._err("DtoA Set Point Definition needs '{'")
         self._read_set_list(obj, MAX_DTOA_SET_POINTS, "DtoA Set Point Definition", False)
-        self.dtoas.append(obj)
+        self._define("dtoa", self.dtoas, obj)
 
     def _read_proxy(self) -> None:
         obj = self._read_named_set(True)
         if not self.lx.next().is_punct("{"):
             raise self._err("Proxy Definition needs '{'")
         self._read_set_list(obj, MAX_PROXY_POINTS, "Proxy Definition", True)
-        self.proxies.append(obj)
+        self._define("proxy", self.proxies, obj)
 
     def _read_routine(self) -> None:
         tok = self.lx.next()
@@ -449,7 +457,7 @@ class Compiler:
         name = tok.text
         if not self.lx.next().is_punct("{"):
             raise self._err("Routine expected {")
-        self.routines.append(_Routine(name, self.lx, self.lx.pos))
+        self._define("routine", self.routines, _Routine(name, self.lx, self.lx.pos))
         # pre-scan (routines.c): only the first token of each line is checked
         while True:
             tok = self.lx.next()
@@ -471,20 +479,19 @@ class Compiler:
     def _obj(self, cat: str, idx: int) -> _SolDef | _SetDef:
         return {"sol": self.solenoids, "dtoa": self.dtoas, "proxy": self.proxies}[cat][idx]
 
-    def _change_code(self, cat: str, obj: _SolDef | _SetDef, text: str, i: int) -> int:
-        """Decode character ``text[i]``: -2 for '^', -1 for fill, else the state."""
-        c = text[i]
-        if c == "^":
-            return -2
-        if cat == "sol":
-            if c == self.open_char:
-                return SOL_OPEN
-            if c == self.close_char:
-                return SOL_CLOSE
-            return -1
-        if c in " \t\n\v\f\r":
-            return -1
-        return obj.lookup(c)  # type: ignore[union-attr]
+    def _pattern_codes(self, cat: str, obj: _SolDef | _SetDef) -> dict[str, int]:
+        """Pattern character -> code for ``obj``: -2 for '^', else the state; a character
+        not in the map is fill. Solenoids use the open/close characters in force now."""
+        if cat != "sol":
+            return obj.pattern_codes()  # type: ignore[union-attr]
+        key = (self.open_char, self.close_char)
+        codes = self._sol_codes.get(key)
+        if codes is None:
+            codes = {self.close_char: SOL_CLOSE}
+            codes[self.open_char] = SOL_OPEN  # open wins when both are the same character
+            codes["^"] = -2
+            self._sol_codes[key] = codes
+        return codes
 
     def _read_mode(self) -> None:
         tok = self.lx.next()
@@ -593,6 +600,8 @@ class Compiler:
                     )
         mode.length = length + 1
         mode.res = self.res
+        mode.cycle.sort(key=_sort_key)  # stable: the order add_change would have given
+        mode.last_of.clear()
         if not self.compat and mode.length == 0 and all(c.kind == T_SWITCH for c in mode.cycle):
             mode.cycle.clear()  # only leading '^' (fixed semantics): nothing to cycle
         self._optimize(mode)
@@ -600,13 +609,15 @@ class Compiler:
             # compat: the reference accepts mode 256 but never compiles it (off-by-one)
             return
         self.modes[mn] = mode
+        self.code_floor += len(mode.steps)
 
     def _init_char(self, cat: str, obj: _SolDef | _SetDef) -> int:
         """Scan raw characters of the current line for the first code (Initialize, §2.6)."""
         text = self.lx.text
         i = self.lx.pos
+        codes = self._pattern_codes(cat, obj)
         while i < len(text) and text[i] != "\n":
-            code = self._change_code(cat, obj, text, i)
+            code = codes.get(text[i], -1)
             if code == -2:
                 break
             if code >= 0:
@@ -622,8 +633,9 @@ class Compiler:
         line, start = self.lx.rest_of_line()
         t = tl.last_time
         leading_fixed = False
-        for j in range(len(line)):
-            code = self._change_code(cat, obj, line, j)
+        get = self._pattern_codes(cat, obj).get
+        for j, c in enumerate(line):
+            code = get(c, -1)
             if code == -1:
                 continue
             if code == -2:
@@ -639,9 +651,9 @@ class Compiler:
                                 start + j,
                             )
                         leading_fixed = True
-                        add_change(mode.cycle, Change(0, T_SWITCH, 0, 0, start + j, self.lx))
+                        self._add_step(mode, 0, T_SWITCH, 0, 0, start + j)
                         continue
-                add_change(mode.cycle, Change(t + 1, T_SWITCH, 0, 0, start + j, self.lx))
+                self._add_step(mode, t + 1, T_SWITCH, 0, 0, start + j)
                 continue
             if t == -1:
                 t = 0
@@ -649,11 +661,35 @@ class Compiler:
                 t += 1
             if code == tl.last_state:
                 continue
-            add_change(mode.cycle, Change(t, kind, idx, code, start + j, self.lx))
+            self._add_step(mode, t, kind, idx, code, start + j)
             if tl.first_state == -1:
                 tl.first_state = code
             tl.last_state = code
         tl.last_time = t
+
+    def _add_step(self, mode: _Mode, time: int, kind: int, index: int, state: int,
+                  pos: int) -> None:
+        """Add a change to the mode's cycle as reference ``add_change`` does (a change equal
+        to the last one of the same time and kind is dropped; sorted at the ``}``), and stop
+        with ``Mode Code Table exceeded`` here, where the mode's code outgrows the table: each
+        time step with a change costs at least one byte, so a huge mode fails at once."""
+        key = (time, kind)
+        last = mode.last_of.get(key)
+        if last is not None and last.index == index and last.state == state:
+            return
+        change = Change(time, kind, index, state, pos, self.lx)
+        mode.last_of[key] = change
+        mode.cycle.append(change)
+        if time >= 1 and time not in mode.steps:
+            mode.steps.add(time)
+            room = MODE_CODE_SIZE - self.code_floor
+            if len(mode.steps) > room and mode.number != MAX_MODES:
+                raise SolfmtError.at(
+                    "Mode Code Table exceeded", self.lx.filename, self.lx.text, pos,
+                    f"mode {mode.number} changes something at more than {room} time steps "
+                    f"and each takes at least one byte of the {MODE_CODE_SIZE}-byte code table"
+                    + (" left by the modes before it" if self.code_floor else ""),
+                )
 
     def _optimize(self, mode: _Mode) -> None:
         """Move constant time-0 changes to init; compute the timer count (§3.1, §3.2)."""

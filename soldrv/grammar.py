@@ -50,13 +50,15 @@ character constants ``'c'`` or ``'\c'`` (no escape translation); identifiers
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from parsimonious.exceptions import IncompleteParseError, ParseError
-from parsimonious.grammar import Grammar
-from parsimonious.nodes import Node
-
+from soldrv import lexer_table
 from soldrv.errors import SolfmtError
+
+if TYPE_CHECKING:  # parsimonious is imported when the grammar is first used
+    from parsimonious.grammar import Grammar
+    from parsimonious.nodes import Node
 
 KEYWORDS = (
     "solenoid",
@@ -76,7 +78,7 @@ KEYWORDS = (
 
 _KW_ALT = " / ".join(f'~r"{k}(?![A-Za-z0-9_])"i' for k in KEYWORDS)
 
-GRAMMAR = Grammar(
+GRAMMAR_TEXT = (
     r"""
     # ---------------- token layer (one reference token at a position) ----------------
     token        = skip tok
@@ -148,16 +150,36 @@ GRAMMAR = Grammar(
     + "\n".join(f'    kw_{k} = ~r"{k}(?![A-Za-z0-9_])"i' for k in KEYWORDS)
     + "\n"
 )
+"""The grammar in parsimonious notation; :data:`GRAMMAR` is built from it on first use."""
+
+_grammar: Grammar | None = None
 
 
-@dataclass(frozen=True)
-class Token:
+def grammar() -> Grammar:
+    """The parsimonious :class:`~parsimonious.grammar.Grammar` of :data:`GRAMMAR_TEXT`, built
+    (and parsimonious imported) on the first call, about 35 ms; later calls return it."""
+    global _grammar
+    if _grammar is None:
+        from parsimonious.grammar import Grammar
+
+        _grammar = Grammar(GRAMMAR_TEXT)
+    return _grammar
+
+
+def __getattr__(name: str) -> Any:
+    """``GRAMMAR`` is built lazily (module attribute access builds it once)."""
+    if name == "GRAMMAR":
+        return grammar()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class Token(NamedTuple):
     """One token read by :class:`Lexer`.
 
     ``kind`` is the grammar rule that matched: ``punct``, ``charconst``, ``hexnum``,
     ``octnum``, ``zero``, ``decnum``, ``ident``, ``eof`` or one of the error kinds
     ``badchar_const``, ``badhex``, ``badoct``, ``badchar``. ``start``/``end`` are offsets of
-    the token text (comments and blanks before it excluded).
+    the token text (comments and blanks before it excluded). A named tuple: cheap to make.
     """
 
     kind: str
@@ -272,9 +294,13 @@ _NEGATIVE_HEX_HINT = (
     "number such as 0x-1 with C scanf as -1 and writes it as 0xFFFF (0xFF in a v3 code byte)"
 )
 
-_TOKEN_RULE = GRAMMAR["token"]
-_REST_RULE = GRAMMAR["rest_of_line"]
-_SPCHAR_RULE = GRAMMAR["set_point_entry_char"]
+LEXER_RULES = ("token", "rest_of_line", "set_point_entry_char")
+"""The token-layer rules :class:`Lexer` reads with (as regexes of :mod:`soldrv.lexer_table`)."""
+
+_TOKEN_RE = re.compile(lexer_table.TOKEN)
+_REST_RE = re.compile(lexer_table.REST_OF_LINE)
+_SPCHAR_RE = re.compile(lexer_table.SET_POINT_ENTRY_CHAR)
+_NUMBER_KINDS = frozenset(("hexnum", "octnum", "zero", "decnum"))
 
 
 class Lexer:
@@ -301,11 +327,11 @@ class Lexer:
 
     def next(self) -> Token:
         """Read the next token (skipping blanks and comments); raise on a lexical error."""
-        node = _TOKEN_RULE.match(self.text, self.pos)
-        tok_node = node.children[1].children[0]
-        kind = tok_node.expr_name
-        tok = Token(kind, tok_node.text, tok_node.start, tok_node.end)
-        self.pos = node.end
+        m = _TOKEN_RE.match(self.text, self.pos)
+        kind = m.lastgroup
+        start, end = m.span(kind)
+        tok = Token(kind, m.group(kind), start, end)
+        self.pos = end
         self.last = tok
         if kind in LEX_ERRORS:
             hint = _lex_hint(tok.text)
@@ -313,7 +339,7 @@ class Lexer:
                 hint = ("the file starts with a UTF-8 byte-order mark (BOM); save it without "
                         "one")
             raise self.error(LEX_ERRORS[kind], tok.start, hint)
-        if tok.is_number and _too_big(tok):
+        if kind in _NUMBER_KINDS and _too_big(tok):
             # C scanf into an int would overflow: undefined in the reference, an error here
             raise self.error(_OVERFLOW_ERRORS[kind], tok.start,
                              f"numbers must not exceed {INT_MAX} (a C int)")
@@ -326,12 +352,12 @@ class Lexer:
 
         Returns (text without the LF, offset of its first character).
         """
-        node = _REST_RULE.match(self.text, self.pos)
+        m = _REST_RE.match(self.text, self.pos)
         start = self.pos
-        self.pos = node.end
+        self.pos = m.end()
         if self.pos < len(self.text):
             self.pos += 1  # the LF
-        return node.text, start
+        return m.group(), start
 
     def set_point_char(self) -> tuple[str | None, int]:
         """Skip C-isspace characters and read one raw character (None at EOF).
@@ -339,11 +365,12 @@ class Lexer:
         Used for the set-point names of DtoA and Proxy lists, where ``;`` is not a comment.
         Returns (character or None, its offset).
         """
-        node = _SPCHAR_RULE.match(self.text, self.pos)
-        self.pos = node.end
-        if not node.text or node.text[-1] in _C_SPACE:
-            return None, node.end
-        return node.text[-1], node.end - 1
+        m = _SPCHAR_RE.match(self.text, self.pos)
+        text = m.group()
+        self.pos = end = m.end()
+        if not text or text[-1] in _C_SPACE:
+            return None, end
+        return text[-1], end - 1
 
 
 _NUMBER = "a number (decimal, 0-octal or 0x-hex)"
@@ -388,8 +415,10 @@ def parse(text: str, filename: str = "<string>") -> Node:
     Raises :class:`SolfmtError` (file:line:column) where the text stops matching the
     grammar, e.g. ``Syntax error: expected a number (...), found 'x'``.
     """
+    from parsimonious.exceptions import IncompleteParseError, ParseError
+
     try:
-        return GRAMMAR["file"].parse(text)
+        return grammar()["file"].parse(text)
     except (IncompleteParseError, ParseError) as e:
         rule = e.expr.name if e.expr is not None else ""
         found = _found(text, e.pos)
@@ -407,3 +436,82 @@ def statements(tree: Node) -> list[tuple[str, Node]]:
         stmt = item.children[1].children[0]
         out.append((stmt.expr_name, stmt))
     return out
+
+
+# ---------------------------------------------------------------- the lexer table
+
+
+def _regex_of(expr: Any) -> str:
+    """A Python regex matching exactly what parsimonious expression ``expr`` matches.
+
+    PEG semantics are kept: a parsimonious regex or ordered choice never gives back what it
+    matched (atomic groups), quantifiers are possessive. Rule references are already
+    resolved in a built grammar.
+    """
+    from parsimonious.expressions import Literal, Lookahead, OneOf, Quantifier, Regex, Sequence
+
+    if isinstance(expr, Regex):
+        flags = expr.re.flags & (re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE)
+        pattern = expr.re.pattern
+        inline = "".join(f for f, bit in (("i", re.IGNORECASE), ("m", re.MULTILINE),
+                                           ("s", re.DOTALL), ("x", re.VERBOSE)) if flags & bit)
+        return f"(?>(?{inline}:{pattern}))" if inline else f"(?>{pattern})"
+    if isinstance(expr, Literal):
+        return re.escape(expr.literal)
+    if isinstance(expr, Sequence):
+        return "".join(_regex_of(m) for m in expr.members)
+    if isinstance(expr, OneOf):
+        return "(?>" + "|".join(_regex_of(m) for m in expr.members) + ")"
+    if isinstance(expr, Lookahead):
+        return ("(?!" if expr.negativity else "(?=") + _regex_of(expr.members[0]) + ")"
+    if isinstance(expr, Quantifier):
+        hi = "" if expr.max == float("inf") else str(expr.max)
+        return f"(?:{_regex_of(expr.members[0])}){{{expr.min},{hi}}}+"
+    raise TypeError(f"no regex for grammar expression {expr!r}")
+
+
+def lexer_table_source() -> str:
+    """The text of :mod:`soldrv.lexer_table`, derived from the token rules of the grammar.
+
+    ``TOKEN`` is ``token = skip tok`` with one named group per alternative of ``tok`` (the
+    group that matched is the token kind); ``REST_OF_LINE`` and ``SET_POINT_ENTRY_CHAR`` are
+    the raw readers. Regenerate with ``python -m soldrv.grammar`` after editing the token
+    rules; a test fails while the file is out of date.
+    """
+    g = grammar()
+    skip, tok = g["token"].members
+    # one piece per line in the file: the skip, then each alternative as a named group
+    token = [_regex_of(skip) + "(?>"]
+    token += [("|" if i else "") + f"(?P<{m.name}>{_regex_of(m)})"
+              for i, m in enumerate(tok.members)]
+    token.append(")")
+    table = {
+        "TOKEN": token,
+        "REST_OF_LINE": [_regex_of(g["rest_of_line"])],
+        "SET_POINT_ENTRY_CHAR": [_regex_of(g["set_point_entry_char"])],
+    }
+    if set(re.compile("".join(token)).groupindex) != {m.name for m in tok.members}:
+        raise ValueError("a token rule regex has a capture group: use (?:...)")
+    lines = [
+        '"""Lexer regexes generated from the token rules of :data:`soldrv.grammar.GRAMMAR_TEXT`.',
+        "",
+        "Do not edit: regenerate with ``python -m soldrv.grammar`` (a test checks this file is",
+        "current). :class:`soldrv.grammar.Lexer` reads with them, so that compiling needs",
+        "neither parsimonious nor the grammar built.",
+        '"""',
+        "",
+    ]
+    for name, pieces in table.items():
+        if len(pieces) == 1:
+            lines.append(f"{name} = {pieces[0]!r}")
+        else:
+            lines += [f"{name} = ("] + [f"    {p!r}" for p in pieces] + [")"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    target = Path(__file__).with_name("lexer_table.py")
+    target.write_text(lexer_table_source())
+    print(f"wrote {target}")
