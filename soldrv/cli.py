@@ -22,12 +22,11 @@ import errno
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Callable
 
-from soldrv.compiler import compile_files
-from soldrv.errors import SolfmtError
-from soldrv.sft import SftError, disassemble, load_sft, write_sft
+# The compiler, the .sft codec and the error classes are imported where they are used, so
+# that ``solfmt --help`` and ``soldump x.sft`` load only what they need (import cost matters
+# for a command run from scripts and Makefiles; benchmarks/bench_solfmt.py measures it).
 
 USAGE = ("usage: solfmt [-v] [--format 3|4] [--compat] file... [-oOUT]   "
          "(--format 4, the QNX6 .sft, is the default)")
@@ -153,8 +152,7 @@ def write_output(path: str, data: bytes) -> None:
         os.umask(umask)
         mode = 0o666 & ~umask
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".solfmt-", suffix=".tmp",
-                                   dir=os.path.dirname(target) or ".")
+        fd, tmp = _create_temporary(os.path.dirname(target) or ".")
     except PermissionError:
         if not (os.path.isfile(target) and os.access(target, os.W_OK)):
             raise
@@ -171,6 +169,21 @@ def write_output(path: str, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _create_temporary(directory: str) -> tuple[int, str]:
+    """Create a new file ``.solfmt-PID-N.tmp`` (mode 0600) in ``directory``; return (fd, path).
+
+    Like ``tempfile.mkstemp`` (exclusive creation, never follows an existing name) without
+    its import cost. Raises OSError (PermissionError, FileNotFoundError, ...) on failure.
+    """
+    for n in range(1000):
+        path = os.path.join(directory, f".solfmt-{os.getpid()}-{n}.tmp")
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", directory)
 
 
 def _lenient_stdout() -> None:
@@ -227,6 +240,10 @@ def main_solfmt(argv: list[str] | None = None) -> int:
 
 
 def _solfmt(a: _Args) -> int:
+    from soldrv.compiler import compile_files
+    from soldrv.errors import SolfmtError
+    from soldrv.sft import SftError, disassemble, write_sft
+
     if not a.inputs:
         print(f"solfmt: no input file\n{USAGE}", file=sys.stderr)
         return 1
@@ -276,6 +293,9 @@ def main_soldump(argv: list[str] | None = None) -> int:
 
 
 def _soldump(a: _Args) -> int:
+    from soldrv.errors import SolfmtError
+    from soldrv.sft import SftError, disassemble, load_sft
+
     if len(a.raw_inputs) != 1:
         print(f"soldump: exactly one file expected\n{SOLDUMP_USAGE}", file=sys.stderr)
         return 1
@@ -284,6 +304,8 @@ def _soldump(a: _Args) -> int:
         path += ".sft"
     try:
         if path.lower().endswith(".sol"):
+            from soldrv.compiler import compile_files
+
             result = compile_files([path], compat=a.compat, version=a.version)
             for w in result.warnings:
                 print(w, file=sys.stderr)

@@ -51,12 +51,14 @@ character constants ``'c'`` or ``'\c'`` (no escape translation); identifiers
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections import namedtuple
 
 from soldrv import lexer_table
 from soldrv.errors import SolfmtError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (import cost)
 if TYPE_CHECKING:  # parsimonious is imported when the grammar is first used
+    from parsimonious.expressions import Expression
     from parsimonious.grammar import Grammar
     from parsimonious.nodes import Node
 
@@ -166,26 +168,24 @@ def grammar() -> Grammar:
     return _grammar
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> Grammar:
     """``GRAMMAR`` is built lazily (module attribute access builds it once)."""
     if name == "GRAMMAR":
         return grammar()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class Token(NamedTuple):
+class Token(namedtuple("_TokenFields", "kind text start end")):
     """One token read by :class:`Lexer`.
 
     ``kind`` is the grammar rule that matched: ``punct``, ``charconst``, ``hexnum``,
     ``octnum``, ``zero``, ``decnum``, ``ident``, ``eof`` or one of the error kinds
     ``badchar_const``, ``badhex``, ``badoct``, ``badchar``. ``start``/``end`` are offsets of
     the token text (comments and blanks before it excluded). A named tuple: cheap to make.
+    Fields: ``kind: str``, ``text: str``, ``start: int``, ``end: int``.
     """
 
-    kind: str
-    text: str
-    start: int
-    end: int
+    __slots__ = ()
 
     @property
     def value(self) -> int:
@@ -441,7 +441,7 @@ def statements(tree: Node) -> list[tuple[str, Node]]:
 # ---------------------------------------------------------------- the lexer table
 
 
-def _regex_of(expr: Any) -> str:
+def _regex_of(expr: Expression) -> str:
     """A Python regex matching exactly what parsimonious expression ``expr`` matches.
 
     PEG semantics are kept: a parsimonious regex or ordered choice never gives back what it
