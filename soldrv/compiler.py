@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import bisect
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from soldrv.errors import SolfmtError, SolfmtWarning, line_col
@@ -82,18 +81,22 @@ DCCC_MAX_CMD_BUF = 250
 DEFAULT_STATUS_ADDRS = (0x408, 0x40A, 0x411, 0x413)
 
 
-@dataclass
 class Change:
     """One entry of a change list: at ``time`` (step; -1 = Initialize), ``kind`` (T_*),
     object index ``index`` and ``state`` (solenoid: SOL_OPEN/SOL_CLOSE; DtoA/proxy: index of
-    the set-point character in that object's list)."""
+    the set-point character in that object's list); ``pos`` is the source offset for messages
+    (-1: none) in source ``src``."""
 
-    time: int
-    kind: int
-    index: int
-    state: int
-    pos: int = -1  # source offset, for messages
-    src: Lexer | None = None  # the source the offset refers to
+    __slots__ = ("time", "kind", "index", "state", "pos", "src")
+
+    def __init__(self, time: int, kind: int, index: int, state: int, pos: int = -1,
+                 src: Lexer | None = None) -> None:
+        self.time = time
+        self.kind = kind
+        self.index = index
+        self.state = state
+        self.pos = pos
+        self.src = src
 
     def same(self, other: Change) -> bool:
         """True if both would compile to the same code (the reference's duplicate test)."""
@@ -103,6 +106,9 @@ class Change:
             other.index,
             other.state,
         )
+
+    def __repr__(self) -> str:
+        return f"Change(t={self.time}, kind={self.kind}, index={self.index}, state={self.state})"
 
 
 def _sort_key(c: Change) -> tuple[int, int]:
@@ -118,35 +124,48 @@ def add_change(lst: list[Change], nc: Change) -> None:
     lst.insert(i, nc)
 
 
-@dataclass
+# The records below are plain classes, not dataclasses: importing dataclasses costs about
+# 10 ms at every start of solfmt (benchmarks/bench_solfmt.py measures the whole process).
+
+
 class _Timeline:
-    """Per-mode timeline state of one solenoid, DtoA or proxy."""
+    """Per-mode timeline state of one solenoid, DtoA or proxy (-1: none yet)."""
 
-    last_time: int = -1
-    last_state: int = -1
-    first_state: int = -1
+    __slots__ = ("last_time", "last_state", "first_state")
+
+    def __init__(self) -> None:
+        self.last_time = -1
+        self.last_state = -1
+        self.first_state = -1
 
 
-@dataclass
 class _SolDef:
-    name: str
-    open_cmd: int
-    close_cmd: int
-    status_bit: int
-    tl: _Timeline = field(default_factory=_Timeline)
+    """A solenoid: name, open/close command numbers, status bit, timeline in this mode."""
+
+    __slots__ = ("name", "open_cmd", "close_cmd", "status_bit", "tl")
+
+    def __init__(self, name: str, open_cmd: int, close_cmd: int, status_bit: int) -> None:
+        self.name = name
+        self.open_cmd = open_cmd
+        self.close_cmd = close_cmd
+        self.status_bit = status_bit
+        self.tl = _Timeline()
 
 
-@dataclass
 class _SetDef:
-    """A DtoA or a Proxy: name, set-point characters and their table indices."""
+    """A DtoA or a Proxy: name, set-point characters and their table indices (set-point
+    index or proxy-id index), the DtoA address, the proxy ids, the timeline in this mode."""
 
-    name: str
-    chars: list[str] = field(default_factory=list)
-    indices: list[int] = field(default_factory=list)  # set-point index / proxy-id index
-    address: int = 0
-    ids: list[int] = field(default_factory=list)  # proxies: the ids
-    tl: _Timeline = field(default_factory=_Timeline)
-    codes: dict[str, int] | None = None  # pattern character -> code, built on first use
+    __slots__ = ("name", "chars", "indices", "address", "ids", "tl", "codes")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.chars: list[str] = []
+        self.indices: list[int] = []
+        self.address = 0
+        self.ids: list[int] = []
+        self.tl = _Timeline()
+        self.codes: dict[str, int] | None = None  # built on first use
 
     def pattern_codes(self) -> dict[str, int]:
         """Pattern character -> code: ``^`` -2, a set-point character its index in the list
@@ -158,36 +177,45 @@ class _SetDef:
         return self.codes
 
 
-@dataclass
 class _Routine:
-    name: str
-    lexer: Lexer
-    pos: int
+    """A routine: its name, the source it is defined in and the offset after its ``{``."""
+
+    __slots__ = ("name", "lexer", "pos")
+
+    def __init__(self, name: str, lexer: Lexer, pos: int) -> None:
+        self.name = name
+        self.lexer = lexer
+        self.pos = pos
 
 
-@dataclass
 class _Mode:
-    number: int
-    init: list[Change] = field(default_factory=list)
-    cycle: list[Change] = field(default_factory=list)  # in reading order until the '}'
-    last_of: dict[tuple[int, int], Change] = field(default_factory=dict)  # (time, kind)
-    steps: set[int] = field(default_factory=set)  # times >= 1 that have a change
-    next_mode: int = -1
-    length: int = 0
-    res: tuple[int, int] = (1, 1)
-    count: int = 0
-    iters: int = 1
-    filename: str = ""
-    text: str = ""
-    pos: int = 0  # offset of the closing brace
-    notes: list[str] = field(default_factory=list)
+    """One mode being read, then compiled: init and cycle change lists, successor
+    (``next_mode``, -1: none), cycle ``length`` in steps, resolution, timer ``count`` and
+    ``iters``, and where it is (source text, offset of the closing brace)."""
+
+    __slots__ = ("number", "init", "cycle", "last_of", "steps", "next_mode", "length", "res",
+                 "count", "iters", "filename", "text", "pos")
+
+    def __init__(self, number: int, filename: str = "", text: str = "") -> None:
+        self.number = number
+        self.init: list[Change] = []
+        self.cycle: list[Change] = []  # in reading order until the '}'
+        self.last_of: dict[tuple[int, int], Change] = {}  # (time, kind) -> last change
+        self.steps: set[int] = set()  # times >= 1 that have a change
+        self.next_mode = -1
+        self.length = 0
+        self.res = (1, 1)
+        self.count = 0
+        self.iters = 1
+        self.filename = filename
+        self.text = text
+        self.pos = 0
 
     @property
     def defined(self) -> bool:
         return bool(self.init or self.cycle or self.next_mode >= 0)
 
 
-@dataclass
 class CompileResult:
     """Result of a compilation: the ``program`` and the ``warnings`` (SolfmtWarning list).
 
@@ -196,9 +224,17 @@ class CompileResult:
     description of every defined mode, in the reference layout (ends with a newline).
     """
 
-    program: Program
-    warnings: list[SolfmtWarning]
-    verbose_text: str = ""
+    __slots__ = ("program", "warnings", "verbose_text")
+
+    def __init__(self, program: Program, warnings: list[SolfmtWarning],
+                 verbose_text: str = "") -> None:
+        self.program = program
+        self.warnings = warnings
+        self.verbose_text = verbose_text
+
+    def __repr__(self) -> str:
+        return (f"CompileResult(program=<{len(self.program.code)} code bytes>, "
+                f"warnings={self.warnings!r})")
 
 
 class Compiler:

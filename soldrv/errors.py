@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
 
 def line_col(text: str, pos: int) -> tuple[int, int]:
@@ -127,8 +127,10 @@ class SolfmtError(Exception):
         return head
 
 
-@dataclass(frozen=True)
-class SolfmtWarning:
+class SolfmtWarning(
+    namedtuple("_WarningFields", "message filename line column kind",
+               defaults=("", 0, 0, "reference"))
+):
     """A non-fatal diagnostic: where (file, line, column; 0 if none) and what (``message``).
 
     ``kind`` names the class: ``"reference"`` (the reference compiler prints it too, e.g.
@@ -136,13 +138,10 @@ class SolfmtWarning:
     differs from the reference compiler here, naming the bug it fixes) or ``"inexact"``
     (default mode only: the output is the reference's, but not what the source asks for,
     e.g. a resolution of 10000/1 s that becomes 2501 x 65509/16384 s per step).
+    An immutable named tuple (``message``, ``filename``, ``line``, ``column``, ``kind``).
     """
 
-    message: str
-    filename: str = ""
-    line: int = 0
-    column: int = 0
-    kind: str = "reference"
+    __slots__ = ()
 
     def __str__(self) -> str:
         where = f"{self.filename}:{self.line}:{self.column}: " if self.line else (
