@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import bisect
 import os
-from pathlib import Path
 
 from soldrv.errors import SolfmtError, SolfmtWarning, line_col
 from soldrv.grammar import KEYWORDS, Lexer, Token
+from soldrv.input_files import MAX_SOL_BYTES, read_regular_file
 from soldrv.program import (
     SOL_DTOA,
     SOL_END_MODE,
@@ -1167,7 +1167,7 @@ def _lexer_for(mode: _Mode) -> Lexer:
 
 
 def _read_text(path: str | os.PathLike[str]) -> str:
-    return Path(path).read_bytes().decode("latin-1")
+    return read_regular_file(path, MAX_SOL_BYTES, "a .sol source").decode("latin-1")
 
 
 def compile_files(
