@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 
 from soldrv.errors import SolfmtError, SolfmtWarning, line_col
 from soldrv.grammar import KEYWORDS, Lexer, Token
@@ -165,16 +166,33 @@ class _SetDef:
         self.address = 0
         self.ids: list[int] = []
         self.tl = _Timeline()
-        self.codes: dict[str, int] | None = None  # built on first use
+        self.codes: _PatternCodes | None = None  # built on first use
 
-    def pattern_codes(self) -> dict[str, int]:
-        """Pattern character -> code: ``^`` -2, a set-point character its index in the list
-        (the last definition wins); absent characters (C blanks included) are fill."""
+    def pattern_codes(self) -> _PatternCodes:
+        """How to decode this object's pattern characters: a set-point character gives its
+        index in the list (the last definition wins), ``^`` the switch; anything else
+        (C blanks included) is fill."""
         if self.codes is None:
-            codes = {ch: i for i, ch in enumerate(self.chars) if ch and ch not in _C_SPACE}
-            codes["^"] = -2
-            self.codes = codes
+            self.codes = _PatternCodes(
+                {ch: i for i, ch in enumerate(self.chars) if ch and ch not in _C_SPACE})
         return self.codes
+
+
+class _PatternCodes:
+    """Decoding of one object's pattern characters: ``codes`` maps a character to its state
+    (``^`` to -2; a character not in it is fill), ``runs`` finds each run of one state
+    character (fill in between allowed: ``__:__:__`` is one run of six steps) and each single
+    ``^`` of a line, so that fill and repeated states, most of a pattern line, are skipped at
+    C speed instead of being looked at one by one."""
+
+    __slots__ = ("codes", "runs")
+
+    def __init__(self, states: dict[str, int]) -> None:
+        self.codes = {**states, "^": -2}  # '^' is the switch whatever the state characters
+        fill = "[^" + "".join(re.escape(ch) for ch in self.codes) + "]"
+        alternatives = [f"{re.escape(ch)}(?:{fill}*+{re.escape(ch)})*+"
+                        for ch in states if ch != "^"]
+        self.runs = re.compile("|".join([*alternatives, r"\^"]))
 
 
 class _Routine:
@@ -259,7 +277,7 @@ class Compiler:
         self.routines: list[_Routine] = []
         self.names: dict[str, tuple[str, int]] = {}  # lower-case name -> (category, index)
         self.code_floor = 0  # code bytes the stored modes need at least
-        self._sol_codes: dict[tuple[str, str], dict[str, int]] = {}
+        self._sol_codes: dict[tuple[str, str], _PatternCodes] = {}
         self.set_points: list[tuple[int, int, str, str]] = []
         self.proxy_ids: list[int] = []
         self.modes: dict[int, _Mode] = {}
@@ -515,18 +533,17 @@ class Compiler:
     def _obj(self, cat: str, idx: int) -> _SolDef | _SetDef:
         return {"sol": self.solenoids, "dtoa": self.dtoas, "proxy": self.proxies}[cat][idx]
 
-    def _pattern_codes(self, cat: str, obj: _SolDef | _SetDef) -> dict[str, int]:
-        """Pattern character -> code for ``obj``: -2 for '^', else the state; a character
-        not in the map is fill. Solenoids use the open/close characters in force now."""
+    def _pattern_codes(self, cat: str, obj: _SolDef | _SetDef) -> _PatternCodes:
+        """How ``obj``'s pattern characters decode (:class:`_PatternCodes`); solenoids use
+        the open/close characters in force now."""
         if cat != "sol":
             return obj.pattern_codes()  # type: ignore[union-attr]
         key = (self.open_char, self.close_char)
         codes = self._sol_codes.get(key)
         if codes is None:
-            codes = {self.close_char: SOL_CLOSE}
-            codes[self.open_char] = SOL_OPEN  # open wins when both are the same character
-            codes["^"] = -2
-            self._sol_codes[key] = codes
+            states = {self.close_char: SOL_CLOSE}
+            states[self.open_char] = SOL_OPEN  # open wins when both are the same character
+            codes = self._sol_codes[key] = _PatternCodes(states)
         return codes
 
     def _read_mode(self) -> None:
@@ -651,7 +668,7 @@ class Compiler:
         """Scan raw characters of the current line for the first code (Initialize, §2.6)."""
         text = self.lx.text
         i = self.lx.pos
-        codes = self._pattern_codes(cat, obj)
+        codes = self._pattern_codes(cat, obj).codes
         while i < len(text) and text[i] != "\n":
             code = codes.get(text[i], -1)
             if code == -2:
@@ -669,11 +686,12 @@ class Compiler:
         line, start = self.lx.rest_of_line()
         t = tl.last_time
         leading_fixed = False
-        get = self._pattern_codes(cat, obj).get
-        for j, c in enumerate(line):
-            code = get(c, -1)
-            if code == -1:
-                continue
+        decode = self._pattern_codes(cat, obj)
+        codes = decode.codes
+        for m in decode.runs.finditer(line):  # runs of one state character, or a '^'
+            j = m.start()
+            c = line[j]
+            code = codes[c]
             if code == -2:
                 if t == -1:
                     if self.compat:
@@ -695,12 +713,12 @@ class Compiler:
                 t = 0
             else:
                 t += 1
-            if code == tl.last_state:
-                continue
-            self._add_step(mode, t, kind, idx, code, start + j)
-            if tl.first_state == -1:
-                tl.first_state = code
-            tl.last_state = code
+            if code != tl.last_state:  # only the first character of a run can change it
+                self._add_step(mode, t, kind, idx, code, start + j)
+                if tl.first_state == -1:
+                    tl.first_state = code
+                tl.last_state = code
+            t += m.group().count(c) - 1  # one step per state character of the run
         tl.last_time = t
 
     def _add_step(self, mode: _Mode, time: int, kind: int, index: int, state: int,
