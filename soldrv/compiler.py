@@ -531,7 +531,9 @@ class Compiler:
     # ------------------------------------------------------------------ modes
 
     def _obj(self, cat: str, idx: int) -> _SolDef | _SetDef:
-        return {"sol": self.solenoids, "dtoa": self.dtoas, "proxy": self.proxies}[cat][idx]
+        if cat == "sol":
+            return self.solenoids[idx]
+        return self.dtoas[idx] if cat == "dtoa" else self.proxies[idx]
 
     def _pattern_codes(self, cat: str, obj: _SolDef | _SetDef) -> _PatternCodes:
         """How ``obj``'s pattern characters decode (:class:`_PatternCodes`); solenoids use
@@ -578,7 +580,8 @@ class Compiler:
         while True:
             tok = self.lx.next()
             cat, idx = self.classify(tok)
-            if tok.keyword == "initialize":
+            kw = tok.text.lower() if cat == "keyword" else None
+            if kw == "initialize":
                 tok2 = self.lx.next()
                 cat2, idx2 = self.classify(tok2)
                 if cat2 not in ("sol", "dtoa", "proxy"):
@@ -616,7 +619,7 @@ class Compiler:
                     )
                 self.lx = r.lexer
                 self.lx.pos = r.pos
-            elif tok.keyword == "select":
+            elif kw == "select":
                 if saved is not None:
                     raise self._err("Select within routine is illegal")
                 mode.next_mode = self._expect_number("Select expects mode number")

@@ -300,7 +300,9 @@ LEXER_RULES = ("token", "rest_of_line", "set_point_entry_char")
 _TOKEN_RE = re.compile(lexer_table.TOKEN)
 _REST_RE = re.compile(lexer_table.REST_OF_LINE)
 _SPCHAR_RE = re.compile(lexer_table.SET_POINT_ENTRY_CHAR)
+_TOKEN_MATCH = _TOKEN_RE.match
 _NUMBER_KINDS = frozenset(("hexnum", "octnum", "zero", "decnum"))
+_new_token = tuple.__new__  # Token(...) without the keyword handling of namedtuple's __new__
 
 
 class Lexer:
@@ -327,10 +329,11 @@ class Lexer:
 
     def next(self) -> Token:
         """Read the next token (skipping blanks and comments); raise on a lexical error."""
-        m = _TOKEN_RE.match(self.text, self.pos)
+        text = self.text
+        m = _TOKEN_MATCH(text, self.pos)
         kind = m.lastgroup
         start, end = m.span(kind)
-        tok = Token(kind, m.group(kind), start, end)
+        tok = _new_token(Token, (kind, text[start:end], start, end))
         self.pos = end
         self.last = tok
         if kind in LEX_ERRORS:
