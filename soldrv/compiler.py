@@ -189,10 +189,11 @@ class _PatternCodes:
 
     def __init__(self, states: dict[str, int]) -> None:
         self.codes = {**states, "^": -2}  # '^' is the switch whatever the state characters
-        fill = "[^" + "".join(re.escape(ch) for ch in self.codes) + "]"
-        alternatives = [f"{re.escape(ch)}(?:{fill}*+{re.escape(ch)})*+"
-                        for ch in states if ch != "^"]
-        self.runs = re.compile("|".join([*alternatives, r"\^"]))
+        chars = "".join(re.escape(ch) for ch in states if ch != "^")
+        fill = "[^" + chars + r"\^]"
+        # a state character, then (fill, the same character) again and again; or a '^'
+        run = f"([{chars}])(?:{fill}*+\\1)*+|" if chars else ""
+        self.runs = re.compile(run + r"\^")
 
 
 class _Routine:
