@@ -39,6 +39,12 @@ def render_line(line: str, column: int) -> tuple[str, int]:
     at the returned offset sits under the character of ``column``. A line longer than
     :data:`SHOW_WIDTH` is cut to a window around that character, marked with ``...``.
     """
+    window = 4 * SHOW_WIDTH
+    if len(line) > 2 * window:
+        # a very long line (a 4.8 MB pattern line): only a raw window around the column is
+        # rendered (and cut again below), never the whole line; TAB stops count from it
+        lo = max(0, min(column - 1, len(line)) - window)
+        return render_line(line[lo:column - 1 + window], column - lo)
     shown: list[str] = []
     width = 0
     caret = None
