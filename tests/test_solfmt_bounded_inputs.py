@@ -19,7 +19,7 @@ S = "solenoid A 22 23 0\nsolenoid B 24 25 1\n"
 
 
 def test_oversized_mode_stops_at_the_step_that_outgrows_the_code_table(tmp_path):
-    # 4.8 MB: one pattern line of 2.4 million steps (this took 20 s before stopping at '}')
+    # 4.8 MB: one pattern line of 2.4 million steps (this took minutes before stopping at '}')
     path = tmp_path / "big.sol"
     path.write_text(S + "mode 0 {\n A: " + "O_" * 1_200_000 + "\n B: " + "_O" * 1_200_000
                     + "\n}\n")
@@ -30,7 +30,7 @@ def test_oversized_mode_stops_at_the_step_that_outgrows_the_code_table(tmp_path)
     # step 10001 of A (column 5 is step 0): one byte per step cannot fit 10000 bytes
     assert (err.message, err.line, err.column) == ("Mode Code Table exceeded", 4, 5 + 10001)
     assert "more than 10000 time steps" in err.hint
-    assert len(str(err)) < 400  # the 2.4 MB line is shown as a window around the place
+    assert len(str(err)) < 600  # the 2.4 MB line is shown as a window around the place
     proc = _solfmt(["big.sol"], tmp_path)
     assert proc.returncode == 1 and not (tmp_path / "big.sft").exists()
     assert proc.stderr.startswith("big.sol:4:10006: Mode Code Table exceeded\n")
