@@ -11,6 +11,9 @@ success it prints ``Output written to file NAME``. Errors go to stderr as
 exit status is 1. The output is written only when everything compiled, atomically (a
 temporary file renamed over it, so no partial file is ever left), and never over an input.
 
+Inputs are read with :func:`soldrv.input_files.read_regular_file`: regular files of bounded
+size only, so a FIFO or a device is refused at once instead of blocking or flooding.
+
 ``soldump FILE`` prints the header tables, the v4 string table and a disassembly of the mode
 code of an .sft file (a .sol file is compiled first, ``--format``/``--compat`` apply).
 """

@@ -5,7 +5,10 @@ Two layers share one :data:`GRAMMAR`:
 * **Token rules** (``token``, ``rest_of_line``, ``set_point_entry_char``): what the reference
   lexer (``get_tokens.c``) reads at one position. The compiler (:mod:`soldrv.compiler`) pulls
   tokens through :class:`Lexer`, which matches these rules at the current offset, and parses
-  by recursive descent, as the reference ``read_*.c`` files do.
+  by recursive descent, as the reference ``read_*.c`` files do. The Lexer matches them as
+  Python regexes generated from the rules (:func:`lexer_table_source`, kept in
+  :mod:`soldrv.lexer_table`; ``python -m soldrv.grammar`` regenerates it), so that compiling
+  needs neither parsimonious nor the grammar built (:func:`grammar` builds it on first use).
 * **Structure rules** (``file`` and the statements below it): the whole-file PEG of spec
   §2.10 with word-boundary keywords and named punctuation. :func:`parse` returns the
   parsimonious syntax tree (with offsets, see :func:`soldrv.errors.line_col`) of a
