@@ -36,18 +36,23 @@ def read_regular_file(path: str | os.PathLike[str], limit: int, what: str) -> by
     """
     name = os.fspath(path)
     fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with open(fd, "rb") as f:
+    try:
         mode = os.fstat(fd).st_mode
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
         if stat.S_ISDIR(mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
-        if not stat.S_ISREG(mode):
-            kind = next((label for test, label in _KINDS if test(mode)), "a special file")
-            raise OSError(
-                errno.EINVAL,
-                f"not a regular file ({kind}); only regular files are read, so that a pipe "
-                "or a device can neither block nor flood the command",
-                name,
-            )
+        kind = next((label for test, label in _KINDS if test(mode)), "a special file")
+        raise OSError(
+            errno.EINVAL,
+            f"not a regular file ({kind}); only regular files are read, so that a pipe "
+            "or a device can neither block nor flood the command",
+            name,
+        )
+    with open(fd, "rb") as f:
         data = f.read(limit + 1)
     if len(data) > limit:
         raise OSError(errno.EFBIG, f"larger than {limit} bytes, the limit for {what}", name)

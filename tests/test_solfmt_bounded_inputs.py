@@ -102,3 +102,9 @@ def test_files_over_the_size_bound_are_refused_without_reading_them(tmp_path, mo
         f.truncate(MAX_SFT_BYTES)
     status, _, err = _run(main_soldump, ["edge.sft"], capsys)
     assert status == 1 and "not an .sft file" in err
+
+
+def test_a_directory_is_named_in_its_error(tmp_path):
+    with pytest.raises(IsADirectoryError) as ei:
+        load_sft(tmp_path)
+    assert ei.value.filename == str(tmp_path)  # the path, not a file descriptor number
