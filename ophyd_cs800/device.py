@@ -40,7 +40,7 @@ from ophyd_cs800.errors import (
     CS800ShutDownError,
     CS800StaleError,
 )
-from ophyd_cs800.heartbeat import StatusClock, datagram_bytes, packet_controller
+from ophyd_cs800.heartbeat import Heartbeat, datagram_bytes, packet_controller
 from ophyd_cs800.limits import Range, available, check_in_ranges, ioc_range
 from ophyd_cs800.logs import command_meaning, device_logger
 from ophyd_cs800.move_status import (
@@ -310,7 +310,7 @@ class CS800(Device, PositionerBase):
         # PAUSE was requested does not clear the paused flag of that newer pause.
         self._pause_gen = 0
         self._pause_lock = threading.Lock()
-        self._clock = StatusClock(time.monotonic())
+        self._heartbeat = Heartbeat(time.monotonic())
         self._packet_bytes = b""
         self._silent_logged = False
         self.temperature.subscribe(self._temperature_changed, run=False)
@@ -376,7 +376,7 @@ class CS800(Device, PositionerBase):
         """A status PV changed: a datagram arrived (unless it only turned INVALID)."""
         severity = None if obj is None else obj.metadata.get("severity")
         if severity is None or int(severity) < INVALID_SEVERITY:
-            self._clock.beat(time.monotonic())
+            self._heartbeat.monitors.beat(time.monotonic())
 
     def _packet_arrived(self, value: Any = None, obj: Signal | None = None,
                         **kwargs: Any) -> None:
@@ -395,7 +395,7 @@ class CS800(Device, PositionerBase):
             return
         if data != self._packet_bytes:
             self._packet_bytes = data
-            self._clock.beat(time.monotonic())
+            self._heartbeat.packets.beat(time.monotonic())
 
     def _controller_number(self) -> int | None:
         """CTRLNUM from its monitor cache (``None`` until known; never a CA read)."""
@@ -423,17 +423,17 @@ class CS800(Device, PositionerBase):
     @property
     def learned_status_period(self) -> float | None:
         """The status period learned from the arrival of status, s (``None`` until known)."""
-        return self._clock.learned_period
+        return self._heartbeat.learned_period
 
     @property
     def effective_status_period(self) -> float:
         """The status period the device plans with: learned, never below ``status_period``."""
-        return self._clock.period(self.status_period)
+        return self._heartbeat.period(self.status_period)
 
     @property
     def status_age(self) -> float:
         """Seconds since the last status datagram seen (the heartbeat's age)."""
-        return self._clock.age(time.monotonic())
+        return self._heartbeat.age(time.monotonic())
 
     # -- reading the cached state ------------------------------------------------------------
     @staticmethod
@@ -478,7 +478,7 @@ class CS800(Device, PositionerBase):
         period = self.effective_status_period
         snap = Snapshot(
             now=now, temp=temp, temp_invalid=temp_invalid,
-            update_age=self._clock.age(now), setpoint=setpoint, target=target,
+            update_age=self._heartbeat.age(now), setpoint=setpoint, target=target,
             phase=phase, run_mode=run_mode, alarm=alarm, status_period=period,
             stale_limit=stale_limit(self.stale_after, period),
         )

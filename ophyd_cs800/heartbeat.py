@@ -23,8 +23,8 @@ from collections import deque
 
 from ophyd_cs800.protocol import ProtocolError, decode_status
 
-#: Beats closer than this (s) are one datagram: the IOC posts a datagram's PVs together.
-SAME_DATAGRAM_S = 0.01
+#: Monitor beats closer than this (s) are one datagram: the IOC posts a datagram's PVs together.
+SAME_DATAGRAM_S = 0.02
 #: Intervals kept for the period estimate (the median of these).
 PERIOD_HISTORY = 15
 #: Intervals needed before a learned period is believed.
@@ -43,8 +43,10 @@ class StatusClock:
     Thread safe (monitor callbacks and the job thread use it).
     """
 
-    def __init__(self, start: float) -> None:
-        """Start counting the age from ``start`` (no datagram seen yet)."""
+    def __init__(self, start: float, *, merge: float = SAME_DATAGRAM_S) -> None:
+        """Start counting the age from ``start`` (no datagram seen yet); beats closer than
+        ``merge`` seconds count as one."""
+        self._merge = merge
         self._lock = threading.Lock()
         self._last = start
         self._seen = False
@@ -54,12 +56,17 @@ class StatusClock:
         """Record a status datagram seen at ``now``."""
         with self._lock:
             gap = now - self._last
-            if self._seen and gap < SAME_DATAGRAM_S:
+            if self._seen and gap < self._merge:
                 return
             if self._seen:
                 self._intervals.append(gap)
             self._last = now
             self._seen = True
+
+    @property
+    def seen(self) -> bool:
+        """True once a datagram was recorded."""
+        return self._seen
 
     @property
     def last(self) -> float:
@@ -77,6 +84,36 @@ class StatusClock:
             if len(self._intervals) < MIN_INTERVALS:
                 return None
             return statistics.median(self._intervals)
+
+    def period(self, floor: float) -> float:
+        """The status period to plan with: the learned one, never below ``floor`` seconds."""
+        learned = self.learned_period
+        return floor if learned is None else max(floor, learned)
+
+
+class Heartbeat:
+    """The two sources of beats of one controller, combined.
+
+    :attr:`packets` is fed by the datagram PV (one beat per datagram of this controller),
+    :attr:`monitors` by the status PVs' monitors. The age is that of the freshest evidence
+    from either; the learned period comes from the packets once they beat (their intervals
+    are the datagrams' own), from the monitors otherwise.
+    """
+
+    def __init__(self, start: float) -> None:
+        """Both clocks start at ``start``."""
+        self.packets = StatusClock(start, merge=0.0)
+        self.monitors = StatusClock(start)
+
+    def age(self, now: float) -> float:
+        """Seconds since the newest datagram seen by either source."""
+        return min(self.packets.age(now), self.monitors.age(now))
+
+    @property
+    def learned_period(self) -> float | None:
+        """The learned status period, s (``None`` until known)."""
+        learned = self.packets.learned_period if self.packets.seen else None
+        return learned if learned is not None else self.monitors.learned_period
 
     def period(self, floor: float) -> float:
         """The status period to plan with: the learned one, never below ``floor`` seconds."""
@@ -114,5 +151,5 @@ def packet_controller(datagram: object) -> int | None:
     return packet.get_raw(CONTROLLER_NUMBER_ID)
 
 
-__all__ = ["MIN_INTERVALS", "PERIOD_HISTORY", "SAME_DATAGRAM_S", "StatusClock",
+__all__ = ["MIN_INTERVALS", "PERIOD_HISTORY", "SAME_DATAGRAM_S", "Heartbeat", "StatusClock",
            "datagram_bytes", "packet_controller"]
