@@ -18,7 +18,7 @@ from bluesky import RunEngine
 from ophyd import EpicsSignal
 
 from ophyd_cs800 import CS800
-from ophyd_cs800.errors import CS800CommsDisabledError, CS800RangeError
+from ophyd_cs800.errors import CS800CommsDisabledError, CS800InterruptedError, CS800RangeError
 from ophyd_cs800.protocol import MOVING_PHASES, Phase, RunMode
 from sim_ioc.process import SimIocProcess
 
@@ -202,3 +202,20 @@ def test_comms_disabled_is_refused(usable_any):
             cs0.set(200)
     finally:
         cs0.disable.put(0, wait=True)
+
+
+def test_a_second_client_replacing_the_ramp_is_named(usable_cs0, cs800_sim_ioc):
+    """Two devices (two RunEngines' worth) on one controller: the loser is told it was replaced."""
+    cs0 = usable_cs0
+    other = make_cs0(cs800_sim_ioc)
+    try:
+        start = cs0.temperature.get()
+        loser = cs0.set(start - 40 if start > 140 else start + 40, rate=30)  # ~10 s of ramp
+        assert poll(lambda: cs0.phase.get() == Phase.RAMP)
+        winner = other.set(start - 10 if start > 140 else start + 10, rate=360)
+        with pytest.raises(CS800InterruptedError, match="another command replaced this one"):
+            loser.wait(WAIT)
+        winner.wait(WAIT)
+        assert winner.success
+    finally:
+        other.destroy()
