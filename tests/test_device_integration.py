@@ -100,22 +100,23 @@ def any_cs0(flavour_ioc):
     dev.destroy()
 
 
+def usable(dev, ioc):
+    """Yield ``dev`` usable with the default settle time and rate; leave it usable after."""
+    make_usable(dev, ioc)
+    dev.settle_time.put(SETTLE)
+    dev.ramp_rate.put(360)
+    yield dev
+    make_usable(dev, ioc)
+
+
 @pytest.fixture()
 def usable_any(any_cs0, flavour_ioc):
-    make_usable(any_cs0, flavour_ioc)
-    any_cs0.settle_time.put(SETTLE)
-    any_cs0.ramp_rate.put(360)
-    yield any_cs0
-    make_usable(any_cs0, flavour_ioc)
+    yield from usable(any_cs0, flavour_ioc)
 
 
 @pytest.fixture()
 def usable_cs0(cs0, cs800_sim_ioc):
-    make_usable(cs0, cs800_sim_ioc)
-    cs0.settle_time.put(SETTLE)
-    cs0.ramp_rate.put(360)
-    yield cs0
-    make_usable(cs0, cs800_sim_ioc)
+    yield from usable(cs0, cs800_sim_ioc)
 
 
 @pytest.fixture()
