@@ -40,7 +40,7 @@ from ophyd_cs800.errors import (
     CS800ShutDownError,
     CS800StaleError,
 )
-from ophyd_cs800.heartbeat import Heartbeat, datagram_bytes, packet_controller
+from ophyd_cs800.heartbeat import INVALID_SEVERITY, Heartbeat
 from ophyd_cs800.limits import Range, available, check_in_ranges, ioc_range
 from ophyd_cs800.logs import command_meaning, device_logger
 from ophyd_cs800.move_status import (
@@ -64,8 +64,6 @@ from ophyd_cs800.protocol import MOVING_PHASES, Phase, RunMode
 
 logger = logging.getLogger(__name__)
 
-#: EPICS INVALID alarm severity (the IOC marks a stale controller's PVs INVALID/COMM).
-INVALID_SEVERITY = 3
 #: Temperature End ramps to before it shuts down, kelvin.
 END_TEMP_K = 300.0
 #: Highest DEVICEMAXTEMP believed (the 500 K "Plus" model); above it the default range is used.
@@ -311,7 +309,6 @@ class CS800(Device, PositionerBase):
         self._pause_gen = 0
         self._pause_lock = threading.Lock()
         self._heartbeat = Heartbeat(time.monotonic())
-        self._packet_bytes = b""
         self._silent_logged = False
         self.temperature.subscribe(self._temperature_changed, run=False)
         for sig in (self.setpoint, self.target, self.phase, self.run_mode, self.alarm_code,
@@ -373,29 +370,15 @@ class CS800(Device, PositionerBase):
                                timestamp=timestamp if timestamp is not None else time.time())
 
     def _status_changed(self, obj: Signal | None = None, **kwargs: Any) -> None:
-        """A status PV changed: a datagram arrived (unless it only turned INVALID)."""
+        """A status PV changed: a datagram arrived (see :meth:`Heartbeat.on_monitor`)."""
         severity = None if obj is None else obj.metadata.get("severity")
-        if severity is None or int(severity) < INVALID_SEVERITY:
-            self._heartbeat.monitors.beat(time.monotonic())
+        self._heartbeat.on_monitor(severity, time.monotonic())
 
     def _packet_arrived(self, value: Any = None, obj: Signal | None = None,
                         **kwargs: Any) -> None:
-        """``status_packet.BINP`` posted: a beat if it is a new datagram of this controller.
-
-        The C IOC processes the record on every 1 s read timeout too (NORD 0, READ/MAJOR
-        alarm), and one status port serves every controller: only a NO_ALARM datagram that
-        carries this controller's number and differs from the last one counts.
-        """
+        """``status_packet.BINP`` posted (see :meth:`Heartbeat.on_packet`)."""
         severity = None if obj is None else obj.metadata.get("severity")
-        if severity is not None and int(severity) != 0:
-            return
-        data = datagram_bytes(value)
-        mine = self._controller_number()
-        if mine is None or packet_controller(data) != mine:
-            return
-        if data != self._packet_bytes:
-            self._packet_bytes = data
-            self._heartbeat.packets.beat(time.monotonic())
+        self._heartbeat.on_packet(value, severity, self._controller_number(), time.monotonic())
 
     def _controller_number(self) -> int | None:
         """CTRLNUM from its monitor cache (``None`` until known; never a CA read)."""
