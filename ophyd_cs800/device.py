@@ -5,18 +5,20 @@ section 6.4), served by the synApps IOC or by this package's ``cs800-ioc`` / ``c
 It never imports the simulator.
 
 ``cs0.set(150)`` (what ``bps.mv`` and :func:`ophyd_cs800.plans.ramp` use) checks that comms
-are enabled, the controller is Ready or Running, and 150 K lies in DEVICEMINTEMP..DEVICEMAXTEMP;
-writes RRATE and RTEMP and processes RAMP; confirms through TARGETTEMP that the controller took
-the command (re-sending a bounded number of times, since the controller never replies); and
+are enabled, the controller is reporting (its heartbeat, :mod:`ophyd_cs800.heartbeat`), it is
+Ready or Running, and 150 K lies in DEVICEMINTEMP..DEVICEMAXTEMP and in the IOC's own RTEMP
+limits (:mod:`ophyd_cs800.limits`); writes RRATE and RTEMP and processes RAMP; confirms
+through TARGETTEMP that the controller took the command (re-sending a bounded number of times,
+since the controller never replies); and
 finishes when PHASE has left Ramp/Cool/Wait and |TEMP - 150| <= ``tolerance`` has held for
 ``settle_time`` seconds. ``stop(success=True)`` (called by the RunEngine after every plan) does
 nothing; ``stop()`` during a move sends HOLD. The device never sends STOP (command 19), which
-shuts the cooler down.
+shuts the cooler down. Everything it does is logged on ``ophyd_cs800.device.<name>``
+(:mod:`ophyd_cs800.logs`); alarm changes also reach :meth:`CS800.add_alarm_callback`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import time
@@ -61,8 +63,6 @@ from ophyd_cs800.move_status import (
     stale_limit,
 )
 from ophyd_cs800.protocol import MOVING_PHASES, Phase, RunMode
-
-logger = logging.getLogger(__name__)
 
 #: Temperature End ramps to before it shuts down, kelvin.
 END_TEMP_K = 300.0
