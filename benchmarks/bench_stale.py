@@ -3,6 +3,7 @@
 Run::
 
     python benchmarks/bench_stale.py [--rate-hz 1] [--status-period 1.0] [--runs 3] [--speed 100]
+                                     [--no-lag]
 
 For each IOC flavour (``fixed``: ours; ``synapps``: what the synApps C IOC shows, values
 frozen with NO_ALARM) a ``cs800-sim-ioc`` subprocess with one controller sends ``--rate-hz``
@@ -16,6 +17,11 @@ per flavour (median and max over ``--runs``):
 
 next to the bound the device promises: 3 status periods + 1 s (the status period being the
 device's effective one: learned, never below ``status_period``).
+
+Then (unless ``--no-lag``) a lagging IOC: the synApps flavour fed 20 datagrams/s (it decodes
+10/s and queues the rest, so readbacks arrive seconds late); three Cool commands in a row,
+printing for each how many times it was sent and when the controller was seen to accept it.
+The first may be re-sent (nothing is known of the lag yet); the next ones wait long enough.
 """
 
 from __future__ import annotations
@@ -78,6 +84,34 @@ def one_flavour(flavor: str, args: argparse.Namespace) -> None:
               f"{cs0.learned_status_period or float('nan'):.2f} s)")
 
 
+def lagging_ioc(args: argparse.Namespace) -> None:
+    """Three Cool commands through a synApps-flavour IOC that lags behind 20 datagrams/s."""
+    from sim_ioc.process import SimIocProcess
+
+    with SimIocProcess(controllers=1, speed=args.speed, flavor="synapps", max_rate_hz=20) as ioc:
+        os.environ.update(ioc.env)
+        from ophyd_cs800 import CS800
+
+        cs0 = CS800(ioc.controller_prefix(0), name="cs0_lag", settle_time=0.0,
+                    status_period=args.status_period)
+        cs0.wait_for_connection(timeout=20)
+        deadline = time.monotonic() + 15  # let the IOC's queue fill: the lag builds up
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+        for target in (250.0, 240.0, 230.0):
+            status = cs0.cool(target)
+            runner = cs0._runner
+            start = time.monotonic()
+            while runner is not None and not runner.accepted and not status.done:
+                time.sleep(0.01)
+            accepted = time.monotonic() - start
+            status.wait(120)
+            print(f"lagging synapps IOC (20 datagrams/s in, 10 decoded/s): cool to "
+                  f"{target:.0f} K sent {runner.sends if runner else 0} time(s), accepted "
+                  f"after {accepted:.1f} s")
+        cs0.destroy()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate-hz", type=float, default=1.0,
@@ -86,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the device's status_period floor, s")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--speed", type=float, default=100.0)
+    parser.add_argument("--no-lag", action="store_true", help="skip the lagging-IOC figures")
     args = parser.parse_args(argv)
     import ophyd
 
@@ -94,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.runs} runs per flavour")
     for flavor in ("fixed", "synapps"):
         one_flavour(flavor, args)
+    if not args.no_lag:
+        lagging_ioc(args)
     return 0
 
 
