@@ -292,6 +292,144 @@ class RestartJob(Job):
         return None
 
 
+class Step:
+    """What a :class:`JobTracker` decided at one look: the driver of the job acts on it.
+
+    Attributes:
+        kind: ``"wait"`` (look again later), ``"send"`` (send the command again), ``"done"``
+            (finish the status successfully), ``"fail"`` (fail it with ``error``) or
+            ``"timeout"`` (send HOLD if the job holds on timeout, then fail it with
+            :meth:`JobTracker.timeout_error`).
+        error: the failure for ``"fail"``, else ``None``.
+    """
+
+    __slots__ = ("kind", "error")
+
+    def __init__(self, kind: str, error: CS800Error | None = None):
+        self.kind = kind
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"Step({self.kind!r}, {self.error!r})"
+
+
+WAIT = Step("wait")
+SEND = Step("send")
+DONE = Step("done")
+TIMEOUT = Step("timeout")
+
+
+class JobTracker:
+    """Every decision about one running :class:`Job`, with no thread, task or status.
+
+    Both device families drive it the same way: :meth:`begin` after the first send (or at
+    once when the job was taken over already accepted), then :meth:`step` at every look
+    (every ``poll_interval`` s, and sooner when a monitor posts) with a fresh
+    :class:`Snapshot`; the driver sends, finishes or fails as the returned :class:`Step`
+    says. Times are ``time.monotonic()`` seconds from the driver's clock.
+
+    Parameters: see :class:`JobRunner`.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        *,
+        status_period: float = 1.0,
+        max_resends: int = 2,
+        stale_after: float | None = 30.0,
+        already_accepted: bool = False,
+    ):
+        self.job = job
+        self.status_period = float(status_period)
+        self.max_resends = int(max_resends)
+        self.stale_after = stale_after
+        self.accepted = bool(already_accepted)
+        self.sends = 0
+        self._start = 0.0
+        self._last = 0.0
+        self._confirm_deadline = 0.0
+        self._paused_total = 0.0
+        self._invalid_since: float | None = None
+
+    @property
+    def window(self) -> float:
+        """Seconds given to the controller to act on a send before it is re-sent."""
+        return self.job.confirm_periods * self.status_period
+
+    def begin(self, now: float) -> None:
+        """Start the clocks (timeout, confirmation window) at ``now``, after the first send."""
+        self._start = self._last = now
+        self._confirm_deadline = now + self.window
+
+    def step(self, snap: Snapshot, now: float, *, paused: bool) -> Step:
+        """Look at ``snap`` at ``now``: wait, re-send, finish, fail or time out."""
+        job = self.job
+        if paused:
+            self._paused_total += now - self._last
+        self._last = now
+        exc = self._check_stale(snap, now)
+        self._invalid_since = (self._invalid_since or now) if snap.temp_invalid else None
+        if exc is None and not self.accepted:
+            if job.accepted(snap):
+                self.accepted = True
+            elif now >= self._confirm_deadline and not paused:
+                if self.sends > self.max_resends:
+                    exc = CS800NotAcceptedError(
+                        f"{job.device}: the controller did not accept the {job.what} after "
+                        f"{self.sends} attempts over {now - self._start:.1f} s "
+                        f"({snap.describe()}, TARGETTEMP {_fmt_k(snap.target)}); check that "
+                        "the controller number and IP address of the IOC are right."
+                    )
+                else:
+                    self._confirm_deadline = now + self.window
+                    return SEND
+        if exc is None and self.accepted:
+            exc = job.failure(snap, paused=paused)
+            if exc is None and job.done(snap):
+                return DONE
+        if exc is None and now - self._start - self._paused_total > job.timeout:
+            return TIMEOUT
+        return WAIT if exc is None else Step("fail", exc)
+
+    def send_error(self, exc: BaseException) -> CS800Error:
+        """The failure of a send that raised ``exc`` (a CS800Error is already a sentence)."""
+        if isinstance(exc, CS800Error):
+            return exc
+        return CS800Error(f"{self.job.device}: could not send the {self.job.what}: {exc}")
+
+    def timeout_error(self, snap: Snapshot, hold_error: BaseException | None,
+                      *, held: bool) -> CS800TimeoutError:
+        """The timeout failure; ``held``: HOLD was tried (``hold_error``: how it failed)."""
+        job = self.job
+        note = ""
+        if held:
+            note = (" HOLD was sent, so the controller stays where it is." if hold_error is None
+                    else f" (sending HOLD failed too: {hold_error})")
+        return CS800TimeoutError(
+            f"{job.device}: the {job.what} did not finish within {job.timeout:.0f} s "
+            f"({snap.describe()}).{note} Pass a longer timeout= for slower moves."
+        )
+
+    def _check_stale(self, snap: Snapshot, now: float) -> CS800Error | None:
+        invalid_since = self._invalid_since
+        if snap.temp_invalid and invalid_since is not None:
+            if now - invalid_since >= self.status_period:
+                return CS800StaleError(
+                    f"{self.job.device}: the controller stopped reporting during the "
+                    f"{self.job.what}: TEMP is disconnected or has INVALID severity "
+                    f"(last reading {_fmt_k(snap.temp)}); check the controller's network "
+                    "link and the IOC."
+                )
+        if self.stale_after is not None and snap.update_age > self.stale_after:
+            return CS800StaleError(
+                f"{self.job.device}: no status update from the controller for "
+                f"{snap.update_age:.0f} s during the {self.job.what} (last TEMP "
+                f"{_fmt_k(snap.temp)}); check the controller's network link and the IOC."
+            )
+        return None
+
+
 class JobRunner:
     """Follows one :class:`Job` on a daemon thread and finishes its ophyd status.
 
@@ -349,9 +487,20 @@ class JobRunner:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._closed = False
-        self.sends = 0
-        self.accepted = bool(already_accepted)
+        self.tracker = JobTracker(job, status_period=self.status_period,
+                                  max_resends=self.max_resends, stale_after=stale_after,
+                                  already_accepted=already_accepted)
         self.thread: threading.Thread | None = None
+
+    @property
+    def sends(self) -> int:
+        """How many times the command was sent."""
+        return self.tracker.sends
+
+    @property
+    def accepted(self) -> bool:
+        """True once the controller was seen acting on the command."""
+        return self.tracker.accepted
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> JobRunner:
@@ -417,14 +566,11 @@ class JobRunner:
         with self.send_lock:
             if self._closed:  # cancelled, superseded or stopped meanwhile: send nothing
                 return False
-            self.sends += 1
+            self.tracker.sends += 1
             try:
                 self.job.send()
-            except CS800Error as exc:  # already a sentence (e.g. the IOC clamped a parameter)
-                error: CS800Error = exc
-            except Exception as exc:  # a CA write failed: say which and why
-                error = CS800Error(
-                    f"{self.job.device}: could not send the {self.job.what}: {exc}")
+            except Exception as exc:
+                error = self.tracker.send_error(exc)
             else:
                 return True
         self._finish(error)
@@ -432,77 +578,34 @@ class JobRunner:
 
     def run(self) -> None:
         """Send the job and follow it until it is done, fails or is cancelled (bounded)."""
-        job = self.job
-        if not self.accepted and not self._send():
+        tracker = self.tracker
+        if not tracker.accepted and not self._send():
             return
-        start = last = self._clock()
-        window = job.confirm_periods * self.status_period
-        confirm_deadline = start + window
-        paused_total = 0.0
-        invalid_since: float | None = None
+        tracker.begin(self._clock())
         while not self._closed:
-            now = self._clock()
-            paused = self._paused()
-            if paused:
-                paused_total += now - last
-            last = now
+            now, paused = self._clock(), self._paused()
             snap = self._snapshot()
-            exc = self._check_stale(snap, now, invalid_since)
-            invalid_since = (invalid_since or now) if snap.temp_invalid else None
-            if exc is None and not self.accepted:
-                if job.accepted(snap):
-                    self.accepted = True
-                elif now >= confirm_deadline and not paused:
-                    if self.sends > self.max_resends:
-                        exc = CS800NotAcceptedError(
-                            f"{job.device}: the controller did not accept the {job.what} after "
-                            f"{self.sends} attempts over {now - start:.1f} s ({snap.describe()}, "
-                            f"TARGETTEMP {_fmt_k(snap.target)}); check that the controller "
-                            "number and IP address of the IOC are right."
-                        )
-                    elif not self._send():
-                        return
-                    confirm_deadline = now + window
-            if exc is None and self.accepted:
-                exc = job.failure(snap, paused=paused)
-                if exc is None and job.done(snap):
-                    self._finish(None)
+            step = tracker.step(snap, now, paused=paused)
+            if step is SEND:
+                if not self._send():
                     return
-            if exc is None and now - start - paused_total > job.timeout:
-                held = ""
+            elif step is DONE:
+                self._finish(None)
+                return
+            elif step is TIMEOUT:
+                hold_error: BaseException | None = None
                 if self._on_timeout is not None:
                     try:
                         self._on_timeout()
-                        held = " HOLD was sent, so the controller stays where it is."
                     except Exception as err:  # report, but the timeout is the error
-                        held = f" (sending HOLD failed too: {err})"
-                exc = CS800TimeoutError(
-                    f"{job.device}: the {job.what} did not finish within {job.timeout:.0f} s "
-                    f"({snap.describe()}).{held} Pass a longer timeout= for slower moves."
-                )
-            if exc is not None:
-                self._finish(exc)
+                        hold_error = err
+                self._finish(tracker.timeout_error(snap, hold_error,
+                                                   held=self._on_timeout is not None))
+                return
+            elif step.error is not None:
+                self._finish(step.error)
                 return
             self._wake.wait(self.poll_interval)
-
-    def _check_stale(
-        self, snap: Snapshot, now: float, invalid_since: float | None
-    ) -> CS800Error | None:
-        if snap.temp_invalid and invalid_since is not None:
-            if now - invalid_since >= self.status_period:
-                return CS800StaleError(
-                    f"{self.job.device}: the controller stopped reporting during the "
-                    f"{self.job.what}: TEMP is disconnected or has INVALID severity "
-                    f"(last reading {_fmt_k(snap.temp)}); check the controller's network "
-                    "link and the IOC."
-                )
-        if self.stale_after is not None and snap.update_age > self.stale_after:
-            return CS800StaleError(
-                f"{self.job.device}: no status update from the controller for "
-                f"{snap.update_age:.0f} s during the {self.job.what} (last TEMP "
-                f"{_fmt_k(snap.temp)}); check the controller's network link and the IOC."
-            )
-        return None
 
 
 __all__ = [
@@ -510,11 +613,13 @@ __all__ = [
     "SHUT_DOWN_MODES",
     "Job",
     "JobRunner",
+    "JobTracker",
     "MoveJob",
     "PhaseJob",
     "RestartJob",
     "ShutdownJob",
     "Snapshot",
+    "Step",
     "close",
     "phase_name",
     "run_mode_name",
