@@ -40,6 +40,7 @@ from ophyd_cs800.move_status import (
     MoveJob,
     Snapshot,
     phase_name,
+    supersede,
 )
 from ophyd_cs800.protocol import RunMode
 
@@ -420,25 +421,11 @@ class CS800(Device, PositionerBase):
         """Supersede any running job, then follow ``job`` on a new runner thread.
 
         The same command again (e.g. replayed by the RunEngine after a pause) takes over: the
-        old status finishes with the new one. A different command fails the old status.
+        old status finishes with the new one. A different command ends the old one (see
+        :func:`~ophyd_cs800.move_status.supersede`).
         """
         with self._job_lock:
-            old = self._runner
-            taken_over = False
-            if old is not None and not old.closed:
-                if old.job.what == job.what:
-                    # Already acting on it: follow it without sending it again (a re-sent
-                    # PLAT would restart the plateau); not yet accepted: send as usual.
-                    taken_over = old.accepted
-                    old.hand_over(status)
-                else:
-                    # A newer command from this device replaces the old one: its status is
-                    # over, not failed (as an ophyd motor's status when a new move is sent),
-                    # so a plan may start a ramp or plateau without waiting and later send
-                    # another command without the RunEngine raising FailedStatus.
-                    logger.info("%s: the %s was superseded by the %s", self.name,
-                                old.job.what, job.what)
-                    old.cancel(None)
+            taken_over = supersede(self._runner, job, status)
             self._paused = False  # any new command ends a suspended programme
             runner = JobRunner(
                 job,

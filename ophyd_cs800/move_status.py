@@ -14,12 +14,14 @@ the jobs' ``send`` callables. Times are ``time.monotonic()`` seconds, temperatur
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 from ophyd.status import StatusBase
 
@@ -32,6 +34,8 @@ from ophyd_cs800.errors import (
     CS800TimeoutError,
 )
 from ophyd_cs800.protocol import MOVING_PHASES, PHASE_STRINGS, RUN_MODE_STRINGS, RunMode
+
+logger = logging.getLogger("ophyd_cs800.device")
 
 #: Two temperatures closer than this are "the same" controller value (the wire resolution is
 #: 0.01 K, so a commanded 150.004 K reads back as 150.00 K).
@@ -608,6 +612,28 @@ class JobRunner:
             self._wake.wait(self.poll_interval)
 
 
+def supersede(old: Any, job: Job, successor: Any) -> bool:
+    """A new ``job`` of a device replaces the runner ``old`` (a :class:`JobRunner` or the
+    ophyd-async runner); returns True when the new one starts already accepted.
+
+    The same command again (e.g. replayed by the RunEngine after a pause) takes over: ``old``
+    finishes the way ``successor`` does, and is not sent again if the controller already acts
+    on it (a re-sent PLAT would restart the plateau). A different command ends ``old``
+    successfully: it was replaced, as an ophyd motor's status is when a new move is sent, so a
+    plan may start a ramp or plateau without waiting and later send another command without
+    the RunEngine raising FailedStatus.
+    """
+    if old is None or old.closed:
+        return False
+    if old.job.what == job.what:
+        taken_over = bool(old.accepted)
+        old.hand_over(successor)
+        return taken_over
+    logger.info("%s: the %s was superseded by the %s", job.device, old.job.what, job.what)
+    old.cancel(None)
+    return False
+
+
 __all__ = [
     "SAME_TEMP_K",
     "SHUT_DOWN_MODES",
@@ -623,4 +649,5 @@ __all__ = [
     "close",
     "phase_name",
     "run_mode_name",
+    "supersede",
 ]
