@@ -132,6 +132,7 @@ class AsyncJobRunner:
         self._outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._successor: AsyncJobRunner | None = None
         self._closed = False
+        self._send_once = False
 
     @property
     def closed(self) -> bool:
@@ -153,7 +154,13 @@ class AsyncJobRunner:
         self._wake.set()
 
     def cancel(self, exc: BaseException | None) -> bool:
-        """End the job now: fail it with ``exc`` (or finish it if ``None``)."""
+        """End the job now: fail it with ``exc`` (or finish it if ``None``).
+
+        Finished without an error means replaced by a newer command: if this one was not
+        sent yet (its task had not run), it is still sent once, so the controller gets the
+        commands in the order they were given, as from the ophyd device's threads.
+        """
+        self._send_once = exc is None and self.tracker.sends == 0
         return self._finish(exc)
 
     def hand_over(self, successor: AsyncJobRunner) -> bool:
@@ -194,8 +201,9 @@ class AsyncJobRunner:
 
     async def _send(self) -> bool:
         async with self._send_lock:
-            if self._closed:  # cancelled, superseded or stopped meanwhile: send nothing
+            if self._closed and not self._send_once:  # stopped or taken over: send nothing
                 return False
+            self._send_once = False
             self.tracker.sends += 1
             try:
                 await self.job.send()
