@@ -41,15 +41,21 @@ from ophyd_async.core import StandardReadableFormat as Format
 from ophyd_async.epics.core import epics_signal_r, epics_signal_rw, epics_signal_w
 
 from ophyd_cs800 import command_rules as rules
+from ophyd_cs800.alarms import AlarmCallback, AlarmWatch
 from ophyd_cs800.errors import CS800Error, CS800StaleError
+from ophyd_cs800.heartbeat import Heartbeat
+from ophyd_cs800.limits import Range, available, ioc_range
+from ophyd_cs800.logs import device_logger
 from ophyd_cs800.move_status import (
+    AUTO,
     DONE,
-    SEND,
     TIMEOUT,
     Job,
     JobTracker,
     MoveJob,
+    ResponseTimes,
     Snapshot,
+    stale_limit,
     supersede,
 )
 from ophyd_cs800.protocol import PHASE_STRINGS, RUN_MODE_STRINGS
@@ -92,8 +98,13 @@ class RunMode(StrictEnum):
 assert tuple(p.value for p in Phase) == PHASE_STRINGS
 assert tuple(m.value for m in RunMode) == RUN_MODE_STRINGS
 
-#: Signals whose monitors feed the snapshot (attribute names shared with the ophyd device).
-_STATUS_SIGNALS = ("temperature", "setpoint", "target", "phase", "run_mode", "alarm")
+#: Signals whose monitors feed the snapshot and the heartbeat (a posted value that is not
+#: INVALID is a datagram; the noisy ones move with nearly every datagram). Attribute names
+#: are those of the ophyd device.
+_STATUS_SIGNALS = ("temperature", "setpoint", "target", "phase", "run_mode", "alarm",
+                   "alarm_code", "evap_temp", "suct_temp", "gas_heat")
+#: Parameter PVs whose IOC limits (DRVL/DRVH, CA control limits) are checked before writing.
+_PARAMS = ("rrate", "rtemp", "ctemp", "ptime", "erate")
 _CHECK_SIGNALS = ("disable", "min_temp", "max_temp")
 #: Soft configuration signals the move rules use.
 _TUNABLES = ("ramp_rate", "tolerance", "settle_time")
@@ -114,14 +125,15 @@ class AsyncJobRunner:
     """
 
     def __init__(self, job: Job, snapshot: Callable[[], Snapshot], *, status_period: float,
-                 max_resends: int, stale_after: float | None,
+                 max_resends: int, responses: ResponseTimes, log: Any,
                  paused: Callable[[], bool], send_lock: asyncio.Lock,
                  on_timeout: Callable[[], Awaitable[None]] | None = None,
                  on_finish: Callable[[AsyncJobRunner], None] | None = None,
                  already_accepted: bool = False):
         self.job = job
         self.tracker = JobTracker(job, status_period=status_period, max_resends=max_resends,
-                                  stale_after=stale_after, already_accepted=already_accepted)
+                                  responses=responses, log=log,
+                                  already_accepted=already_accepted)
         self.poll_interval = min(0.25, status_period / 4)
         self._snapshot = snapshot
         self._paused = paused
@@ -176,6 +188,7 @@ class AsyncJobRunner:
         if self._closed:
             return False
         self._closed = True
+        self.tracker.note_end(exc)
         if exc is None:
             self._outcome.set_result(None)
         else:
@@ -199,12 +212,12 @@ class AsyncJobRunner:
             self._wake.clear()
             await self._wake.wait()
 
-    async def _send(self) -> bool:
+    async def _send(self, why: str = "") -> bool:
         async with self._send_lock:
             if self._closed and not self._send_once:  # stopped or taken over: send nothing
                 return False
             self._send_once = False
-            self.tracker.sends += 1
+            self.tracker.note_send(why)
             try:
                 await self.job.send()
             except Exception as exc:
@@ -225,8 +238,8 @@ class AsyncJobRunner:
                 now, paused = time.monotonic(), self._paused()
                 snap = self._snapshot()
                 step = tracker.step(snap, now, paused=paused)
-                if step is SEND:
-                    if not await self._send():
+                if step.kind == "send":
+                    if not await self._send(step.why):
                         return
                 elif step is DONE:
                     self._finish(None)
@@ -307,7 +320,7 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
     def __init__(self, prefix: str = "", name: str = "", *, tolerance: float = 0.2,
                  settle_time: float = 5.0, ramp_rate: float = 360, status_period: float = 1.0,
                  max_resends: int = 2, timeout_margin: float = 300.0,
-                 stale_after: float | None = 30.0, put_timeout: float = 10.0,
+                 stale_after: float | str | None = AUTO, put_timeout: float = 10.0,
                  timeout: float | None = None):
         with self.add_children_as_readables(Format.HINTED_SIGNAL):
             self.temperature = epics_signal_r(float, prefix + "TEMP")
@@ -326,6 +339,11 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
         self.disable = epics_signal_rw(bool, prefix + "DISABLE")
         self.min_temp = epics_signal_r(float, prefix + "DEVICEMINTEMP")
         self.max_temp = epics_signal_r(float, prefix + "DEVICEMAXTEMP")
+        # the heartbeat's noisy status PVs and the alarm path
+        self.alarm_code = epics_signal_r(float, prefix + "ALARMI")
+        self.evap_temp = epics_signal_r(float, prefix + "EVAPTEMP")
+        self.suct_temp = epics_signal_r(float, prefix + "SUCTTEMP")
+        self.gas_heat = epics_signal_r(float, prefix + "GASHEAT")
         # command parameters, and command records processed through .PROC (never STOP:
         # command 19 shuts the cooler down)
         self.rrate = epics_signal_rw(float, prefix + "RRATE")
@@ -352,7 +370,10 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
         self.timeout = timeout
         self._readings: dict[str, dict[str, Any]] = {}
         self._last_temp: float | None = None
-        self._last_update = time.monotonic()
+        self._heartbeat = Heartbeat(time.monotonic())
+        self._responses = ResponseTimes()
+        self._ioc_ranges: dict[str, Range | None] = {}
+        self._alarms: AlarmWatch | None = None
         self._runner: AsyncJobRunner | None = None
         self._send_lock: asyncio.Lock | None = None
         self._paused = False
@@ -376,6 +397,12 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
         await super().connect(mock=mock, timeout=timeout, force_reconnect=force_reconnect)
         if self._send_lock is None:
             self._send_lock = asyncio.Lock()
+        self._alarms = AlarmWatch(self.name, self.log)
+        for attr in _PARAMS:  # the IOC's own limits: fixed record fields, read once
+            described = await getattr(self, attr).describe()
+            control = next(iter(described.values())).get("limits", {}).get("control", {})
+            self._ioc_ranges[attr] = ioc_range(control.get("low"), control.get("high"),
+                                               attr.upper())
         if not self._subscribed:
             self._subscribed = True
             for attr in (*_STATUS_SIGNALS, *_CHECK_SIGNALS, *_TUNABLES):
@@ -387,10 +414,15 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
         def changed(readings: dict[str, Any]) -> None:
             reading = next(iter(readings.values()))
             self._readings[attr] = reading
-            if status:
-                self._last_update = time.monotonic()
-            if attr == "temperature" and reading.get("alarm_severity", 0) != _INVALID:
+            valid = reading.get("alarm_severity", 0) != _INVALID
+            if status and valid:  # a datagram arrived (not merely turned INVALID)
+                self._heartbeat.monitors.beat(time.monotonic())
+            if attr == "temperature" and self._number(reading) is not None:
                 self._last_temp = self._number(reading)
+            if attr == "alarm_code" and self._alarms is not None:
+                code = self._number(reading)
+                text = self._readings.get("alarm", {}).get("value", "")
+                self._alarms.update(None if code is None else int(code), str(text))
             runner = self._runner
             if runner is not None:
                 runner.wake()
@@ -400,13 +432,10 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
     # -- the cached state ---------------------------------------------------------------------
     @staticmethod
     def _number(reading: dict[str, Any] | None) -> float | None:
+        """A reading's value as a float; None if INVALID, no number or "not available"."""
         if reading is None or reading.get("alarm_severity", 0) == _INVALID:
             return None
-        try:
-            number = float(reading["value"])
-        except (TypeError, ValueError):
-            return None
-        return number if math.isfinite(number) else None
+        return available(reading["value"])
 
     def _value(self, attr: str) -> float | None:
         return self._number(self._readings.get(attr))
@@ -426,14 +455,47 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
         temp_invalid = temp_reading is None or temp_reading.get("alarm_severity") == _INVALID
         alarm = self._readings.get("alarm")
         now = time.monotonic()
+        period = self.effective_status_period
         return Snapshot(
             now=now, temp=self._last_temp if temp_invalid else self._value("temperature"),
-            temp_invalid=temp_invalid, update_age=now - self._last_update,
+            temp_invalid=temp_invalid, update_age=self._heartbeat.age(now),
             setpoint=self._value("setpoint"), target=self._value("target"),
             phase=self._enum("phase", PHASE_STRINGS),
             run_mode=self._enum("run_mode", RUN_MODE_STRINGS),
             alarm="" if alarm is None else str(alarm["value"]),
+            status_period=period, stale_limit=stale_limit(self.stale_after, period),
         )
+
+    @property
+    def log(self) -> Any:  # a logging.Logger (ophyd-async's Device.log is an adapter)
+        """This device's logger, ``ophyd_cs800.device.<name>`` (as the ophyd device's)."""
+        return device_logger(self.name)
+
+    @property
+    def learned_status_period(self) -> float | None:
+        """The status period learned from the arrival of status, s (``None`` until known)."""
+        return self._heartbeat.learned_period
+
+    @property
+    def effective_status_period(self) -> float:
+        """The status period the device plans with: learned, never below ``status_period``."""
+        return self._heartbeat.period(self.status_period)
+
+    @property
+    def status_age(self) -> float:
+        """Seconds since the last status seen (the heartbeat's age)."""
+        return self._heartbeat.age(time.monotonic())
+
+    def add_alarm_callback(self, callback: AlarmCallback) -> Callable[[], None]:
+        """Call ``callback(change)`` on every change of the alarm code (ALARMI), in the event
+        loop; returns a function that unsubscribes (as the ophyd device)."""
+        if self._alarms is None:
+            raise CS800StaleError(f"{self.name}: connect the device first.")
+        return self._alarms.subscribe(callback)
+
+    def ioc_limits(self, attr: str) -> Range | None:
+        """The IOC's own limits (DRVL/DRVH, read at connection) of a parameter, or None."""
+        return self._ioc_ranges.get(attr)
 
     @property
     def limits(self) -> tuple[float, float]:
@@ -463,10 +525,8 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
         return None if runner is None or runner.closed else runner.job.what
 
     def describe_state(self) -> str:
-        """One line for people: TEMP, phase, run mode, alarm and target."""
-        snap = self.snapshot()
-        target = "unknown" if snap.target is None else f"{snap.target:.2f} K"
-        return f"{self.name}: {snap.describe()}, target {target}"
+        """One line for people: TEMP, phase, run mode, alarm and target (or "no status")."""
+        return rules.describe_state(self.name, self.snapshot())
 
     # -- checks before anything is written ----------------------------------------------------
     def _check_commandable(self, what: str, *, modes: tuple[Any, ...] | None) -> Snapshot:
@@ -486,7 +546,7 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
 
     def check_value(self, value: Any) -> None:
         """Raise :class:`CS800RangeError` unless ``value`` is a finite temperature in limits."""
-        rules.target_kelvin(self.name, value, self.limits)
+        rules.target_kelvin(self.name, value, self.limits, self.ioc_limits("rtemp"))
 
     # -- writing PVs (in the job's task) ------------------------------------------------------
     async def _put(self, attr: str, value: Any) -> None:
@@ -512,7 +572,7 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
         assert self._send_lock is not None
         runner = AsyncJobRunner(
             job, self.snapshot, status_period=self.status_period,
-            max_resends=self.max_resends, stale_after=self.stale_after,
+            max_resends=self.max_resends, responses=self._responses, log=self.log,
             paused=lambda: self._paused, send_lock=self._send_lock,
             on_timeout=self._send_hold if isinstance(job, MoveJob) else None,
             on_finish=self._job_finished)
@@ -529,6 +589,7 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
         self._paused = False
         assert self._send_lock is not None
         async with self._send_lock:
+            self.log.info("%s: sending HOLD (the move timed out)", self.name)
             await self._put("cmd_hold", 1)
 
     def _command(self, job: Job | None) -> AsyncStatus:
@@ -554,11 +615,12 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
         """
         snap = self._check_commandable("move", modes=rules.READY_OR_RUN)
         job = rules.move_job(
-            self.name, snap, value, self._writer, limits=self.limits, rate=rate,
+            self.name, snap, value, self._writer, limits=self.limits,
+            ioc_limits=self.ioc_limits, rate=rate,
             default_rate=self._tunable("ramp_rate"), cool=cool,
             tolerance=self._tunable("tolerance"), settle_time=self._tunable("settle_time"),
             timeout=self.timeout if timeout is None else timeout,
-            timeout_margin=self.timeout_margin, status_period=self.status_period)
+            timeout_margin=self.timeout_margin)
         runner = self._runner_for(job)
         initial = snap.temp if snap.temp is not None else job.target
         return WatchableAsyncStatus(self._watch(runner, initial, job.target), name=self.name)
@@ -618,6 +680,7 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
             self._paused = False
             hold_error: Exception | None = None
             try:
+                self.log.info("%s: sending HOLD (stop())", self.name)
                 await self._put("cmd_hold", 1)
             except Exception as exc:  # still end the move; say that HOLD did not go out
                 hold_error = exc
@@ -628,9 +691,9 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
     def plateau(self, minutes: float, *, timeout: float | None = None) -> AsyncStatus:
         """Hold the current temperature for ``minutes`` (1-1440); done when Plat ends."""
         self._check_commandable("plateau", modes=rules.READY_OR_RUN)
-        return self._command(rules.plateau_job(self.name, minutes, self._writer,
-                                               timeout=timeout,
-                                               timeout_margin=self.timeout_margin))
+        return self._command(rules.plateau_job(
+            self.name, minutes, self._writer, ioc_limits=self.ioc_limits, timeout=timeout,
+            timeout_margin=self.timeout_margin))
 
     def hold(self, *, timeout: float | None = None) -> AsyncStatus:
         """Hold the current temperature indefinitely; done when PHASE reads Hold."""
@@ -642,8 +705,9 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
         """Ramp to 300 K at ``rate`` K/h, then shut down; done at Shutdown OK."""
         rate_k_h = rules.end_rate(self.name, rate)
         snap = self._check_commandable("end", modes=None)
-        return self._command(rules.end_job(self.name, snap, rate_k_h, self._writer,
-                                           timeout=timeout, timeout_margin=self.timeout_margin))
+        return self._command(rules.end_job(
+            self.name, snap, rate_k_h, self._writer, ioc_limits=self.ioc_limits,
+            timeout=timeout, timeout_margin=self.timeout_margin))
 
     def purge(self, *, timeout: float = rules.PURGE_TIMEOUT_S) -> AsyncStatus:
         """Warm up to room temperature, then shut down; done at Shutdown OK."""
@@ -669,6 +733,8 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
         async def write() -> None:
             try:
                 async with lock:
+                    self.log.info("%s: sending %s (%s = %r)", self.name, what.upper(),
+                                  getattr(self, attr).source.split("://")[-1], value)
                     await self._put(attr, value)
             except Exception as exc:
                 if undo is not None:

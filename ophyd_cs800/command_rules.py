@@ -28,6 +28,8 @@ from ophyd_cs800.errors import (
     CS800ShutDownError,
     CS800StaleError,
 )
+from ophyd_cs800.limits import Range, check_in_ranges
+from ophyd_cs800.logs import command_meaning
 from ophyd_cs800.move_status import (
     SAME_TEMP_K,
     SHUT_DOWN_MODES,
@@ -37,6 +39,7 @@ from ophyd_cs800.move_status import (
     ShutdownJob,
     Snapshot,
     run_mode_name,
+    silence_error,
 )
 from ophyd_cs800.protocol import MOVING_PHASES, Phase, RunMode
 
@@ -54,6 +57,14 @@ RESTART_TIMEOUT_S = 120.0
 
 Writes = tuple[tuple[str, Any], ...]
 Writer = Callable[[Writes, "str | None"], Callable[[], Any]]
+#: ``ioc_limits(attr)``: the IOC's own limits (CA control limits DRVL/DRVH) of the parameter
+#: PV of that attribute (``"rtemp"``, ``"rrate"``, ...), or ``None`` if it has none.
+IocLimits = Callable[[str], "Range | None"]
+
+
+def no_ioc_limits(attr: str) -> Range | None:
+    """An :data:`IocLimits` for an IOC whose parameters have no limits of their own."""
+    return None
 
 
 def limits_from(low: float | None, high: float | None) -> tuple[float, float]:
@@ -70,7 +81,8 @@ def limits_from(low: float | None, high: float | None) -> tuple[float, float]:
 def check_commandable(name: str, what: str, *, disabled: int | None, snap: Snapshot,
                       modes: tuple[RunMode, ...] | None, disable_pv: str,
                       temp_pv: str) -> None:
-    """Raise unless comms are enabled (``disabled`` 0), TEMP is valid and the mode fits.
+    """Raise unless comms are enabled (``disabled`` 0), the controller reports (not silent,
+    TEMP valid) and the run mode fits.
 
     ``modes=None`` accepts any run mode. ``disabled`` is DISABLE's raw value (``None`` if
     unreadable, which counts as disabled).
@@ -82,6 +94,9 @@ def check_commandable(name: str, what: str, *, disabled: int | None, snap: Snaps
             f"enable it with {name}.disable.put(0) (the 'comms ON' button of the "
             "admin screen)."
         )
+    stale = silence_error(snap, name, f"so the {what} was not sent")
+    if stale is not None:
+        raise stale
     if snap.temp_invalid:
         raise CS800StaleError(
             f"{name}: the controller is not reporting (TEMP {temp_pv} is disconnected or has "
@@ -102,25 +117,33 @@ def check_commandable(name: str, what: str, *, disabled: int | None, snap: Snaps
         )
 
 
-def target_kelvin(name: str, value: Any, limits: tuple[float, float]) -> float:
-    """Return ``value`` as a target in K at the wire resolution, or raise CS800RangeError."""
+def target_kelvin(name: str, value: Any, limits: tuple[float, float],
+                  ioc: Range | None = None) -> float:
+    """``value`` as a target in K at the wire resolution, checked against the controller's
+    ``limits`` and the IOC's own ``ioc`` range (RTEMP or CTEMP); CS800RangeError otherwise."""
     try:
         target = float(value)
     except (TypeError, ValueError):
         raise CS800RangeError(
             f"{name}: target {value!r} is not a temperature in kelvin; nothing was sent."
         ) from None
-    low, high = limits
-    # Compared in centikelvin, the controller's resolution: a target equal to
-    # DEVICEMAXTEMP up to float noise (400.0000001) is 400.00 K and allowed.
-    if not math.isfinite(target) or not (
-        P.kelvin_to_ck(low) <= P.kelvin_to_ck(target) <= P.kelvin_to_ck(high)
-    ):
+    if not math.isfinite(target):
         raise CS800RangeError(
-            f"{name}: target {target:.2f} K is out of range: the controller accepts "
-            f"{low:.2f} K to {high:.2f} K; nothing was sent."
-        )
-    return P.ck_to_kelvin(P.kelvin_to_ck(target))
+            f"{name}: target {target} K is not a finite temperature; nothing was sent.")
+    # Compared at the controller's resolution (0.01 K): a target equal to DEVICEMAXTEMP up
+    # to float noise (400.0000001) is 400.00 K and allowed.
+    target = P.ck_to_kelvin(P.kelvin_to_ck(target))
+    check_in_ranges(name, "target", target, "K",
+                    Range(limits[0], limits[1], "the controller's limit"), ioc,
+                    resolution=0.01)
+    return target
+
+
+def check_param(name: str, what: str, value: float, unit: str, allowed: tuple[float, float],
+                ioc: Range | None) -> None:
+    """Check a rate or duration against the controller's range and the IOC's limits."""
+    check_in_ranges(name, what, value, unit,
+                    Range(allowed[0], allowed[1], "the controller's limit"), ioc, decimals=0)
 
 
 def validated(name: str, build: Callable[[], P.Command]) -> P.Command:
@@ -150,52 +173,60 @@ def ramp_rate(name: str, rate: Any) -> float:
 
 
 def move_job(name: str, snap: Snapshot, new_position: Any, writer: Writer, *,
-             limits: tuple[float, float], rate: Any, default_rate: Any, cool: bool,
-             tolerance: float, settle_time: float, timeout: float | None,
-             timeout_margin: float, status_period: float) -> MoveJob:
+             limits: tuple[float, float], ioc_limits: IocLimits, rate: Any, default_rate: Any,
+             cool: bool, tolerance: float, settle_time: float, timeout: float | None,
+             timeout_margin: float) -> MoveJob:
     """The Ramp (or Cool) job to ``new_position`` K, checked (raises before any write).
 
     ``snap`` is the snapshot :func:`check_commandable` passed; ``timeout`` ``None`` computes
     ``1.1 * |dT| / rate + timeout_margin + settle_time``.
     """
     low, high = limits
-    target = target_kelvin(name, new_position, limits)
+    target = target_kelvin(name, new_position, limits, ioc_limits("ctemp" if cool else "rtemp"))
     if cool:
         if rate is not None:
             raise CS800RangeError(f"{name}: Cool runs as fast as possible; do not give a rate.")
-        validated(name, lambda: P.cool(target, min_temp=low, max_temp=high))
+        cmd = validated(name, lambda: P.cool(target, min_temp=low, max_temp=high))
         rate_k_h = FASTEST_RATE_K_PER_H
         what = f"cool to {target:.2f} K"
         send = writer((("ctemp", target), ("cmd_cool", 1)), "ctemp")
     else:
         rate_f = ramp_rate(name, default_rate if rate is None else rate)
-        validated(name, lambda: P.ramp(rate_f, target, min_temp=low, max_temp=high))
+        cmd = validated(name, lambda: P.ramp(rate_f, target, min_temp=low, max_temp=high))
+        check_param(name, "ramp rate", rate_f, "K/h", (1, 360), ioc_limits("rrate"))
         rate_k_h = int(rate_f)
         what = f"ramp to {target:.2f} K at {rate_k_h} K/h"
         send = writer((("rrate", rate_k_h), ("rtemp", target), ("cmd_ramp", 1)), "rtemp")
     start = snap.temp if snap.temp is not None else target
     if timeout is None:
         timeout = 1.1 * abs(target - start) / rate_k_h * 3600 + timeout_margin + settle_time
-    return MoveJob(name, what, send, timeout, target=target, tolerance=tolerance,
-                   settle_time=settle_time, interrupt_after=3 * status_period)
+    job = MoveJob(name, what, send, timeout, target=target, tolerance=tolerance,
+                  settle_time=settle_time, interrupt_after=3 * snap.status_period)
+    job.meaning = command_meaning(cmd)
+    return job
 
 
-def plateau_job(name: str, minutes: Any, writer: Writer, *, timeout: float | None,
-                timeout_margin: float) -> PhaseJob:
+def plateau_job(name: str, minutes: Any, writer: Writer, *, ioc_limits: IocLimits,
+                timeout: float | None, timeout_margin: float) -> PhaseJob:
     """Plateau of ``minutes`` (1-1440): done when the Plat phase ends."""
     cmd = validated(name, lambda: P.plat(minutes))
+    check_param(name, "plateau duration", cmd.param1, "min", (1, 1440), ioc_limits("ptime"))
     send = writer((("ptime", cmd.param1), ("cmd_plat", 1)), None)
     if timeout is None:
         timeout = cmd.param1 * 60 + timeout_margin
-    return PhaseJob(name, f"plateau of {cmd.param1} min", send, timeout,
-                    phases=frozenset({Phase.PLAT}))
+    job = PhaseJob(name, f"plateau of {cmd.param1} min", send, timeout,
+                   phases=frozenset({Phase.PLAT}))
+    job.meaning = command_meaning(cmd)
+    return job
 
 
 def hold_job(name: str, writer: Writer, *, timeout: float | None,
              timeout_margin: float) -> PhaseJob:
     """Hold: done when PHASE reads Hold in Run mode."""
-    return PhaseJob(name, "hold", writer((("cmd_hold", 1),), None), timeout or timeout_margin,
-                    phases=frozenset({Phase.HOLD}), done_in_phase=True)
+    job = PhaseJob(name, "hold", writer((("cmd_hold", 1),), None), timeout or timeout_margin,
+                   phases=frozenset({Phase.HOLD}), done_in_phase=True)
+    job.meaning = command_meaning(P.hold())
+    return job
 
 
 def end_rate(name: str, rate: Any) -> int:
@@ -204,16 +235,20 @@ def end_rate(name: str, rate: Any) -> int:
 
 
 def end_job(name: str, snap: Snapshot, rate_k_h: int, writer: Writer, *,
-            timeout: float | None, timeout_margin: float) -> ShutdownJob | None:
+            ioc_limits: IocLimits, timeout: float | None,
+            timeout_margin: float) -> ShutdownJob | None:
     """End at ``rate_k_h`` (from :func:`end_rate`); ``None`` when shut down already."""
     if snap.run_mode == RunMode.SHUTDOWN_OK:
         return None
+    check_param(name, "end rate", rate_k_h, "K/h", (1, 360), ioc_limits("erate"))
     start = snap.temp if snap.temp is not None else END_TEMP_K
     send = writer((("erate", rate_k_h), ("cmd_end", 1)), None)
     if timeout is None:
         timeout = 1.1 * abs(END_TEMP_K - start) / rate_k_h * 3600 + timeout_margin
-    return ShutdownJob(name, f"end at {rate_k_h} K/h", send, timeout,
-                       phases=frozenset({Phase.END}))
+    job = ShutdownJob(name, f"end at {rate_k_h} K/h", send, timeout,
+                      phases=frozenset({Phase.END}))
+    job.meaning = command_meaning(P.end(rate_k_h))
+    return job
 
 
 def purge_job(name: str, snap: Snapshot, writer: Writer, *,
@@ -221,8 +256,10 @@ def purge_job(name: str, snap: Snapshot, writer: Writer, *,
     """Purge: done at Shutdown OK; ``None`` when shut down already."""
     if snap.run_mode == RunMode.SHUTDOWN_OK:
         return None
-    return ShutdownJob(name, "purge", writer((("cmd_purge", 1),), None), timeout,
-                       phases=frozenset({Phase.PURGE, Phase.SOAK}))
+    job = ShutdownJob(name, "purge", writer((("cmd_purge", 1),), None), timeout,
+                      phases=frozenset({Phase.PURGE, Phase.SOAK}))
+    job.meaning = command_meaning(P.purge())
+    return job
 
 
 def restart_job(name: str, snap: Snapshot, writer: Writer, *,
@@ -235,7 +272,10 @@ def restart_job(name: str, snap: Snapshot, writer: Writer, *,
             f"{name}: the controller is in Setup mode; leave it on the controller's "
             "front panel before restarting.")
     writes: Writes = (("cmd_restart", 1),) if snap.run_mode in SHUT_DOWN_MODES else ()
-    return RestartJob(name, "restart", writer(writes, None), timeout)
+    job = RestartJob(name, "restart", writer(writes, None), timeout)  # Startup: just wait
+    if writes:
+        job.meaning = command_meaning(P.restart())
+    return job
 
 
 def turbo_value(name: str, on: Any) -> int:
@@ -257,6 +297,15 @@ def stopped_error(name: str, what: str, snap: Snapshot,
             if hold_error is None else f"sending HOLD failed: {hold_error}")
     temp = snap.temp if snap.temp is not None else float("nan")
     return CS800InterruptedError(f"{name}: the {what} was stopped at {temp:.2f} K; {held}")
+
+
+def describe_state(name: str, snap: Snapshot) -> str:
+    """One line for people: ``cs0: TEMP 150.00 K, phase Hold, run mode Run, target 150.00 K``;
+    a silent controller reads ``cs0: no status for 4.0 s (last TEMP 150.00 K)``."""
+    if snap.silent:  # the phase and run mode are frozen: not shown
+        return f"{name}: {snap.describe()}"
+    target = "unknown" if snap.target is None else f"{snap.target:.2f} K"
+    return f"{name}: {snap.describe()}, target {target}"
 
 
 def clamp_error(name: str, pvname: str, written: float, echo: float) -> CS800RangeError | None:
@@ -281,12 +330,16 @@ __all__ = [
     "PURGE_TIMEOUT_S",
     "READY_OR_RUN",
     "RESTART_TIMEOUT_S",
+    "IocLimits",
     "check_commandable",
+    "check_param",
     "clamp_error",
+    "describe_state",
     "end_job",
     "end_rate",
     "hold_job",
     "limits_from",
+    "no_ioc_limits",
     "move_job",
     "plateau_job",
     "purge_job",

@@ -338,12 +338,14 @@ class Driver:
 
 
 def make_ophyd(*, settle_time=0.0, name="cs0", **kwargs) -> Driver:
+    kwargs.setdefault("stale_after", None)  # driven by hand: staleness has its own tests
     dev = FakeCS800("X:CS0:", name=name, settle_time=settle_time,
                     status_period=STATUS_PERIOD, **kwargs)
     return Driver(dev, OphydPort(dev))
 
 
 def make_aio(loop: LoopThread, *, settle_time=0.0, name="cs0", **kwargs) -> Driver:
+    kwargs.setdefault("stale_after", None)  # driven by hand: staleness has its own tests
     from ophyd_async.core import init_devices
 
     from ophyd_cs800 import aio

@@ -124,6 +124,7 @@ class FakeController:
 
 
 def make_device(*, settle_time=0.0, name="cs0", **kwargs):
+    kwargs.setdefault("stale_after", None)  # driven by hand: staleness has its own tests
     dev = FakeCS800("X:CS0:", name=name, settle_time=settle_time, status_period=0.05, **kwargs)
     return dev
 

@@ -1,4 +1,8 @@
-"""Bluesky plans driving CS0 of the session simulated IOC through a real RunEngine."""
+"""Bluesky plans driving CS0 of the simulated IOC through a real RunEngine.
+
+The ramp, cool and end/restart plans run against both IOC flavours (``usable_any``: the fixed
+session IOC and a synApps-flavour IOC); the rest against the session IOC.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,9 @@ pytestmark = pytest.mark.integration
 RE = shared.RE
 cs0 = shared.cs0
 usable_cs0 = shared.usable_cs0
+flavour_ioc = shared.flavour_ioc
+any_cs0 = shared.any_cs0
+usable_any = shared.usable_any
 poll = shared.poll
 
 
@@ -33,8 +40,8 @@ def at(cs, target):
     return abs(cs.temperature.get() - target) <= cs.tolerance.get()
 
 
-def test_RE_ramp_returns_at_target_with_documents(RE, usable_cs0):  # noqa: N802
-    cs0 = usable_cs0
+def test_RE_ramp_returns_at_target_with_documents(RE, usable_any):  # noqa: N802
+    cs0 = usable_any
     RE(plans.ramp(cs0, 200, record=False))  # well above 150 K whatever ran before: a real ramp
     docs = collect(RE)
     start_temp = cs0.temperature.get()
@@ -59,8 +66,8 @@ def test_RE_ramp_returns_at_target_with_documents(RE, usable_cs0):  # noqa: N802
     assert len(monitor) > 3
 
 
-def test_ramp_without_recording_then_cool(RE, usable_cs0):
-    cs0 = usable_cs0
+def test_ramp_without_recording_then_cool(RE, usable_any):
+    cs0 = usable_any
     docs = collect(RE)
     RE(plans.ramp(cs0, 160, 360, record=False))
     assert docs == [] and at(cs0, 160)
@@ -99,8 +106,8 @@ def test_ramp_wait_false_keeps_going_after_the_plan_then_hold(RE, usable_cs0):
     assert poll(lambda: abs(cs0.setpoint.get() - held) < 0.02)
 
 
-def test_end_then_ramp_raises_shut_down_then_restart(RE, usable_cs0):
-    cs0 = usable_cs0
+def test_end_then_ramp_raises_shut_down_then_restart(RE, usable_any):
+    cs0 = usable_any
     RE(plans.ramp(cs0, 250, record=False))  # End ramps back to 300 K: keep that short
     RE(plans.end(cs0, 360, wait=True))
     assert cs0.run_mode.get() == RunMode.SHUTDOWN_OK
