@@ -31,9 +31,9 @@ WAIT = shared.WAIT
 
 @pytest.fixture(scope="module")
 def loop():
-    thread = LoopThread()
-    yield thread
-    thread.close()
+    # Not closed: libca keeps calling back into the loop of its channels (e.g. when the
+    # session IOC stops at the end), as every RunEngine's loop stays open in bluesky.
+    return LoopThread()
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +88,8 @@ def test_ramp_plan_documents_match_the_ophyd_family(usable, cs0, loop):
     """RE(ramp(cs, T)) with each family: the same streams and the same data keys."""
     keys = {}
     for family, dev in (("aio", usable.dev), ("ophyd", cs0)):
-        docs = []
-        loop.engine(plans.ramp(dev, away(usable)), lambda name, doc: docs.append((name, doc)))
+        docs: list = []
+        loop.engine(plans.ramp(dev, away(usable)), lambda name, doc, d=docs: d.append((name, doc)))
         stop = next(doc for name, doc in docs if name == "stop")
         assert stop["exit_status"] == "success", (family, stop)
         keys[family] = {doc["name"]: set(doc["data_keys"])
