@@ -292,11 +292,12 @@ def _settable(loop: LoopThread, sig: Any, value: Any) -> None:
 class Driver:
     """Calls one device of either family from the test thread (see the module docstring)."""
 
-    def __init__(self, dev: Any, port: OphydPort | AioPort, loop: LoopThread | None = None):
+    def __init__(self, dev: Any, port: OphydPort | AioPort | None,
+                 loop: LoopThread | None = None):
         self.dev = dev
-        self.port = port
+        self.port = port  # None: a real IOC behind the device
         self.loop = loop
-        self.family = port.family
+        self.family = "ophyd" if loop is None else "aio"
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         target = getattr(self.dev, method)

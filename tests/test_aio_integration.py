@@ -15,7 +15,7 @@ import time
 import pytest
 import test_device_integration as shared
 from bluesky import plan_stubs as bps
-from cs800_fakes import AioPort, Driver, LoopThread
+from cs800_fakes import Driver, LoopThread
 
 from ophyd_cs800 import plans
 from ophyd_cs800.errors import CS800RangeError, CS800ShutDownError, CS800StaleError
@@ -49,7 +49,7 @@ def acs0(cs800_sim_ioc, loop):
         return dev
 
     dev = loop.run(build(), timeout=30)
-    yield Driver(dev, AioPort(dev, loop), loop)
+    yield Driver(dev, None, loop)
 
 
 @pytest.fixture()
