@@ -140,8 +140,9 @@ class AioPort:
 class FakeController:
     """The controller behind a fake CS800 of either family (see the module docstring)."""
 
-    def __init__(self, port: OphydPort | AioPort, *, temp=300.0, run_mode=RunMode.RUN,
-                 instant=True):
+    def __init__(self, port: Any, *, temp=300.0, run_mode=RunMode.RUN, instant=True):
+        if not isinstance(port, OphydPort | AioPort):  # an ophyd fake device
+            port = OphydPort(port)
         self.port = port
         self.instant = instant
         self.sent: list[tuple[str, dict]] = []

@@ -329,9 +329,13 @@ def test_ioc_clamping_rtemp_is_reported(dev, ctl):
 def test_new_move_supersedes_the_running_one(dev):
     ctl = controller(dev, instant=False)
     first = dev.set(150)
+    first_runner = dev.runner
     second = dev.set(200)
     first.wait(WAIT)  # replaced by a newer command: over, not failed (like an ophyd motor)
     assert first.success and not second.done
+    if dev.family == "ophyd":  # one poll thread per device, not per move
+        first_runner.thread.join(WAIT)
+        assert not first_runner.thread.is_alive()
     assert wait_until(lambda: ctl.get("target") == 200.0)  # the second RAMP went out
     ctl.arrive()
     second.wait(WAIT)
@@ -444,8 +448,12 @@ def test_a_stopped_runner_never_resends(dev):
     ctl.drop = 100
     status = dev.set(150)
     assert wait_until(lambda: ctl.names().count("RAMP") >= 2)
+    runner = dev.runner
     dev.stop()
     assert isinstance(failure(status), CS800InterruptedError)
+    if dev.family == "ophyd":
+        runner.thread.join(WAIT)
+        assert not runner.thread.is_alive()  # the poll thread ends with the job
     assert not wait_until(lambda: ctl.names()[-1] != "HOLD", timeout=0.3)
 
 
@@ -612,6 +620,9 @@ def test_two_devices_move_independently(make):
     ctl_a.arrive()
     move_a.wait(WAIT)
     assert (dev_a.position, dev_b.position) == (150.0, 250.0)
+    assert dev_a.runner is None and dev_b.runner is None
+    assert wait_until(lambda: not [t for t in threading.enumerate()
+                                   if t.name.startswith("cs800-cs1-")])  # no thread left
 
 
 def test_plan_may_start_commands_without_waiting_then_send_others(dev):
