@@ -75,11 +75,12 @@ class OphydPort:
 
 
 class AioPort:
-    """The mock-mode signals of an ``ophyd_cs800.aio.CS800``, touched in its event loop."""
+    """The mock-mode signals of an ``ophyd_cs800.aio.CS800``, touched in its event loop
+    (``loop``: the loop's thread; ``None``: the caller runs in the loop already)."""
 
     family = "aio"
 
-    def __init__(self, dev: Any, loop: LoopThread):
+    def __init__(self, dev: Any, loop: LoopThread | None):
         self.dev = dev
         self.loop = loop
         self.values: dict[str, Any] = {}
@@ -101,8 +102,10 @@ class AioPort:
 
         self.values[attr] = value
         self._stored[attr] = value
-        self.loop.call(lambda: set_mock_value(getattr(self.dev, attr),
-                                              self._mock_value(attr, value)))
+        self._call(lambda: set_mock_value(getattr(self.dev, attr), self._mock_value(attr, value)))
+
+    def _call(self, function: Callable[[], Any]) -> Any:
+        return function() if self.loop is None else self.loop.call(function)
 
     def put_invalid(self, attr: str, value: Any) -> None:
         """A monitor with INVALID severity (ophyd-async reports it as -1)."""
@@ -116,7 +119,7 @@ class AioPort:
             if soft.callback:
                 soft.callback(soft.reading)
 
-        self.loop.call(post)
+        self._call(post)
 
     def get(self, attr: str) -> Any:
         value = self.values.get(attr)
@@ -134,14 +137,14 @@ class AioPort:
                 await result
             return self._stored.pop(attr, None)
 
-        self.loop.call(lambda: callback_on_mock_put(getattr(self.dev, attr), put))
+        self._call(lambda: callback_on_mock_put(getattr(self.dev, attr), put))
 
 
 class FakeController:
     """The controller behind a fake CS800 of either family (see the module docstring)."""
 
     def __init__(self, port: Any, *, temp=300.0, run_mode=RunMode.RUN, instant=True):
-        if not isinstance(port, OphydPort | AioPort):  # an ophyd fake device
+        if not hasattr(port, "family"):  # an ophyd fake device
             port = OphydPort(port)
         self.port = port
         self.instant = instant
