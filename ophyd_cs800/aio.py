@@ -407,6 +407,13 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
             self._subscribed = True
             for attr in (*_STATUS_SIGNALS, *_CHECK_SIGNALS, *_TUNABLES):
                 getattr(self, attr).subscribe_reading(self._monitor(attr))
+        # The first monitor of each PV follows the connection: wait for them (bounded), so a
+        # command right after connecting sees the controller's state, not "unknown".
+        deadline = time.monotonic() + timeout
+        wanted = (*_STATUS_SIGNALS, *_CHECK_SIGNALS, *_TUNABLES)
+        while (any(attr not in self._readings for attr in wanted)
+               and time.monotonic() < deadline):
+            await asyncio.sleep(0.01)
 
     def _monitor(self, attr: str) -> Callable[[dict[str, Any]], None]:
         status = attr in _STATUS_SIGNALS
