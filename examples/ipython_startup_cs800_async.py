@@ -42,21 +42,10 @@ from bluesky.utils import ProgressBarManager  # noqa: E402
 from ophyd.sim import det  # noqa: E402, F401  (a simulated detector to try plans with)
 from ophyd_async.core import init_devices  # noqa: E402
 
+from ophyd_cs800 import plans  # noqa: E402
 from ophyd_cs800.aio import CS800  # noqa: E402
-from ophyd_cs800.plans import (  # noqa: E402, F401  (for the IPython namespace)
-    cool,
-    end,
-    hold,
-    pause,
-    plateau,
-    purge,
-    ramp,
-    ramp_and_record,
-    restart,
-    resume,
-    temperature_series,
-    turbo,
-)
+
+globals().update({name: getattr(plans, name) for name in plans.__all__})  # ramp, cool, ...
 
 if "RE" not in globals():  # made first: ophyd-async devices live in the RunEngine's loop
     RE = RunEngine({})

@@ -42,6 +42,7 @@ from ophyd_async.epics.core import epics_signal_r, epics_signal_rw, epics_signal
 
 from ophyd_cs800 import command_rules as rules
 from ophyd_cs800.alarms import AlarmCallback, AlarmWatch
+from ophyd_cs800.device_state import FollowedState
 from ophyd_cs800.errors import CS800Error, CS800StaleError
 from ophyd_cs800.heartbeat import Heartbeat
 from ophyd_cs800.limits import Range, available, ioc_range
@@ -50,6 +51,7 @@ from ophyd_cs800.move_status import (
     AUTO,
     DONE,
     TIMEOUT,
+    FollowedJob,
     Job,
     JobTracker,
     MoveJob,
@@ -116,7 +118,7 @@ def _index(value: Any, strings: tuple[str, ...]) -> int | None:
     return strings.index(text) if text in strings else None
 
 
-class AsyncJobRunner:
+class AsyncJobRunner(FollowedJob):
     """Follows one :class:`Job` in an asyncio task: the same :class:`JobTracker` decisions as
     the ophyd device's thread, fed by monitor callbacks (:meth:`wake`) and a poll timer.
 
@@ -130,10 +132,9 @@ class AsyncJobRunner:
                  on_timeout: Callable[[], Awaitable[None]] | None = None,
                  on_finish: Callable[[AsyncJobRunner], None] | None = None,
                  already_accepted: bool = False):
-        self.job = job
-        self.tracker = JobTracker(job, status_period=status_period, max_resends=max_resends,
-                                  responses=responses, log=log,
-                                  already_accepted=already_accepted)
+        super().__init__(job, JobTracker(job, status_period=status_period,
+                                         max_resends=max_resends, responses=responses, log=log,
+                                         already_accepted=already_accepted))
         self.poll_interval = min(0.25, status_period / 4)
         self._snapshot = snapshot
         self._paused = paused
@@ -143,23 +144,7 @@ class AsyncJobRunner:
         self._wake = asyncio.Event()
         self._outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._successor: AsyncJobRunner | None = None
-        self._closed = False
         self._send_once = False
-
-    @property
-    def closed(self) -> bool:
-        """True once the job is over (finished, failed, cancelled or handed over)."""
-        return self._closed
-
-    @property
-    def accepted(self) -> bool:
-        """True once the controller was seen acting on the command."""
-        return self.tracker.accepted
-
-    @property
-    def sends(self) -> int:
-        """How many times the command was sent."""
-        return self.tracker.sends
 
     def wake(self) -> None:
         """Look again now (a monitor posted)."""
@@ -301,7 +286,8 @@ class CS800Actions(Device):
         super().__init__(name=name)
 
 
-class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
+class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
+            Subscribable[float]):
     """An Oxford CryoStream 800 on the synApps ``Oxford_CS800.db`` PVs, in ophyd-async.
 
     The same positioner in kelvin as :class:`ophyd_cs800.device.CS800` (same parameters,
@@ -478,20 +464,8 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
         """This device's logger, ``ophyd_cs800.device.<name>`` (as the ophyd device's)."""
         return device_logger(self.name)
 
-    @property
-    def learned_status_period(self) -> float | None:
-        """The status period learned from the arrival of status, s (``None`` until known)."""
-        return self._heartbeat.learned_period
 
-    @property
-    def effective_status_period(self) -> float:
-        """The status period the device plans with: learned, never below ``status_period``."""
-        return self._heartbeat.period(self.status_period)
 
-    @property
-    def status_age(self) -> float:
-        """Seconds since the last status seen (the heartbeat's age)."""
-        return self._heartbeat.age(time.monotonic())
 
     def add_alarm_callback(self, callback: AlarmCallback) -> Callable[[], None]:
         """Call ``callback(change)`` on every change of the alarm code (ALARMI), in the event
@@ -514,26 +488,9 @@ class CS800(StandardReadable, Locatable[float], Stoppable, Subscribable[float]):
         """The last valid TEMP in K (``None`` before the first monitor)."""
         return self._last_temp
 
-    @property
-    def moving(self) -> bool:
-        """True while a ramp or cool started by this device is being followed."""
-        runner = self._runner
-        return runner is not None and not runner.closed and isinstance(runner.job, MoveJob)
 
-    @property
-    def paused(self) -> bool:
-        """True between :meth:`pause_program` and :meth:`resume_program`."""
-        return self._paused
 
-    @property
-    def active_job(self) -> str | None:
-        """What the device is following now (e.g. ``"ramp to 150.00 K at 360 K/h"``) or None."""
-        runner = self._runner
-        return None if runner is None or runner.closed else runner.job.what
 
-    def describe_state(self) -> str:
-        """One line for people: TEMP, phase, run mode, alarm and target (or "no status")."""
-        return rules.describe_state(self.name, self.snapshot())
 
     # -- checks before anything is written ----------------------------------------------------
     def _check_commandable(self, what: str, *, modes: tuple[Any, ...] | None) -> Snapshot:

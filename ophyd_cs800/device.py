@@ -31,6 +31,7 @@ from ophyd.status import DeviceStatus, MoveStatus, StatusBase
 
 from ophyd_cs800 import command_rules as rules
 from ophyd_cs800.alarms import AlarmCallback, AlarmWatch
+from ophyd_cs800.device_state import FollowedState
 from ophyd_cs800.errors import (
     CS800Error,
     CS800StaleError,
@@ -125,7 +126,7 @@ class CS800Actions(Device):
     turbo = Cpt(Action, method="set_turbo", kind="omitted")
 
 
-class CS800(Device, PositionerBase):
+class CS800(FollowedState, Device, PositionerBase):
     """An Oxford CryoStream 800 on the synApps ``Oxford_CS800.db`` PVs, a positioner in kelvin.
 
     Parameters:
@@ -331,16 +332,7 @@ class CS800(Device, PositionerBase):
         return rules.limits_from(self._valid_value(self.min_temp),
                                  self._valid_value(self.max_temp))
 
-    @property
-    def moving(self) -> bool:
-        """True while a ramp or cool started by this device is being followed."""
-        runner = self._runner
-        return runner is not None and not runner.closed and isinstance(runner.job, MoveJob)
 
-    @property
-    def paused(self) -> bool:
-        """True between :meth:`pause_program` and :meth:`resume_program`."""
-        return self._paused
 
     @required_for_connection
     def _temperature_changed(self, value: Any = None, timestamp: float | None = None,
@@ -398,20 +390,8 @@ class CS800(Device, PositionerBase):
         """
         return self._alarms.subscribe(callback)
 
-    @property
-    def learned_status_period(self) -> float | None:
-        """The status period learned from the arrival of status, s (``None`` until known)."""
-        return self._heartbeat.learned_period
 
-    @property
-    def effective_status_period(self) -> float:
-        """The status period the device plans with: learned, never below ``status_period``."""
-        return self._heartbeat.period(self.status_period)
 
-    @property
-    def status_age(self) -> float:
-        """Seconds since the last status datagram seen (the heartbeat's age)."""
-        return self._heartbeat.age(time.monotonic())
 
     # -- reading the cached state ------------------------------------------------------------
     @staticmethod
@@ -619,11 +599,6 @@ class CS800(Device, PositionerBase):
             self.log.info("%s: sending HOLD (the move timed out)", self.name)
             self._put(self.cmd_hold, 1)
 
-    @property
-    def active_job(self) -> str | None:
-        """What the device is following now (e.g. ``"ramp to 150.00 K at 360 K/h"``) or None."""
-        runner = self._runner
-        return None if runner is None or runner.closed else runner.job.what
 
     # -- the positioner interface -------------------------------------------------------------
     def set(  # type: ignore[override]
@@ -826,13 +801,6 @@ class CS800(Device, PositionerBase):
         return self._fire(self.turbo, rules.turbo_value(self.name, on), "turbo")
 
     # -- presentation -------------------------------------------------------------------------
-    def describe_state(self) -> str:
-        """One line for people: TEMP, target, phase, run mode and alarm.
-
-        A silent controller reads ``cs0: no status for 4 s (last TEMP 150.00 K)``; values the
-        IOC reports as "not available" read ``unknown``.
-        """
-        return rules.describe_state(self.name, self.snapshot())
 
     def destroy(self) -> None:
         """End any command being followed (its status fails), then disconnect all PVs."""

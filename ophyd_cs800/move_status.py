@@ -562,7 +562,32 @@ class JobTracker:
         return silence_error(snap, self.job.device, f"during the {self.job.what}")
 
 
-class JobRunner:
+class FollowedJob:
+    """What the runners of both device families share: the job, its :class:`JobTracker`, and
+    whether it is over (finished, failed, cancelled or handed over)."""
+
+    def __init__(self, job: Job, tracker: JobTracker):
+        self.job = job
+        self.tracker = tracker
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once the job is over."""
+        return self._closed
+
+    @property
+    def sends(self) -> int:
+        """How many times the command was sent."""
+        return self.tracker.sends
+
+    @property
+    def accepted(self) -> bool:
+        """True once the controller was seen acting on the command."""
+        return self.tracker.accepted
+
+
+class JobRunner(FollowedJob):
     """Follows one :class:`Job` on a daemon thread and finishes its ophyd status.
 
     Parameters:
@@ -606,7 +631,6 @@ class JobRunner:
         log: logging.Logger | None = None,
         already_accepted: bool = False,
     ):
-        self.job = job
         self.send_lock = send_lock if send_lock is not None else threading.RLock()
         self.status = status
         self._snapshot = snapshot
@@ -621,23 +645,12 @@ class JobRunner:
         self._clock = clock
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        self._closed = False
-        self.tracker = JobTracker(job, status_period=self.status_period,
-                                  max_resends=self.max_resends, responses=responses, log=log,
-                                  already_accepted=already_accepted)
+        super().__init__(job, JobTracker(job, status_period=self.status_period,
+                                         max_resends=self.max_resends, responses=responses,
+                                         log=log, already_accepted=already_accepted))
         self.responses = self.tracker.responses
         self.log = self.tracker.log
         self.thread: threading.Thread | None = None
-
-    @property
-    def sends(self) -> int:
-        """How many times the command was sent."""
-        return self.tracker.sends
-
-    @property
-    def accepted(self) -> bool:
-        """True once the controller was seen acting on the command."""
-        return self.tracker.accepted
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> JobRunner:
@@ -647,11 +660,6 @@ class JobRunner:
         )
         self.thread.start()
         return self
-
-    @property
-    def closed(self) -> bool:
-        """True once the status has been finished (successfully or not)."""
-        return self._closed
 
     def cancel(self, exc: BaseException | None) -> bool:
         """End the job now: fail the status with ``exc`` (or finish it if ``None``).
@@ -776,6 +784,7 @@ __all__ = [
     "STALE_MARGIN_S",
     "STALE_PERIODS",
     "SHUT_DOWN_MODES",
+    "FollowedJob",
     "Job",
     "JobRunner",
     "JobTracker",

@@ -5,9 +5,8 @@ server worker, which creates its RunEngine before it loads the profile's devices
 """
 
 import pytest
-import test_device_integration as shared
+import test_aio_integration as aio_shared
 import test_queueserver as qs_shared
-from cs800_fakes import Driver, LoopThread
 from ophyd.sim import det
 
 import ophyd_cs800.plans as cs_plans
@@ -15,7 +14,10 @@ import ophyd_cs800.plans as cs_plans
 pytest.importorskip("ophyd_async", reason="the [async] extra (Python >= 3.11)")
 pytestmark = pytest.mark.integration
 
-cs0 = shared.cs0  # the ophyd device: restores the controller between tests
+cs0 = aio_shared.cs0  # the ophyd device: restores the controller between tests
+loop = aio_shared.loop
+acs0 = aio_shared.acs0
+usable = aio_shared.usable
 
 #: Queue items of the CS800 plans (as in test_queueserver.py), accepted for an async cs0.
 ITEMS = [
@@ -33,37 +35,10 @@ ITEMS = [
 
 
 @pytest.fixture(scope="module")
-def loop():
-    return LoopThread()  # left open: libca calls back into it (see test_aio_integration.py)
-
-
-@pytest.fixture(scope="module")
-def acs0(cs800_sim_ioc, loop):
-    from ophyd_cs800 import aio
-
-    async def build():
-        dev = aio.CS800(cs800_sim_ioc.controller_prefix(0), name="cs0",
-                        settle_time=shared.SETTLE, status_period=shared.SIM_STATUS_PERIOD,
-                        max_resends=shared.MAX_RESENDS)
-        await dev.connect(timeout=20)
-        return dev
-
-    return Driver(loop.run(build(), timeout=30), None, loop)
-
-
-@pytest.fixture(scope="module")
 def profile(acs0):
     namespace = {"cs0": acs0.dev, "det": det}
     namespace.update({name: getattr(cs_plans, name) for name in cs_plans.__all__})
     return qs_shared.Profile(namespace)
-
-
-@pytest.fixture()
-def usable(acs0, cs0, cs800_sim_ioc):
-    shared.make_usable(cs0, cs800_sim_ioc)
-    assert shared.poll(lambda: not acs0.snapshot().silent and acs0.active_job is None)
-    yield acs0
-    shared.make_usable(cs0, cs800_sim_ioc)
 
 
 def test_the_async_device_is_listed_as_movable(profile):
