@@ -5,18 +5,20 @@ section 6.4), served by the synApps IOC or by this package's ``cs800-ioc`` / ``c
 It never imports the simulator.
 
 ``cs0.set(150)`` (what ``bps.mv`` and :func:`ophyd_cs800.plans.ramp` use) checks that comms
-are enabled, the controller is Ready or Running, and 150 K lies in DEVICEMINTEMP..DEVICEMAXTEMP;
-writes RRATE and RTEMP and processes RAMP; confirms through TARGETTEMP that the controller took
-the command (re-sending a bounded number of times, since the controller never replies); and
+are enabled, the controller is reporting (its heartbeat, :mod:`ophyd_cs800.heartbeat`), it is
+Ready or Running, and 150 K lies in DEVICEMINTEMP..DEVICEMAXTEMP and in the IOC's own RTEMP
+limits (:mod:`ophyd_cs800.limits`); writes RRATE and RTEMP and processes RAMP; confirms
+through TARGETTEMP that the controller took the command (re-sending a bounded number of times,
+since the controller never replies); and
 finishes when PHASE has left Ramp/Cool/Wait and |TEMP - 150| <= ``tolerance`` has held for
 ``settle_time`` seconds. ``stop(success=True)`` (called by the RunEngine after every plan) does
 nothing; ``stop()`` during a move sends HOLD. The device never sends STOP (command 19), which
-shuts the cooler down.
+shuts the cooler down. Everything it does is logged on ``ophyd_cs800.device.<name>``
+(:mod:`ophyd_cs800.logs`); alarm changes also reach :meth:`CS800.add_alarm_callback`.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +38,7 @@ from ophyd_cs800.errors import (
     CS800Error,
     CS800StaleError,
 )
-from ophyd_cs800.heartbeat import Heartbeat, datagram_bytes, packet_controller
+from ophyd_cs800.heartbeat import INVALID_SEVERITY, Heartbeat
 from ophyd_cs800.limits import Range, available, ioc_range
 from ophyd_cs800.logs import device_logger
 from ophyd_cs800.move_status import (
@@ -52,10 +54,6 @@ from ophyd_cs800.move_status import (
 )
 from ophyd_cs800.protocol import RunMode
 
-logger = logging.getLogger(__name__)
-
-#: EPICS INVALID alarm severity (the IOC marks a stale controller's PVs INVALID/COMM).
-INVALID_SEVERITY = 3
 #: Record name of the status server's datagram PV, after the IOC's ``$(P)`` (both IOCs).
 STATUS_PACKET_RECORD = "CS:status_packet"
 
@@ -295,7 +293,6 @@ class CS800(FollowedState, Device, PositionerBase):
         self._pause_gen = 0
         self._pause_lock = threading.Lock()
         self._heartbeat = Heartbeat(time.monotonic())
-        self._packet_bytes = b""
         self._silent_logged = False
         self.temperature.subscribe(self._temperature_changed, run=False)
         for sig in (self.setpoint, self.target, self.phase, self.run_mode, self.alarm_code,
@@ -343,29 +340,15 @@ class CS800(FollowedState, Device, PositionerBase):
                                timestamp=timestamp if timestamp is not None else time.time())
 
     def _status_changed(self, obj: Signal | None = None, **kwargs: Any) -> None:
-        """A status PV changed: a datagram arrived (unless it only turned INVALID)."""
+        """A status PV changed: a datagram arrived (see :meth:`Heartbeat.on_monitor`)."""
         severity = None if obj is None else obj.metadata.get("severity")
-        if severity is None or int(severity) < INVALID_SEVERITY:
-            self._heartbeat.monitors.beat(time.monotonic())
+        self._heartbeat.on_monitor(severity, time.monotonic())
 
     def _packet_arrived(self, value: Any = None, obj: Signal | None = None,
                         **kwargs: Any) -> None:
-        """``status_packet.BINP`` posted: a beat if it is a new datagram of this controller.
-
-        The C IOC processes the record on every 1 s read timeout too (NORD 0, READ/MAJOR
-        alarm), and one status port serves every controller: only a NO_ALARM datagram that
-        carries this controller's number and differs from the last one counts.
-        """
+        """``status_packet.BINP`` posted (see :meth:`Heartbeat.on_packet`)."""
         severity = None if obj is None else obj.metadata.get("severity")
-        if severity is not None and int(severity) != 0:
-            return
-        data = datagram_bytes(value)
-        mine = self._controller_number()
-        if mine is None or packet_controller(data) != mine:
-            return
-        if data != self._packet_bytes:
-            self._packet_bytes = data
-            self._heartbeat.packets.beat(time.monotonic())
+        self._heartbeat.on_packet(value, severity, self._controller_number(), time.monotonic())
 
     def _controller_number(self) -> int | None:
         """CTRLNUM from its monitor cache (``None`` until known; never a CA read)."""

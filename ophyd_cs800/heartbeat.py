@@ -31,6 +31,8 @@ PERIOD_HISTORY = 15
 MIN_INTERVALS = 3
 #: Status id of the controller number in a status datagram (SetUpControllerNumber).
 CONTROLLER_NUMBER_ID = 1028
+#: EPICS INVALID alarm severity.
+INVALID_SEVERITY = 3
 
 
 class StatusClock:
@@ -104,6 +106,33 @@ class Heartbeat:
         """Both clocks start at ``start``."""
         self.packets = StatusClock(start, merge=0.0)
         self.monitors = StatusClock(start)
+        self._last_packet = b""
+
+    def on_monitor(self, severity: int | None, now: float) -> None:
+        """A status PV posted a monitor at ``now``: a beat unless it only turned INVALID (3).
+
+        The fixed IOC marks a silent controller's PVs INVALID; that post is no datagram.
+        """
+        if severity is None or int(severity) < INVALID_SEVERITY:
+            self.monitors.beat(now)
+
+    def on_packet(self, datagram: object, severity: int | None, controller: int | None,
+                  now: float) -> bool:
+        """``status_packet.BINP`` posted ``datagram`` at ``now``; True if it was a beat.
+
+        It counts only when it has NO_ALARM severity (the C IOC also processes the record on
+        each 1 s read timeout, with READ/MAJOR), carries ``controller``'s number (one status
+        port serves every controller; ``None``, unknown, never matches) and differs from the
+        last counted one (an IOC may post the same datagram again).
+        """
+        if (severity is not None and int(severity) != 0) or controller is None:
+            return False
+        data = datagram_bytes(datagram)
+        if packet_controller(data) != controller or data == self._last_packet:
+            return False
+        self._last_packet = data
+        self.packets.beat(now)
+        return True
 
     def age(self, now: float) -> float:
         """Seconds since the newest datagram seen by either source."""

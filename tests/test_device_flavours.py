@@ -11,6 +11,7 @@ received, status id 1072, are unchanged).
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -120,3 +121,23 @@ def test_a_command_to_a_silent_controller_writes_nothing(usable_any, flavour_ioc
         flavour_ioc.silence(0, False)
     assert poll(lambda: not cs0.snapshot().silent)
     assert no_command_reaches(flavour_ioc, received)  # nothing reached the controller
+
+
+def test_an_alarm_is_logged_as_a_warning_and_reported(usable_any, flavour_ioc, caplog):
+    cs0 = usable_any
+    changes = []
+    unsubscribe = cs0.add_alarm_callback(changes.append)
+    alarm = shared.sim_signal(flavour_ioc, "SIM:ALARM")
+    try:
+        with caplog.at_level(logging.INFO, logger="ophyd_cs800.device.cs0"):
+            alarm.put(6, wait=True)  # Pressure warning: Oxford level 2
+            assert poll(lambda: any(c.new.code == 6 for c in changes))
+            alarm.put(0, wait=True)
+            assert poll(lambda: changes[-1].new.code == 0)
+    finally:
+        unsubscribe()
+        alarm.put(0, wait=True)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(m.startswith("cs0: alarm 6 'Pressure warning' (level 2)") for m in warned)
+    raised = next(c for c in changes if c.new.code == 6)
+    assert raised.level == 2 and raised.ioc_text  # the IOC's own text (synApps: its table)

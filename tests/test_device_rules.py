@@ -219,3 +219,18 @@ def test_leaving_the_programme_names_the_phase_seen():
     assert job.failure(snap(now=10.0, **held), paused=False) is None
     err = job.failure(snap(now=10.6, **held), paused=False)
     assert "left the programme for phase Plat at set point 200.00 K" in str(err)
+
+
+def test_only_new_alarm_free_datagrams_of_this_controller_beat():
+    beat = Heartbeat(0.0)
+    mine = P.encode_status({1028: 411, 1051: 15000})
+    assert beat.on_packet(mine, 0, 411, 1.0)
+    assert not beat.on_packet(mine, 0, 411, 1.1)  # the same datagram posted again
+    assert not beat.on_packet(P.encode_status({1028: 412, 1051: 1}), 0, 411, 1.2)
+    assert not beat.on_packet(P.encode_status({1028: 411, 1051: 2}), 2, 411, 1.3)  # timeout
+    assert not beat.on_packet(P.encode_status({1028: 411, 1051: 3}), 0, None, 1.4)
+    assert beat.on_packet(P.encode_status({1028: 411, 1051: 4}), None, 411, 1.5)
+    assert beat.packets.last == 1.5
+    beat.on_monitor(3, 2.0)  # turned INVALID: no datagram
+    beat.on_monitor(0, 1.8)
+    assert beat.monitors.last == 1.8 and beat.age(2.0) == pytest.approx(0.2)

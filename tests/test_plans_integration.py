@@ -1,7 +1,8 @@
 """Bluesky plans driving CS0 of the simulated IOC through a real RunEngine.
 
-The ramp, cool and end/restart plans run against both IOC flavours (``usable_any``: the fixed
-session IOC and a synApps-flavour IOC); the rest against the session IOC.
+``RE(ramp(cs0, 150))`` with its documents runs against both IOC flavours (``usable_any``: the
+fixed session IOC and a synApps-flavour IOC); the rest, which does not depend on the flavour,
+against the session IOC.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ def test_RE_ramp_returns_at_target_with_documents(RE, usable_any):  # noqa: N802
     assert len(monitor) > 3
 
 
-def test_ramp_without_recording_then_cool(RE, usable_any):
-    cs0 = usable_any
+def test_ramp_without_recording_then_cool(RE, usable_cs0):
+    cs0 = usable_cs0
     docs = collect(RE)
     RE(plans.ramp(cs0, 160, 360, record=False))
     assert docs == [] and at(cs0, 160)
@@ -106,8 +107,8 @@ def test_ramp_wait_false_keeps_going_after_the_plan_then_hold(RE, usable_cs0):
     assert poll(lambda: abs(cs0.setpoint.get() - held) < 0.02)
 
 
-def test_end_then_ramp_raises_shut_down_then_restart(RE, usable_any):
-    cs0 = usable_any
+def test_end_then_ramp_raises_shut_down_then_restart(RE, usable_cs0):
+    cs0 = usable_cs0
     RE(plans.ramp(cs0, 250, record=False))  # End ramps back to 300 K: keep that short
     RE(plans.end(cs0, 360, wait=True))
     assert cs0.run_mode.get() == RunMode.SHUTDOWN_OK
