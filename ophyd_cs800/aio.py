@@ -26,8 +26,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import numpy as np
 from bluesky.protocols import Locatable, Location, Movable, Stoppable, Subscribable
 from ophyd_async.core import (
+    Array1D,
     AsyncStatus,
     Device,
     StandardReadable,
@@ -42,6 +44,7 @@ from ophyd_async.epics.core import epics_signal_r, epics_signal_rw, epics_signal
 
 from ophyd_cs800 import command_rules as rules
 from ophyd_cs800.alarms import AlarmCallback, AlarmWatch
+from ophyd_cs800.device import default_status_packet_pv
 from ophyd_cs800.device_state import FollowedState
 from ophyd_cs800.errors import CS800Error, CS800StaleError
 from ophyd_cs800.heartbeat import Heartbeat
@@ -107,7 +110,7 @@ _STATUS_SIGNALS = ("temperature", "setpoint", "target", "phase", "run_mode", "al
                    "alarm_code", "evap_temp", "suct_temp", "gas_heat")
 #: Parameter PVs whose IOC limits (DRVL/DRVH, CA control limits) are checked before writing.
 _PARAMS = ("rrate", "rtemp", "ctemp", "ptime", "erate")
-_CHECK_SIGNALS = ("disable", "min_temp", "max_temp")
+_CHECK_SIGNALS = ("disable", "min_temp", "max_temp", "controller_number")
 #: Soft configuration signals the move rules use.
 _TUNABLES = ("ramp_rate", "tolerance", "settle_time")
 
@@ -300,14 +303,16 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
         prefix: the controller's PV prefix ``$(P)$(R)``, e.g. ``"xxx:CS0:"``.
         name: the device name; the readback TEMP is reported under it.
         tolerance, settle_time, ramp_rate, status_period, max_resends, timeout_margin,
-        stale_after, put_timeout, timeout: as for the ophyd device (K, s, K/h).
+        stale_after, put_timeout, timeout, status_packet_pv: as for the ophyd device (K, s,
+            K/h). The status-packet PV is the heartbeat when it connects (not a child: an
+            IOC without it still connects; then the monitors are the heartbeat).
     """
 
     def __init__(self, prefix: str = "", name: str = "", *, tolerance: float = 0.2,
                  settle_time: float = 5.0, ramp_rate: float = 360, status_period: float = 1.0,
                  max_resends: int = 2, timeout_margin: float = 300.0,
                  stale_after: float | str | None = AUTO, put_timeout: float = 10.0,
-                 timeout: float | None = None):
+                 timeout: float | None = None, status_packet_pv: str | None = AUTO):
         with self.add_children_as_readables(Format.HINTED_SIGNAL):
             self.temperature = epics_signal_r(float, prefix + "TEMP")
         with self.add_children_as_readables():
@@ -360,6 +365,10 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
         self._responses = ResponseTimes()
         self._ioc_ranges: dict[str, Range | None] = {}
         self._alarms: AlarmWatch | None = None
+        if status_packet_pv == AUTO:
+            status_packet_pv = default_status_packet_pv(prefix)
+        self._status_packet_pv = status_packet_pv
+        self._status_packet: Any = None
         self._runner: AsyncJobRunner | None = None
         self._send_lock: asyncio.Lock | None = None
         self._paused = False
@@ -393,6 +402,7 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
             self._subscribed = True
             for attr in (*_STATUS_SIGNALS, *_CHECK_SIGNALS, *_TUNABLES):
                 getattr(self, attr).subscribe_reading(self._monitor(attr))
+            await self._connect_status_packet(mock, timeout)
         # The first monitor of each PV follows the connection: wait for them (bounded), so a
         # command right after connecting sees the controller's state, not "unknown".
         deadline = time.monotonic() + timeout
@@ -401,6 +411,29 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
                and time.monotonic() < deadline):
             await asyncio.sleep(0.01)
 
+    async def _connect_status_packet(self, mock: Any, timeout: float) -> None:
+        """Monitor the status server's datagram PV as the heartbeat, if it connects."""
+        if not self._status_packet_pv:
+            return
+        sig = epics_signal_r(Array1D[np.uint8], self._status_packet_pv + ".BINP",
+                             name=f"{self.name}_status_packet")
+        try:
+            await sig.connect(mock=mock, timeout=timeout)
+        except Exception as exc:  # the monitors stay the heartbeat
+            self.log.info("%s: no status-packet heartbeat (%s): %s", self.name,
+                          self._status_packet_pv, exc)
+            return
+        self._status_packet = sig
+
+        def arrived(readings: dict[str, Any]) -> None:
+            reading = next(iter(readings.values()))
+            severity = reading.get("alarm_severity", 0)
+            number = self._value("controller_number")
+            self._heartbeat.on_packet(reading["value"], 3 if severity == _INVALID else severity,
+                                      None if not number else int(number), time.monotonic())
+
+        sig.subscribe_reading(arrived)
+
     def _monitor(self, attr: str) -> Callable[[dict[str, Any]], None]:
         status = attr in _STATUS_SIGNALS
 
@@ -408,8 +441,8 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
             reading = next(iter(readings.values()))
             self._readings[attr] = reading
             valid = reading.get("alarm_severity", 0) != _INVALID
-            if status and valid:  # a datagram arrived (not merely turned INVALID)
-                self._heartbeat.monitors.beat(time.monotonic())
+            if status:  # a datagram arrived (unless it merely turned INVALID)
+                self._heartbeat.on_monitor(0 if valid else 3, time.monotonic())
             if attr == "temperature" and self._number(reading) is not None:
                 self._last_temp = self._number(reading)
             if attr == "alarm_code" and self._alarms is not None:

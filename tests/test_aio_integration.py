@@ -82,6 +82,8 @@ def test_read_describe_and_configuration(usable, loop):
     assert config["cs0_controller_number"]["value"] == 411
     assert dev.hints == {"fields": ["cs0"]} and dev.limits == (80.0, 400.0)
     assert dev.ioc_limits("rtemp") is not None  # the IOC's DRVL/DRVH, read at connection
+    # the status-packet PV beats: a heartbeat that does not depend on changing values
+    assert poll(lambda: dev._heartbeat.packets.seen, timeout=10)
 
 
 def test_ramp_plan_documents_match_the_ophyd_family(usable, cs0, loop):
