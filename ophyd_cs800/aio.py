@@ -28,19 +28,26 @@ from typing import Any
 
 import numpy as np
 from bluesky.protocols import Locatable, Location, Movable, Stoppable, Subscribable
-from ophyd_async.core import (
-    Array1D,
-    AsyncStatus,
-    Device,
-    StandardReadable,
-    StrictEnum,
-    SupersetEnum,
-    WatchableAsyncStatus,
-    WatcherUpdate,
-    soft_signal_rw,
-)
-from ophyd_async.core import StandardReadableFormat as Format
-from ophyd_async.epics.core import epics_signal_r, epics_signal_rw, epics_signal_w
+
+try:
+    from ophyd_async.core import (
+        Array1D,
+        AsyncStatus,
+        Device,
+        StandardReadable,
+        StrictEnum,
+        SupersetEnum,
+        WatchableAsyncStatus,
+        WatcherUpdate,
+        soft_signal_rw,
+    )
+    from ophyd_async.core import StandardReadableFormat as Format
+    from ophyd_async.epics.core import epics_signal_r, epics_signal_rw, epics_signal_w
+except ImportError as exc:  # the core package works without it
+    raise ImportError(
+        "ophyd_cs800.aio needs the [async] extra: pip install 'ophyd-cs800[async]' "
+        "(ophyd-async[ca], Python >= 3.11); the ophyd device ophyd_cs800.CS800 does not."
+    ) from exc
 
 from ophyd_cs800 import command_rules as rules
 from ophyd_cs800.alarms import AlarmCallback, AlarmWatch

@@ -189,3 +189,17 @@ def test_not_available_readings_are_never_values():
         assert cs0.limits == (80.0, 400.0)
 
     asyncio.run(body())
+
+
+def test_without_the_extra_the_import_says_what_to_install():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['ophyd_async'] = None\n"
+            "import ophyd_cs800, ophyd_cs800.plans\n"  # the core works without it
+            "import ophyd_cs800.aio")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert "ophyd_cs800.aio needs the [async] extra: pip install 'ophyd-cs800[async]'" in (
+        result.stderr)
