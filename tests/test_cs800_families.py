@@ -11,6 +11,7 @@ statuses; ophyd-async enums, watchers, naming) is tested in ``test_device_unit.p
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 import time
@@ -411,26 +412,31 @@ def test_stop_still_ends_the_move_when_hold_cannot_be_sent(dev):
     assert "sending HOLD failed: no circuit" in str(failure(status))
 
 
+def slow_put(dev, attr, then):
+    """Make writes of ``attr`` hang until the returned ``gate`` is set, then call
+    ``then(value)``; ``entered`` is set when a write starts. (ophyd-async: an async mock
+    callback, which must not block the event loop.)"""
+    entered, gate = threading.Event(), threading.Event()
+
+    def put(value):
+        entered.set()
+        assert gate.wait(WAIT)
+        then(value)
+
+    async def put_async(value):
+        entered.set()
+        while not gate.is_set():  # bounded: the test sets the gate within WAIT
+            await asyncio.sleep(0.01)
+        then(value)
+
+    dev.port.on_put(attr, put_async if dev.family == "aio" else put)
+    return entered, gate
+
+
 def test_stop_while_the_command_is_being_written_holds_after_it_not_before(dev):
     """A slow RTEMP write in flight: stop() waits for it, so HOLD is the last command."""
     ctl = controller(dev, instant=False)
-    entered, gate = threading.Event(), threading.Event()
-
-    def slow_rtemp(value):
-        entered.set()
-        assert gate.wait(WAIT)
-        dev.port.put("rtemp", value)
-
-    if dev.family == "aio":  # the mock put must not block the event loop: an async callback
-        import asyncio
-
-        async def slow_rtemp(value):  # noqa: F811
-            entered.set()
-            while not gate.is_set():
-                await asyncio.sleep(0.01)
-            dev.port.put("rtemp", value)
-
-    dev.port.on_put("rtemp", slow_rtemp)
+    entered, gate = slow_put(dev, "rtemp", lambda value: dev.port.put("rtemp", value))
     status = dev.set(150)
     assert entered.wait(WAIT)
     stopper = threading.Thread(target=dev.stop)
@@ -553,12 +559,18 @@ def test_explicit_timeouts_for_plateau_and_end(dev):
     assert "HOLD" not in ctl.names()  # only a move holds on timeout
 
 
-def test_pause_keeps_the_move_and_resume_continues(dev):
+def paused_move(dev):
+    """A move to 150 K under way, the controller holding at 250 K after a PAUSE."""
     ctl = controller(dev, instant=False)
     status = dev.set(150, timeout=30.0)
     assert wait_until(dev.accepted)
     ctl.set_state(setpoint=250.0, temp=250.0)
     dev.pause_program().wait(WAIT)
+    return ctl, status
+
+
+def test_pause_keeps_the_move_and_resume_continues(dev):
+    ctl, status = paused_move(dev)
     assert dev.paused and ctl.get("phase") == Phase.HOLD
     # paused away from the target for longer than the interrupt grace (3 status periods)
     assert not wait_until(lambda: status.done, timeout=0.4)
@@ -567,6 +579,38 @@ def test_pause_keeps_the_move_and_resume_continues(dev):
     ctl.arrive()
     status.wait(WAIT)
     assert status.success and ctl.names() == ["RAMP", "PAUSE", "RESUME"]
+
+
+def test_a_slow_resume_write_is_no_interruption(dev):
+    """Until the RESUME put completes the controller still holds away from the target: the
+    move stays paused then, instead of failing as interrupted (grace: 3 status periods)."""
+    ctl, status = paused_move(dev)
+    _, gate = slow_put(dev, "cmd_resume", lambda value: ctl._command("RESUME"))
+    resumed = dev.resume_program()
+    assert not wait_until(lambda: status.done, timeout=0.5), status.exception()
+    assert dev.paused and not resumed.done
+    gate.set()
+    resumed.wait(WAIT)
+    ctl.arrive()
+    status.wait(WAIT)
+    assert status.success and ctl.names() == ["RAMP", "PAUSE", "RESUME"]
+
+
+def test_a_pause_requested_while_resume_is_written_stays_in_force(dev):
+    ctl, status = paused_move(dev)
+    _, gate = slow_put(dev, "cmd_resume", lambda value: ctl._command("RESUME"))
+    resumed = dev.resume_program()
+    paused_again = dev.pause_program()  # its PAUSE waits for the RESUME write (send lock)
+    gate.set()
+    resumed.wait(WAIT)
+    paused_again.wait(WAIT)
+    assert ctl.names() == ["RAMP", "PAUSE", "RESUME", "PAUSE"]
+    assert dev.paused and not status.done  # the controller is paused: so is the move
+    dev.port.on_put("cmd_resume", lambda value: ctl._command("RESUME"))
+    dev.resume_program().wait(WAIT)
+    ctl.arrive()
+    status.wait(WAIT)
+    assert status.success and not dev.paused
 
 
 def test_pause_write_failure_is_a_sentence(dev, ctl):
