@@ -107,9 +107,6 @@ class RunMode(StrictEnum):
     SHUTDOWN_FAIL = "Shutdown Fail"
 
 
-assert tuple(p.value for p in Phase) == PHASE_STRINGS
-assert tuple(m.value for m in RunMode) == RUN_MODE_STRINGS
-
 #: Signals whose monitors feed the snapshot and the heartbeat (a posted value that is not
 #: INVALID is a datagram; the noisy ones move with nearly every datagram). Attribute names
 #: are those of the ophyd device.
@@ -117,6 +114,7 @@ _STATUS_SIGNALS = ("temperature", "setpoint", "target", "phase", "run_mode", "al
                    "alarm_code", "evap_temp", "suct_temp", "gas_heat")
 #: Parameter PVs whose IOC limits (DRVL/DRVH, CA control limits) are checked before writing.
 _PARAMS = ("rrate", "rtemp", "ctemp", "ptime", "erate")
+#: Signals the checks before a command read (and CTRLNUM, to recognise our datagrams).
 _CHECK_SIGNALS = ("disable", "min_temp", "max_temp", "controller_number")
 #: Soft configuration signals the move rules use.
 _TUNABLES = ("ramp_rate", "tolerance", "settle_time")
