@@ -203,3 +203,35 @@ def test_without_the_extra_the_import_says_what_to_install():
     assert result.returncode == 1
     assert "ophyd_cs800.aio needs the [async] extra: pip install 'ophyd-cs800[async]'" in (
         result.stderr)
+
+
+def test_tunables_from_the_constructor_are_configuration():
+    async def body():
+        cs0, _ = await mock_cs800(tolerance=0.3, ramp_rate=120, max_resends=4)
+        config = await cs0.read_configuration()
+        assert (config["cs0_tolerance"]["value"], config["cs0_ramp_rate"]["value"]) == (0.3, 120)
+        assert cs0.max_resends == 4 and cs0.status_period == 0.05
+        await cs0.ramp_rate.set(60)
+        assert cs0._tunable("ramp_rate") == 60  # what the next set() uses
+
+    asyncio.run(body())
+
+
+def test_actions_work_when_the_cs800_is_a_child_of_another_device():
+    from ophyd_async.core import Device
+
+    class Endstation(Device):
+        def __init__(self, name=""):
+            self.cryo = aio.CS800("X:CS0:", settle_time=0.0, status_period=0.05,
+                                  stale_after=None)
+            super().__init__(name=name)
+
+    async def body():
+        async with init_devices(mock=True):
+            es = Endstation()
+        ctl = FakeController(AioPort(es.cryo, None))
+        await asyncio.wait_for(es.cryo.actions.hold.set(1), WAIT)
+        assert ctl.names() == ["HOLD"]
+        assert "es-cryo" in await es.cryo.read()  # TEMP under the CS800's own name
+
+    asyncio.run(body())
