@@ -19,7 +19,6 @@ shuts the cooler down. Everything it does is logged on ``ophyd_cs800.device.<nam
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -32,44 +31,29 @@ from ophyd.device import required_for_connection
 from ophyd.positioner import PositionerBase
 from ophyd.status import DeviceStatus, MoveStatus, StatusBase
 
-from ophyd_cs800 import protocol as P
+from ophyd_cs800 import command_rules as rules
 from ophyd_cs800.alarms import AlarmCallback, AlarmWatch
+from ophyd_cs800.device_state import FollowedState
 from ophyd_cs800.errors import (
-    CS800CommsDisabledError,
     CS800Error,
-    CS800InterruptedError,
-    CS800RangeError,
-    CS800ShutDownError,
     CS800StaleError,
 )
 from ophyd_cs800.heartbeat import INVALID_SEVERITY, Heartbeat
-from ophyd_cs800.limits import Range, available, check_in_ranges, ioc_range
-from ophyd_cs800.logs import command_meaning, device_logger
+from ophyd_cs800.limits import Range, available, ioc_range
+from ophyd_cs800.logs import device_logger
 from ophyd_cs800.move_status import (
     AUTO,
-    SAME_TEMP_K,
-    SHUT_DOWN_MODES,
     Job,
     JobRunner,
     MoveJob,
-    PhaseJob,
     ResponseTimes,
-    RestartJob,
-    ShutdownJob,
     Snapshot,
     phase_name,
-    run_mode_name,
-    silence_error,
     stale_limit,
+    supersede,
 )
-from ophyd_cs800.protocol import MOVING_PHASES, Phase, RunMode
+from ophyd_cs800.protocol import RunMode
 
-#: Temperature End ramps to before it shuts down, kelvin.
-END_TEMP_K = 300.0
-#: Highest DEVICEMAXTEMP believed (the 500 K "Plus" model); above it the default range is used.
-MAX_PLAUSIBLE_TEMP_K = 500.0
-#: The fastest rate (Cool), K/h, used to size Cool timeouts.
-FASTEST_RATE_K_PER_H = 360
 #: Record name of the status server's datagram PV, after the IOC's ``$(P)`` (both IOCs).
 STATUS_PACKET_RECORD = "CS:status_packet"
 
@@ -140,7 +124,7 @@ class CS800Actions(Device):
     turbo = Cpt(Action, method="set_turbo", kind="omitted")
 
 
-class CS800(Device, PositionerBase):
+class CS800(FollowedState, Device, PositionerBase):
     """An Oxford CryoStream 800 on the synApps ``Oxford_CS800.db`` PVs, a positioner in kelvin.
 
     Parameters:
@@ -342,24 +326,10 @@ class CS800(Device, PositionerBase):
     @property
     def limits(self) -> tuple[float, float]:
         """(low, high) target limits in K: DEVICEMINTEMP..DEVICEMAXTEMP, 80..400 if unknown."""
-        low = self._valid_value(self.min_temp)
-        high = self._valid_value(self.max_temp)
-        # synApps decodes the "not available" word 0xFFFE as 655.34 K (and a disabled IOC
-        # leaves 0): only a range a CryoStream can have (at most 500 K, "Plus") is believed.
-        if low is None or high is None or not 0 < low < high <= MAX_PLAUSIBLE_TEMP_K:
-            return (P.DEFAULT_MIN_TEMP_K, P.DEFAULT_MAX_TEMP_K)
-        return (low, high)
+        return rules.limits_from(self._valid_value(self.min_temp),
+                                 self._valid_value(self.max_temp))
 
-    @property
-    def moving(self) -> bool:
-        """True while a ramp or cool started by this device is being followed."""
-        runner = self._runner
-        return runner is not None and not runner.closed and isinstance(runner.job, MoveJob)
 
-    @property
-    def paused(self) -> bool:
-        """True between :meth:`pause_program` and :meth:`resume_program`."""
-        return self._paused
 
     @required_for_connection
     def _temperature_changed(self, value: Any = None, timestamp: float | None = None,
@@ -403,20 +373,8 @@ class CS800(Device, PositionerBase):
         """
         return self._alarms.subscribe(callback)
 
-    @property
-    def learned_status_period(self) -> float | None:
-        """The status period learned from the arrival of status, s (``None`` until known)."""
-        return self._heartbeat.learned_period
 
-    @property
-    def effective_status_period(self) -> float:
-        """The status period the device plans with: learned, never below ``status_period``."""
-        return self._heartbeat.period(self.status_period)
 
-    @property
-    def status_age(self) -> float:
-        """Seconds since the last status datagram seen (the heartbeat's age)."""
-        return self._heartbeat.age(time.monotonic())
 
     # -- reading the cached state ------------------------------------------------------------
     @staticmethod
@@ -510,42 +468,16 @@ class CS800(Device, PositionerBase):
             disabled = int(self.disable.get())
         except (TypeError, ValueError):
             disabled = None
-        if disabled != 0:
-            raise CS800CommsDisabledError(
-                f"{self.name}: communication with the controller is disabled "
-                f"({self._pvname(self.disable)} is not 0), so the {what} was not sent: "
-                f"enable it with {self.name}.disable.put(0) (the 'comms ON' button of the "
-                "admin screen)."
-            )
         snap = self.snapshot()
-        stale = silence_error(snap, self.name, f"so the {what} was not sent")
-        if stale is not None:
-            raise stale
-        if snap.temp_invalid:
-            raise CS800StaleError(
-                f"{self.name}: the controller is not reporting (TEMP "
-                f"{self._pvname(self.temperature)} is disconnected or has INVALID severity), "
-                f"so the {what} was not sent: check the controller's network link and the IOC."
-            )
-        if modes is not None and snap.run_mode not in modes:
-            mode = run_mode_name(snap.run_mode)
-            if snap.run_mode in (RunMode.SHUTDOWN_OK, RunMode.SHUTDOWN_FAIL,
-                                 RunMode.STARTUP_FAIL):
-                raise CS800ShutDownError(
-                    f"{self.name}: controller is shut down (run mode {mode}, alarm "
-                    f"{snap.alarm!r}), so the {what} was not sent: restart it first "
-                    f"(RE(restart({self.name})) or {self.name}.restart())."
-                )
-            raise CS800ShutDownError(
-                f"{self.name}: the controller cannot take the {what} in run mode {mode} "
-                "(it needs Ready or Run); wait for start-up to finish, or leave Setup mode."
-            )
+        rules.check_commandable(self.name, what, disabled=disabled, snap=snap, modes=modes,
+                                disable_pv=self._pvname(self.disable),
+                                temp_pv=self._pvname(self.temperature))
         return snap
 
     def check_value(self, value: Any) -> None:
         """Raise :class:`CS800RangeError` unless ``value`` is a finite temperature that both the
         controller (:attr:`limits`) and the IOC (RTEMP's control limits) accept."""
-        self._target_kelvin(value, self.limits, self.rtemp)
+        rules.target_kelvin(self.name, value, self.limits, self._ioc_limits("rtemp"))
 
     def ioc_limits(self, sig: EpicsSignal) -> Range | None:
         """The IOC's own limits on a parameter PV (its CA control limits, DRVL/DRVH), or None.
@@ -563,57 +495,26 @@ class CS800(Device, PositionerBase):
         record = self._pvname(sig).rsplit(":", 1)[-1]
         return ioc_range(meta.get("lower_ctrl_limit"), meta.get("upper_ctrl_limit"), record)
 
-    def _target_kelvin(self, value: Any, limits: tuple[float, float],
-                       param: EpicsSignal) -> float:
-        """``value`` in K at the wire resolution, checked against the controller and ``param``."""
-        try:
-            target = float(value)
-        except (TypeError, ValueError):
-            raise CS800RangeError(
-                f"{self.name}: target {value!r} is not a temperature in kelvin; nothing was sent."
-            ) from None
-        if not math.isfinite(target):
-            raise CS800RangeError(
-                f"{self.name}: target {target} K is not a finite temperature; nothing was sent.")
-        # Compared at the controller's resolution (0.01 K): a target equal to DEVICEMAXTEMP up
-        # to float noise (400.0000001) is 400.00 K and allowed.
-        target = P.ck_to_kelvin(P.kelvin_to_ck(target))
-        check_in_ranges(self.name, "target", target, "K",
-                        Range(limits[0], limits[1], "the controller's limit"),
-                        self.ioc_limits(param), resolution=0.01)
-        return target
-
-    def _check_param(self, what: str, value: float, unit: str, allowed: tuple[float, float],
-                     param: EpicsSignal) -> None:
-        """Check a rate or duration against the controller's range and the IOC's limits."""
-        check_in_ranges(self.name, what, value, unit,
-                        Range(allowed[0], allowed[1], "the controller's limit"),
-                        self.ioc_limits(param), decimals=0)
-
-    def _validated(self, build: Callable[[], P.Command]) -> P.Command:
-        """Run a protocol command builder, turning its ValueError into a CS800RangeError."""
-        try:
-            return build()
-        except ValueError as exc:
-            raise CS800RangeError(f"{self.name}: {exc}; nothing was sent.") from None
+    def _ioc_limits(self, attr: str) -> Range | None:
+        """:meth:`ioc_limits` of the parameter PV of component ``attr`` (``"rtemp"``, ...)."""
+        return self.ioc_limits(getattr(self, attr))
 
     # -- writing PVs (runs on the job thread) ------------------------------------------------
     def _put(self, sig: EpicsSignal, value: Any) -> None:
         sig.put(value, wait=True, timeout=self.put_timeout)
 
-    def _writer(self, *writes: tuple[EpicsSignal, Any],
-                checked: EpicsSignal | None = None) -> Callable[[], None]:
-        """Return a ``send`` callable that writes ``(signal, value)`` pairs in order.
+    def _writer(self, writes: rules.Writes, checked: str | None) -> Callable[[], None]:
+        """Return a ``send`` callable that writes ``(attribute, value)`` pairs in order.
 
         The ``checked`` temperature parameter is read back after the write (see
         :meth:`_put_checked`).
         """
         def send() -> None:
-            for sig, value in writes:
-                if sig is checked:
-                    self._put_checked(sig, value)
+            for attr, value in writes:
+                if attr == checked:
+                    self._put_checked(getattr(self, attr), value)
                 else:
-                    self._put(sig, value)
+                    self._put(getattr(self, attr), value)
 
         return send
 
@@ -624,37 +525,20 @@ class CS800(Device, PositionerBase):
             echo = float(sig.get(use_monitor=False))
         except Exception:
             return
-        if abs(echo - value) > SAME_TEMP_K:
-            raise CS800RangeError(
-                f"{self.name}: the IOC limited {self._pvname(sig)} to {echo:.2f} K when "
-                f"{value:.2f} K was written (its drive limits DRVL/DRVH do not allow it); "
-                "widen the record's limits in the IOC."
-            )
+        error = rules.clamp_error(self.name, self._pvname(sig), value, echo)
+        if error is not None:
+            raise error
 
     # -- jobs ---------------------------------------------------------------------------------
     def _start(self, job: Job, status: StatusBase) -> StatusBase:
         """Supersede any running job, then follow ``job`` on a new runner thread.
 
         The same command again (e.g. replayed by the RunEngine after a pause) takes over: the
-        old status finishes with the new one. A different command fails the old status.
+        old status finishes with the new one. A different command ends the old one (see
+        :func:`~ophyd_cs800.move_status.supersede`).
         """
         with self._job_lock:
-            old = self._runner
-            taken_over = False
-            if old is not None and not old.closed:
-                if old.job.what == job.what:
-                    # Already acting on it: follow it without sending it again (a re-sent
-                    # PLAT would restart the plateau); not yet accepted: send as usual.
-                    taken_over = old.accepted
-                    old.hand_over(status)
-                else:
-                    # A newer command from this device replaces the old one: its status is
-                    # over, not failed (as an ophyd motor's status when a new move is sent),
-                    # so a plan may start a ramp or plateau without waiting and later send
-                    # another command without the RunEngine raising FailedStatus.
-                    self.log.info("%s: the %s was superseded by the %s", self.name,
-                                  old.job.what, job.what)
-                    old.cancel(None)
+            taken_over = supersede(self._runner, job, status)
             self._paused = False  # any new command ends a suspended programme
             runner = JobRunner(
                 job,
@@ -698,11 +582,6 @@ class CS800(Device, PositionerBase):
             self.log.info("%s: sending HOLD (the move timed out)", self.name)
             self._put(self.cmd_hold, 1)
 
-    @property
-    def active_job(self) -> str | None:
-        """What the device is following now (e.g. ``"ramp to 150.00 K at 360 K/h"``) or None."""
-        runner = self._runner
-        return None if runner is None or runner.closed else runner.job.what
 
     # -- the positioner interface -------------------------------------------------------------
     def set(  # type: ignore[override]
@@ -734,56 +613,15 @@ class CS800(Device, PositionerBase):
         command of this device (another set, hold, plateau, ...) ends the status
         successfully: the move is over, replaced by the newer command.
         """
-        snap = self._check_commandable("move", modes=(RunMode.STARTUP_OK, RunMode.RUN))
-        low, high = self.limits
-        target = self._target_kelvin(new_position, (low, high), self.ctemp if cool else self.rtemp)
-        if cool:
-            if rate is not None:
-                raise CS800RangeError(
-                    f"{self.name}: Cool runs as fast as possible; do not give a rate.")
-            cmd = self._validated(lambda: P.cool(target, min_temp=low, max_temp=high))
-            rate_k_h = FASTEST_RATE_K_PER_H
-            what = f"cool to {target:.2f} K"
-
-            send = self._writer((self.ctemp, target), (self.cmd_cool, 1), checked=self.ctemp)
-        else:
-            rate_k_h = self.ramp_rate.get() if rate is None else rate
-            try:
-                rate_k_h = float(rate_k_h)
-            except (TypeError, ValueError):
-                raise CS800RangeError(
-                    f"{self.name}: ramp rate {rate_k_h!r} is not a number of K/h.") from None
-            if rate_k_h == 0:
-                raise CS800RangeError(
-                    f"{self.name}: ramp rate 0 K/h is not allowed (the IOC's RRATE starts at "
-                    "1 K/h); to go as fast as possible use cool (cool(cs, T) or "
-                    "set(T, cool=True)); nothing was sent.")
-            if not 1 <= rate_k_h <= 360:
-                raise CS800RangeError(
-                    f"{self.name}: ramp rate {rate_k_h:g} K/h is out of range: allowed 1 to "
-                    "360 K/h; nothing was sent.")
-            cmd = self._validated(lambda: P.ramp(rate_k_h, target, min_temp=low, max_temp=high))
-            self._check_param("ramp rate", rate_k_h, "K/h", (1, 360), self.rrate)
-            rate_k_h = int(rate_k_h)
-            what = f"ramp to {target:.2f} K at {rate_k_h} K/h"
-
-            send = self._writer((self.rrate, rate_k_h), (self.rtemp, target),
-                                (self.cmd_ramp, 1), checked=self.rtemp)
-
-        start = snap.temp if snap.temp is not None else target
-        settle = float(self.settle_time.get())
-        if timeout is None:
-            timeout = self.timeout
-        if timeout is None:
-            timeout = 1.1 * abs(target - start) / rate_k_h * 3600 + self.timeout_margin + settle
-        job = MoveJob(
-            self.name, what, send, timeout,
-            target=target,
-            tolerance=float(self.tolerance.get()),
-            settle_time=settle,
-            interrupt_after=3 * snap.status_period,
-        )
-        job.meaning = command_meaning(cmd)
+        snap = self._check_commandable("move", modes=rules.READY_OR_RUN)
+        job = rules.move_job(
+            self.name, snap, new_position, self._writer, limits=self.limits,
+            ioc_limits=self._ioc_limits, rate=rate, default_rate=self.ramp_rate.get(),
+            cool=cool, tolerance=float(self.tolerance.get()),
+            settle_time=float(self.settle_time.get()),
+            timeout=self.timeout if timeout is None else timeout,
+            timeout_margin=self.timeout_margin)
+        target = job.target
         status = MoveStatus(self, target, timeout=None, settle_time=0,
                             call_stop_on_failure=False)
         if moved_cb is not None:
@@ -818,26 +656,23 @@ class CS800(Device, PositionerBase):
             runner = self._runner
             active = runner is not None and not runner.closed
             snap = self.snapshot()
-            ramping = snap.run_mode == RunMode.RUN and snap.phase in MOVING_PHASES
-            if not (active or ramping):
+            if not rules.stop_sends_hold(active, snap):
                 return
             self._paused = False
+            hold_error: Exception | None = None
             try:
                 self.log.info("%s: sending HOLD (stop())", self.name)
                 self.cmd_hold.put(1, wait=False)
-                held = "HOLD was sent, so the controller holds its current temperature."
             except Exception as exc:  # still end the move; say that HOLD did not go out
-                held = f"sending HOLD failed: {exc}"
+                hold_error = exc
             if active:
-                runner.cancel(CS800InterruptedError(
-                    f"{self.name}: the {runner.job.what} was stopped at "
-                    f"{snap.temp if snap.temp is not None else float('nan'):.2f} K; {held}"))
+                runner.cancel(rules.stopped_error(self.name, runner.job.what, snap, hold_error))
 
     # -- other commands (each returns a status; plans use them through cs.actions) ------------
-    def _command(self, job: Job, cmd: P.Command | None) -> StatusBase:
-        """Follow ``job`` (whose bytes are ``cmd``, for the log) with a new device status."""
-        if cmd is not None:
-            job.meaning = command_meaning(cmd)
+    def _command(self, job: Job | None) -> StatusBase:
+        """Follow ``job`` with a new device status (a finished one when ``job`` is None)."""
+        if job is None:
+            return self._finished_status()
         return self._start(job, DeviceStatus(self, call_stop_on_failure=False))
 
     def plateau(self, minutes: float, *, timeout: float | None = None) -> StatusBase:
@@ -846,24 +681,19 @@ class CS800(Device, PositionerBase):
         The status finishes when the controller leaves the Plat phase. Raises before sending
         like :meth:`set` (range, comms, shut down).
         """
-        self._check_commandable("plateau", modes=(RunMode.STARTUP_OK, RunMode.RUN))
-        cmd = self._validated(lambda: P.plat(minutes))
-        self._check_param("plateau duration", cmd.param1, "min", (1, 1440), self.ptime)
-        send = self._writer((self.ptime, cmd.param1), (self.cmd_plat, 1))
-        if timeout is None:
-            timeout = cmd.param1 * 60 + self.timeout_margin
-        return self._command(PhaseJob(self.name, f"plateau of {cmd.param1} min", send, timeout,
-                                      phases=frozenset({Phase.PLAT})), cmd)
+        self._check_commandable("plateau", modes=rules.READY_OR_RUN)
+        return self._command(rules.plateau_job(
+            self.name, minutes, self._writer, ioc_limits=self._ioc_limits, timeout=timeout,
+            timeout_margin=self.timeout_margin))
 
     def hold(self, *, timeout: float | None = None) -> StatusBase:
         """Hold the current temperature indefinitely (ends the programme and any move).
 
         Done when PHASE reads Hold in Run mode. In Ready this starts the gas flow.
         """
-        self._check_commandable("hold", modes=(RunMode.STARTUP_OK, RunMode.RUN))
-        return self._command(PhaseJob(
-            self.name, "hold", self._writer((self.cmd_hold, 1)), timeout or self.timeout_margin,
-            phases=frozenset({Phase.HOLD}), done_in_phase=True), P.hold())
+        self._check_commandable("hold", modes=rules.READY_OR_RUN)
+        return self._command(rules.hold_job(self.name, self._writer, timeout=timeout,
+                                            timeout_margin=self.timeout_margin))
 
     def end(self, rate: float = 360, *, timeout: float | None = None) -> StatusBase:
         """Ramp to 300 K at ``rate`` (whole K/h, 1-360), then shut down (Shutdown OK).
@@ -871,43 +701,24 @@ class CS800(Device, PositionerBase):
         The status finishes when the run mode reads Shutdown OK (at once if already shut
         down, without sending). A ramp afterwards raises "controller is shut down".
         """
-        cmd = self._validated(lambda: P.end(rate))
+        rate_k_h = rules.end_rate(self.name, rate)
         snap = self._check_commandable("end", modes=None)
-        if snap.run_mode == RunMode.SHUTDOWN_OK:
-            return self._finished_status()
-        self._check_param("end rate", cmd.param1, "K/h", (1, 360), self.erate)
-        start = snap.temp if snap.temp is not None else END_TEMP_K
-        send = self._writer((self.erate, cmd.param1), (self.cmd_end, 1))
-        if timeout is None:
-            timeout = 1.1 * abs(END_TEMP_K - start) / cmd.param1 * 3600 + self.timeout_margin
-        return self._command(ShutdownJob(self.name, f"end at {cmd.param1} K/h", send, timeout,
-                                         phases=frozenset({Phase.END})), cmd)
+        return self._command(rules.end_job(
+            self.name, snap, rate_k_h, self._writer, ioc_limits=self._ioc_limits,
+            timeout=timeout, timeout_margin=self.timeout_margin))
 
-    def purge(self, *, timeout: float = 4 * 3600.0) -> StatusBase:
+    def purge(self, *, timeout: float = rules.PURGE_TIMEOUT_S) -> StatusBase:
         """Warm up to room temperature, then shut down; the status finishes at Shutdown OK."""
         snap = self._check_commandable("purge", modes=None)
-        if snap.run_mode == RunMode.SHUTDOWN_OK:
-            return self._finished_status()
-        return self._command(ShutdownJob(self.name, "purge", self._writer((self.cmd_purge, 1)),
-                                         timeout,
-                                         phases=frozenset({Phase.PURGE, Phase.SOAK})),
-                             P.purge())
+        return self._command(rules.purge_job(self.name, snap, self._writer, timeout=timeout))
 
-    def restart(self, *, timeout: float = 120.0) -> StatusBase:
+    def restart(self, *, timeout: float = rules.RESTART_TIMEOUT_S) -> StatusBase:
         """Restart after a shutdown; the status finishes in Ready (Startup OK) or Run.
 
         Does nothing (finished status) if the controller is already Ready or Running.
         """
         snap = self._check_commandable("restart", modes=None)
-        if snap.run_mode in (RunMode.STARTUP_OK, RunMode.RUN):
-            return self._finished_status()
-        if snap.run_mode == RunMode.SETUP:
-            raise CS800ShutDownError(
-                f"{self.name}: the controller is in Setup mode; leave it on the controller's "
-                "front panel before restarting.")
-        writes = ((self.cmd_restart, 1),) if snap.run_mode in SHUT_DOWN_MODES else ()
-        job = RestartJob(self.name, "restart", self._writer(*writes), timeout)  # Startup: wait
-        return self._command(job, P.restart() if writes else None)
+        return self._command(rules.restart_job(self.name, snap, self._writer, timeout=timeout))
 
     def _fire(self, sig: EpicsSignal, value: Any, what: str,
               before: Callable[[], None] | None = None,
@@ -931,7 +742,7 @@ class CS800(Device, PositionerBase):
             except Exception as exc:
                 if undo is not None:
                     undo()
-                status.set_exception(CS800Error(f"{self.name}: could not send {what}: {exc}"))
+                status.set_exception(rules.send_failure(self.name, what, exc))
             else:
                 if after is not None:
                     after()
@@ -970,22 +781,9 @@ class CS800(Device, PositionerBase):
 
     def set_turbo(self, on: Any) -> StatusBase:
         """Switch turbo gas flow (10 l/min) on or off; writing TURBO sends the command at once."""
-        value = 1 if (on in ("On", "on") or (not isinstance(on, str) and bool(on))) else 0
-        self._validated(lambda: P.turbo(bool(value)))
-        return self._fire(self.turbo, value, "turbo")
+        return self._fire(self.turbo, rules.turbo_value(self.name, on), "turbo")
 
     # -- presentation -------------------------------------------------------------------------
-    def describe_state(self) -> str:
-        """One line for people: TEMP, target, phase, run mode and alarm.
-
-        A silent controller reads ``cs0: no status for 4 s (last TEMP 150.00 K)``; values the
-        IOC reports as "not available" read ``unknown``.
-        """
-        snap = self.snapshot()
-        if snap.silent:  # the phase and run mode are frozen: not shown
-            return f"{self.name}: {snap.describe()}"
-        target = "unknown" if snap.target is None else f"{snap.target:.2f} K"
-        return f"{self.name}: {snap.describe()}, target {target}"
 
     def destroy(self) -> None:
         """End any command being followed (its status fails), then disconnect all PVs."""

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 from ophyd.status import StatusBase
 
@@ -410,7 +411,183 @@ def confirm_window(job: Job, snap: Snapshot, sends: int, responses: ResponseTime
     return max(base, responses.window_floor())
 
 
-class JobRunner:
+class Step:
+    """What a :class:`JobTracker` decided at one look: the driver of the job acts on it.
+
+    Attributes:
+        kind: ``"wait"`` (look again later), ``"send"`` (send the command again; ``why`` says
+            why, for the log), ``"done"`` (finish the status successfully), ``"fail"`` (fail it
+            with ``error``) or ``"timeout"`` (send HOLD if the job holds on timeout, then fail
+            it with :meth:`JobTracker.timeout_error`).
+        error: the failure for ``"fail"``, else ``None``.
+        why: the reason of a re-send.
+    """
+
+    __slots__ = ("kind", "error", "why")
+
+    def __init__(self, kind: str, error: CS800Error | None = None, why: str = ""):
+        self.kind = kind
+        self.error = error
+        self.why = why
+
+    def __repr__(self) -> str:
+        return f"Step({self.kind!r}, {self.error!r}, {self.why!r})"
+
+
+WAIT = Step("wait")
+DONE = Step("done")
+TIMEOUT = Step("timeout")
+
+
+class JobTracker:
+    """Every decision about one running :class:`Job`, with no thread, task or status.
+
+    Both device families drive it the same way: :meth:`note_send` around each send (the
+    first before :meth:`begin`, unless the job was taken over already accepted), :meth:`begin`
+    after the first send, then :meth:`step` at every look (every ``poll_interval`` s, and
+    sooner when a monitor posts) with a fresh :class:`Snapshot`; the driver sends, finishes or
+    fails as the returned :class:`Step` says, and calls :meth:`note_end` when the job ends.
+    Times are ``time.monotonic()`` seconds from the driver's clock.
+
+    Parameters: see :class:`JobRunner`.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        *,
+        status_period: float = 1.0,
+        max_resends: int = 2,
+        responses: ResponseTimes | None = None,
+        log: logging.Logger | None = None,
+        already_accepted: bool = False,
+    ):
+        self.job = job
+        self.status_period = float(status_period)
+        self.max_resends = int(max_resends)
+        self.responses = responses if responses is not None else ResponseTimes()
+        self.log = log if log is not None else logging.getLogger("ophyd_cs800.device")
+        self.accepted = bool(already_accepted)
+        self.sends = 0
+        self._start = 0.0
+        self._last = 0.0
+        self._last_send = 0.0
+        self._paused_total = 0.0
+        self._invalid_since: float | None = None
+
+    def note_send(self, why: str = "") -> None:
+        """Count (and log) one send of the command, just before it is written."""
+        self.sends += 1
+        job = self.job
+        if self.sends == 1:
+            self.log.info("%s: sending %s (%s)", job.device, job.meaning or job.what, job.what)
+        else:
+            self.log.info("%s: re-sending %s (attempt %d: %s)", job.device,
+                          job.meaning or job.what, self.sends, why)
+
+    def note_end(self, exc: BaseException | None) -> None:
+        """Log how the job ended."""
+        if exc is None:
+            self.log.info("%s: %s finished", self.job.device, self.job.what)
+        else:
+            self.log.warning("%s", exc)
+
+    def begin(self, now: float) -> None:
+        """Start the clocks (timeout, confirmation window) at ``now``, after the first send."""
+        self._start = self._last = self._last_send = now
+
+    def step(self, snap: Snapshot, now: float, *, paused: bool) -> Step:
+        """Look at ``snap`` at ``now``: wait, re-send, finish, fail or time out."""
+        job = self.job
+        if paused:
+            self._paused_total += now - self._last
+        self._last = now
+        exc = self._check_stale(snap, now)
+        self._invalid_since = (self._invalid_since or now) if snap.temp_invalid else None
+        if exc is None and not self.accepted:
+            window = confirm_window(job, snap, self.sends, self.responses)
+            if job.accepted(snap):
+                self.accepted = True
+                self.responses.record(now - self._start)
+                self.log.info("%s: the controller accepted the %s after %.2f s",
+                              job.device, job.what, now - self._start)
+            elif now >= self._last_send + window and not paused:
+                if self.sends > self.max_resends:
+                    exc = CS800NotAcceptedError(
+                        f"{job.device}: the controller did not accept the {job.what} after "
+                        f"{self.sends} attempts over {now - self._start:.1f} s "
+                        f"({snap.describe()}, TARGETTEMP {_fmt_k(snap.target)}); check that "
+                        "the controller number and IP address of the IOC are right."
+                    )
+                else:
+                    self._last_send = now
+                    return Step("send", why=f"not accepted within {window:.2f} s")
+        if exc is None and self.accepted:
+            exc = job.failure(snap, paused=paused)
+            if exc is None and job.done(snap):
+                return DONE
+        if exc is None and now - self._start - self._paused_total > job.timeout:
+            return TIMEOUT
+        return WAIT if exc is None else Step("fail", exc)
+
+    def send_error(self, exc: BaseException) -> CS800Error:
+        """The failure of a send that raised ``exc`` (a CS800Error is already a sentence)."""
+        if isinstance(exc, CS800Error):
+            return exc
+        return CS800Error(f"{self.job.device}: could not send the {self.job.what}: {exc}")
+
+    def timeout_error(self, snap: Snapshot, hold_error: BaseException | None,
+                      *, held: bool) -> CS800TimeoutError:
+        """The timeout failure; ``held``: HOLD was tried (``hold_error``: how it failed)."""
+        job = self.job
+        note = ""
+        if held:
+            note = (" HOLD was sent, so the controller stays where it is." if hold_error is None
+                    else f" (sending HOLD failed too: {hold_error})")
+        return CS800TimeoutError(
+            f"{job.device}: the {job.what} did not finish within {job.timeout:.0f} s "
+            f"({snap.describe()}).{note} Pass a longer timeout= for slower moves."
+        )
+
+    def _check_stale(self, snap: Snapshot, now: float) -> CS800Error | None:
+        invalid_since = self._invalid_since
+        if snap.temp_invalid and invalid_since is not None:
+            if now - invalid_since >= self.status_period:
+                return CS800StaleError(
+                    f"{self.job.device}: the controller stopped reporting during the "
+                    f"{self.job.what}: TEMP is disconnected or has INVALID severity "
+                    f"(last reading {_fmt_k(snap.temp)}); check the controller's network "
+                    "link and the IOC."
+                )
+        return silence_error(snap, self.job.device, f"during the {self.job.what}")
+
+
+class FollowedJob:
+    """What the runners of both device families share: the job, its :class:`JobTracker`, and
+    whether it is over (finished, failed, cancelled or handed over)."""
+
+    def __init__(self, job: Job, tracker: JobTracker):
+        self.job = job
+        self.tracker = tracker
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once the job is over."""
+        return self._closed
+
+    @property
+    def sends(self) -> int:
+        """How many times the command was sent."""
+        return self.tracker.sends
+
+    @property
+    def accepted(self) -> bool:
+        """True once the controller was seen acting on the command."""
+        return self.tracker.accepted
+
+
+class JobRunner(FollowedJob):
     """Follows one :class:`Job` on a daemon thread and finishes its ophyd status.
 
     Parameters:
@@ -454,14 +631,11 @@ class JobRunner:
         log: logging.Logger | None = None,
         already_accepted: bool = False,
     ):
-        self.job = job
         self.send_lock = send_lock if send_lock is not None else threading.RLock()
         self.status = status
         self._snapshot = snapshot
         self.status_period = float(status_period)
         self.max_resends = int(max_resends)
-        self.responses = responses if responses is not None else ResponseTimes()
-        self.log = log if log is not None else logging.getLogger("ophyd_cs800.device")
         self.poll_interval = (
             float(poll_interval) if poll_interval is not None else min(0.25, status_period / 4)
         )
@@ -471,9 +645,11 @@ class JobRunner:
         self._clock = clock
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        self._closed = False
-        self.sends = 0
-        self.accepted = bool(already_accepted)
+        super().__init__(job, JobTracker(job, status_period=self.status_period,
+                                         max_resends=self.max_resends, responses=responses,
+                                         log=log, already_accepted=already_accepted))
+        self.responses = self.tracker.responses
+        self.log = self.tracker.log
         self.thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -484,11 +660,6 @@ class JobRunner:
         )
         self.thread.start()
         return self
-
-    @property
-    def closed(self) -> bool:
-        """True once the status has been finished (successfully or not)."""
-        return self._closed
 
     def cancel(self, exc: BaseException | None) -> bool:
         """End the job now: fail the status with ``exc`` (or finish it if ``None``).
@@ -526,11 +697,10 @@ class JobRunner:
             if self._closed:
                 return False
             self._closed = True
+        self.tracker.note_end(exc)
         if exc is None:
-            self.log.info("%s: %s finished", self.job.device, self.job.what)
             self.status.set_finished()
         else:
-            self.log.warning("%s", exc)
             self.status.set_exception(exc)
         if self._on_finish is not None:
             self._on_finish(self)
@@ -542,20 +712,11 @@ class JobRunner:
         with self.send_lock:
             if self._closed:  # cancelled, superseded or stopped meanwhile: send nothing
                 return False
-            self.sends += 1
-            job = self.job
-            if self.sends == 1:
-                self.log.info("%s: sending %s (%s)", job.device, job.meaning or job.what,
-                              job.what)
-            else:
-                self.log.info("%s: re-sending %s (attempt %d: %s)", job.device,
-                              job.meaning or job.what, self.sends, why)
+            self.tracker.note_send(why)
             try:
-                job.send()
-            except CS800Error as exc:  # already a sentence (e.g. the IOC clamped a parameter)
-                error: CS800Error = exc
-            except Exception as exc:  # a CA write failed: say which and why
-                error = CS800Error(f"{job.device}: could not send the {job.what}: {exc}")
+                self.job.send()
+            except Exception as exc:
+                error = self.tracker.send_error(exc)
             else:
                 return True
         self._finish(error)
@@ -563,73 +724,57 @@ class JobRunner:
 
     def run(self) -> None:
         """Send the job and follow it until it is done, fails or is cancelled (bounded)."""
-        job = self.job
-        if not self.accepted and not self._send():
+        tracker = self.tracker
+        if not tracker.accepted and not self._send():
             return
-        start = last = last_send = self._clock()
-        paused_total = 0.0
-        invalid_since: float | None = None
+        tracker.begin(self._clock())
         while not self._closed:
-            now = self._clock()
-            paused = self._paused()
-            if paused:
-                paused_total += now - last
-            last = now
+            now, paused = self._clock(), self._paused()
             snap = self._snapshot()
-            exc = self._check_stale(snap, now, invalid_since)
-            invalid_since = (invalid_since or now) if snap.temp_invalid else None
-            if exc is None and not self.accepted:
-                window = confirm_window(job, snap, self.sends, self.responses)
-                if job.accepted(snap):
-                    self.accepted = True
-                    self.responses.record(now - start)
-                    self.log.info("%s: the controller accepted the %s after %.2f s",
-                                  job.device, job.what, now - start)
-                elif now >= last_send + window and not paused:
-                    if self.sends > self.max_resends:
-                        exc = CS800NotAcceptedError(
-                            f"{job.device}: the controller did not accept the {job.what} after "
-                            f"{self.sends} attempts over {now - start:.1f} s ({snap.describe()}, "
-                            f"TARGETTEMP {_fmt_k(snap.target)}); check that the controller "
-                            "number and IP address of the IOC are right."
-                        )
-                    elif not self._send(f"not accepted within {window:.2f} s"):
-                        return
-                    last_send = now
-            if exc is None and self.accepted:
-                exc = job.failure(snap, paused=paused)
-                if exc is None and job.done(snap):
-                    self._finish(None)
+            step = tracker.step(snap, now, paused=paused)
+            if step.kind == "send":
+                if not self._send(step.why):
                     return
-            if exc is None and now - start - paused_total > job.timeout:
-                held = ""
+            elif step is DONE:
+                self._finish(None)
+                return
+            elif step is TIMEOUT:
+                hold_error: BaseException | None = None
                 if self._on_timeout is not None:
                     try:
                         self._on_timeout()
-                        held = " HOLD was sent, so the controller stays where it is."
                     except Exception as err:  # report, but the timeout is the error
-                        held = f" (sending HOLD failed too: {err})"
-                exc = CS800TimeoutError(
-                    f"{job.device}: the {job.what} did not finish within {job.timeout:.0f} s "
-                    f"({snap.describe()}).{held} Pass a longer timeout= for slower moves."
-                )
-            if exc is not None:
-                self._finish(exc)
+                        hold_error = err
+                self._finish(tracker.timeout_error(snap, hold_error,
+                                                   held=self._on_timeout is not None))
+                return
+            elif step.error is not None:
+                self._finish(step.error)
                 return
             self._wake.wait(self.poll_interval)
 
-    def _check_stale(
-        self, snap: Snapshot, now: float, invalid_since: float | None
-    ) -> CS800Error | None:
-        if snap.temp_invalid and invalid_since is not None:
-            if now - invalid_since >= self.status_period:
-                return CS800StaleError(
-                    f"{self.job.device}: the controller stopped reporting during the "
-                    f"{self.job.what}: TEMP is disconnected or has INVALID severity "
-                    f"(last reading {_fmt_k(snap.temp)}); check the controller's network "
-                    "link and the IOC."
-                )
-        return silence_error(snap, self.job.device, f"during the {self.job.what}")
+
+def supersede(old: Any, job: Job, successor: Any) -> bool:
+    """A new ``job`` of a device replaces the runner ``old`` (a :class:`JobRunner` or the
+    ophyd-async runner); returns True when the new one starts already accepted.
+
+    The same command again (e.g. replayed by the RunEngine after a pause) takes over: ``old``
+    finishes the way ``successor`` does, and is not sent again if the controller already acts
+    on it (a re-sent PLAT would restart the plateau). A different command ends ``old``
+    successfully: it was replaced, as an ophyd motor's status is when a new move is sent, so a
+    plan may start a ramp or plateau without waiting and later send another command without
+    the RunEngine raising FailedStatus.
+    """
+    if old is None or old.closed:
+        return False
+    if old.job.what == job.what:
+        taken_over = bool(old.accepted)
+        old.hand_over(successor)
+        return taken_over
+    old.tracker.log.info("%s: the %s was superseded by the %s", job.device, old.job.what,
+                         job.what)
+    old.cancel(None)
+    return False
 
 
 __all__ = [
@@ -639,18 +784,22 @@ __all__ = [
     "STALE_MARGIN_S",
     "STALE_PERIODS",
     "SHUT_DOWN_MODES",
+    "FollowedJob",
     "Job",
     "JobRunner",
+    "JobTracker",
     "MoveJob",
     "PhaseJob",
     "RestartJob",
     "ShutdownJob",
     "ResponseTimes",
     "Snapshot",
+    "Step",
     "close",
     "confirm_window",
     "silence_error",
     "stale_limit",
     "phase_name",
     "run_mode_name",
+    "supersede",
 ]
