@@ -30,6 +30,7 @@ from ophyd.positioner import PositionerBase
 from ophyd.status import DeviceStatus, MoveStatus, StatusBase
 
 from ophyd_cs800 import protocol as P
+from ophyd_cs800.ca_put_errors import install_put_error_fix
 from ophyd_cs800.errors import (
     CS800CommsDisabledError,
     CS800Error,
@@ -238,6 +239,7 @@ class CS800(Device, PositionerBase):
         timeout: float | None = None,
         **kwargs: Any,
     ):
+        install_put_error_fix()  # a put the IOC refuses raises at once (ca_put_errors)
         super().__init__(prefix, name=name, timeout=timeout, **kwargs)
         self.temperature.name = self.name
         self.tolerance.put(float(tolerance))
