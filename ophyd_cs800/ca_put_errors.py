@@ -16,11 +16,12 @@ this module was written for (otherwise that part is skipped and logged once). It
 nothing for a put the server accepted. Once installed, a refused put raises
 :class:`PutRefusedError` (``PV.write(wait=True)``, pyepics-style ``put(wait=True)``,
 ``EpicsSignal.put(..., wait=True)``), fails the ``Status`` of ``EpicsSignal.set()`` (put
-completion), is passed to a caproto write callback as the ``ErrorResponse`` (whose ``status``
-is not ``ECA_NORMAL``), and is always logged at ERROR on this module's logger. A put that does
-not wait (``put(v)``, ``put(v, use_complete=True)``) returns at once as before; its refusal is
-then logged (caproto layer). The sentence is the server's; libca (the pyepics layer) passes
-only the status, so there the error names ``ECA_PUTFAIL`` without the server's text.
+completion), or is passed to a caproto write callback as the ``ErrorResponse`` (whose
+``status`` is not ``ECA_NORMAL``). A put that does not wait (``put(v)``,
+``put(v, use_complete=True)``) returns at once as before; a refusal nobody gets as an
+exception or a failed status is logged at ERROR on this module's logger (as libca prints
+one). The sentence is the server's; libca (the pyepics layer) passes only the status, so
+there the error names the CA status without the server's text.
 
 The :class:`ophyd_cs800.device.CS800` constructor installs it; any other program calls
 :func:`install_put_error_fix` once. ``OPHYD_CS800_PUT_ERRORS=0`` in the environment turns it
@@ -39,6 +40,7 @@ import os
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -89,8 +91,10 @@ def server_reason(error_message: bytes | bytearray | str) -> str:
 class RefusalWatch:
     """Collects the refusal of the put(s) made while it is current, for one waiting party.
 
-    :meth:`refuse` may come (on a CA thread) before or after :meth:`attach` hands over the
-    ophyd ``Status``; either way the status fails once with the first refusal.
+    The refusal (:meth:`refuse`, on a CA thread) and the party may meet in either order: an
+    ophyd ``Status`` handed over by :meth:`attach` fails once with the first refusal; after
+    :meth:`release` (nobody waits) a refusal is logged instead. A refusal someone gets as an
+    exception or a failed status is not logged as well.
     """
 
     def __init__(self) -> None:
@@ -98,16 +102,19 @@ class RefusalWatch:
         self._lock = threading.Lock()
         self.error: PutRefusedError | None = None
         self._status: Any = None
+        self._released = False
 
     def refuse(self, error: PutRefusedError) -> None:
-        """Record ``error``; fail the attached status, if any."""
+        """Record ``error``; fail the attached status, or log it if released."""
         with self._lock:
             if self.error is not None:
                 return
             self.error = error
-            status = self._status
+            status, released = self._status, self._released
         if status is not None:
             _fail_status(status, error)
+        elif released:
+            _log(error)
 
     def attach(self, status: Any) -> None:
         """Fail ``status`` with the refusal, now if it came already, else when it comes."""
@@ -116,6 +123,14 @@ class RefusalWatch:
             error = self.error
         if error is not None:
             _fail_status(status, error)
+
+    def release(self) -> None:
+        """Nobody will wait for the outcome: log the refusal (now or when it comes)."""
+        with self._lock:
+            self._released = True
+            error = None if self._status is not None else self.error
+        if error is not None:
+            _log(error)
 
 
 _current: contextvars.ContextVar[RefusalWatch | None] = contextvars.ContextVar(
@@ -147,11 +162,9 @@ def _fail_status(status: Any, error: PutRefusedError) -> None:
         logger.debug("status %r finished before the refusal", status)
 
 
-def _report(error: PutRefusedError, watch: RefusalWatch | None) -> None:
-    """Log a refusal (always) and hand it to ``watch``."""
+def _log(error: PutRefusedError) -> None:
+    """Log a refusal nobody gets as an exception (as libca prints one)."""
     logger.error("%s", error)
-    if watch is not None:
-        watch.refuse(error)
 
 
 # -- installation -----------------------------------------------------------------------------
@@ -257,13 +270,14 @@ def _install_caproto() -> bool:
         @functools.wraps(original)
         def write(self: Any, data: Any, *args: Any, callback: Any = None, **kwargs: Any) -> Any:
             watch = _current.get()
-            if callback is not None:
-                callback = _write_callback(self.name, callback, watch, ca)
+            if callback is not None:  # a waiting write raises: its callback need not log
+                callback = _write_callback(self.name, callback, watch, ca,
+                                           quiet=bool(kwargs.get("wait", True)))
             response = original(self, data, *args, callback=callback, **kwargs)
             if isinstance(response, ca.ErrorResponse):
                 error = _error_of(self.name, response)
-                if callback is None:  # else the callback reported it
-                    _report(error, watch)
+                if watch is not None:
+                    watch.refuse(error)
                 raise error
             return response
         return write
@@ -280,14 +294,18 @@ def _error_of(pvname: str, response: Any) -> PutRefusedError:
 
 
 def _write_callback(pvname: str, callback: Callable[[Any], Any], watch: RefusalWatch | None,
-                    ca: Any) -> Callable[[Any], Any]:
-    """``callback`` for caproto's ``PV.write``: a refusal is reported (and, inside
-    :func:`watching`, not passed on, since callers there take any callback as success)."""
+                    ca: Any, *, quiet: bool) -> Callable[[Any], Any]:
+    """``callback`` for caproto's ``PV.write``. A refusal goes to ``watch`` and not to
+    ``callback`` (callers there take any callback as success); without a watch ``callback``
+    gets the ``ErrorResponse`` and the refusal is logged unless ``quiet``."""
     def on_response(response: Any) -> Any:
         if isinstance(response, ca.ErrorResponse):
-            _report(_error_of(pvname, response), watch)
+            error = _error_of(pvname, response)
             if watch is not None:
+                watch.refuse(error)
                 return None
+            if not quiet:
+                _log(error)
         return callback(response)
     return on_response
 
@@ -299,15 +317,19 @@ def _deliver_error(manager: Any, command: Any, ca: Any) -> None:
     pv = manager.pvs.get(command.cid)
     pvname = pv.name if pv is not None else f"channel {command.cid}"
     if request.command == _WRITE:  # a put without notify: nobody waits; never silent
-        _report(_error_of(pvname, command), None)
+        _log(_error_of(pvname, command))
         return
     if request.command != _WRITE_NOTIFY:
         return
     ioid_info = manager.ioids.get(request.parameter2)
     if ioid_info is None or not isinstance(ioid_info.get("request"), ca.WriteNotifyRequest):
-        _report(_error_of(pvname, command), None)  # late (after its timeout) or unknown
+        _log(_error_of(pvname, command))  # late (after its timeout) or unknown
         return
     manager.ioids.pop(request.parameter2, None)
+    deadline = ioid_info.get("deadline")
+    if deadline is not None and time.monotonic() > deadline:  # the write timed out already
+        _log(_error_of(pvname, command))
+        return
     ioid_info["response"] = command
     event = ioid_info.get("event")
     callback = ioid_info.get("callback")
@@ -329,16 +351,18 @@ def _install_compat() -> bool:
         return _params(func)[:7] == ["self", "value", "wait", "timeout", "use_complete",
                                      "callback", "callback_data"]
 
-    return _patch(pyepics_compat.PV, "put", "caproto-pyepics-compat", expected, _watched)
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def put(self: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+            outer = _current.get()
+            with watching() as watch:
+                result = original(self, value, *args, **kwargs)
+            if outer is None:  # this put's own watch: a waiting put raised already
+                watch.release()
+            return result
+        return put
 
-
-def _watched(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``original`` run inside :func:`watching`."""
-    @functools.wraps(original)
-    def watched(*args: Any, **kwargs: Any) -> Any:
-        with watching():
-            return original(*args, **kwargs)
-    return watched
+    return _patch(pyepics_compat.PV, "put", "caproto-pyepics-compat", expected, make)
 
 
 # -- ophyd ------------------------------------------------------------------------------------
@@ -397,7 +421,7 @@ def _install_pyepics() -> bool:
                 callback: Any = None, callback_data: Any = None, **kwargs: Any) -> Any:
             if not (wait or callable(callback)):
                 return original(chid, value, wait=wait, timeout=timeout, **kwargs)
-            outcome = _PyepicsPut(ca.name(chid), callback, _current.get())
+            outcome = _PyepicsPut(ca.name(chid), callback, _current.get(), bool(wait))
             result = original(chid, value, wait=wait, timeout=timeout, callback=outcome,
                               callback_data=callback_data, **kwargs)
             if wait and result is not None and result > 0:
@@ -419,9 +443,12 @@ def _install_pyepics() -> bool:
 class _PyepicsPut:
     """The put callback given to pyepics' ``ca.put`` in place of the user's."""
 
-    def __init__(self, pvname: str, callback: Any, watch: RefusalWatch | None) -> None:
-        """Call ``callback`` on success; report to ``watch`` on refusal."""
+    def __init__(self, pvname: str, callback: Any, watch: RefusalWatch | None,
+                 wait: bool) -> None:
+        """Call ``callback`` on success; on refusal, tell ``watch``, or leave the error for the
+        waiting ``put`` to raise (``wait``), or log it."""
         self.pvname = pvname
+        self.wait = wait
         self.callback = callback
         self.watch = watch
         self.error: PutRefusedError | None = None
@@ -440,6 +467,9 @@ class _PyepicsPut:
             self.error = PutRefusedError(self.pvname, f"{ca.message(status)} (CA status "
                                          f"{status}; libca does not pass on the IOC's reason)",
                                          status)
-            _report(self.error, self.watch)
+            if self.watch is not None:
+                self.watch.refuse(self.error)
+            elif not self.wait:
+                _log(self.error)
         finally:
             self.settled.set()

@@ -84,10 +84,12 @@ def timed(call):
 
 @pytest.mark.parametrize(("suffix", "value", "data_type", "words"), REFUSED)
 def test_caproto_write_wait_raises_the_sentence(cs800_sim_ioc, ca_context, rtemp_restored,
-                                                suffix, value, data_type, words):
+                                                caplog, suffix, value, data_type, words):
     pv = caproto_pv(ca_context, cs800_sim_ioc, suffix)
-    error, took = timed(lambda: pv.write([value], wait=True, timeout=WAIT,
-                                         data_type=data_type))
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        error, took = timed(lambda: pv.write([value], wait=True, timeout=WAIT,
+                                             data_type=data_type))
+    assert not [r for r in caplog.records if r.name == LOGGER]  # raised, not logged too
     assert took < PROMPT
     assert words in str(error)
     assert str(error).startswith("put refused by the IOC: " + cs800_sim_ioc.prefix)
@@ -152,11 +154,13 @@ OPHYD_REFUSED = [param for param in REFUSED if param.id != "text-to-number"]
 
 
 @pytest.mark.parametrize(("suffix", "value", "data_type", "words"), OPHYD_REFUSED)
-def test_ophyd_set_fails_its_status_with_the_sentence(ophyd_signals, suffix, value,
+def test_ophyd_set_fails_its_status_with_the_sentence(ophyd_signals, caplog, suffix, value,
                                                       data_type, words):
     sig = ophyd_signals[suffix]
-    status = sig.set(value)
-    error, took = timed(lambda: status.wait(WAIT))
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        status = sig.set(value)
+        error, took = timed(lambda: status.wait(WAIT))
+    assert not [r for r in caplog.records if r.name == LOGGER]  # the status says it
     assert took < PROMPT
     assert words in str(error)
     assert status.done and not status.success
@@ -199,7 +203,7 @@ def test_ophyd_text_to_a_number_fails_before_sending(ophyd_signals):
 
 
 PYEPICS_CHILD = textwrap.dedent("""
-    import json, sys, time
+    import json, logging, sys, time
     import ophyd
     ophyd.set_cl("pyepics")
     from ophyd import EpicsSignal
@@ -212,6 +216,11 @@ PYEPICS_CHILD = textwrap.dedent("""
     for sig in sigs.values():
         sig.wait_for_connection(timeout=10)
 
+    logged = []
+    handler = logging.Handler()
+    handler.emit = logged.append
+    logging.getLogger("ophyd_cs800.ca_put_errors").addHandler(handler)
+
     def attempt(name, call):
         start = time.monotonic()
         try:
@@ -223,6 +232,12 @@ PYEPICS_CHILD = textwrap.dedent("""
     attempt("set-range", lambda: sigs["CS0:RTEMP"].set(999.0).wait(10))
     attempt("set-enum", lambda: sigs["CS0:TURBO"].set(7).wait(10))
     attempt("put-range", lambda: sigs["CS0:RTEMP"].put(999.0, use_complete=True, wait=True))
+    out["logged-while-waiting"] = len(logged)
+    sigs["CS0:RTEMP"].put(998.0, use_complete=True)  # returns at once; the refusal is logged
+    deadline = time.monotonic() + 10
+    while not logged and time.monotonic() < deadline:
+        time.sleep(0.01)
+    out["logged"] = [r.getMessage() for r in logged]
     attempt("set-ok", lambda: sigs["CS0:RTEMP"].set(156.0).wait(10))
     attempt("put-ok", lambda: sigs["CS0:RTEMP"].put(157.0, use_complete=True, wait=True))
     out["value"] = float(sigs["CS0:RTEMP"].get(use_monitor=False))
@@ -245,6 +260,8 @@ def test_pyepics_layer_refusals_fail_promptly(cs800_sim_ioc, rtemp_restored):
         assert kind == "PutRefusedError", out[case]
         assert "put refused by the IOC" in text and "CA status 160" in text
         assert took < PROMPT
+    assert out["logged-while-waiting"] == 0  # raised or failed a status: not logged too
+    assert len(out["logged"]) == 1 and "put refused by the IOC" in out["logged"][0]
     assert out["set-ok"][0] == "ok" and out["put-ok"][0] == "ok"
     assert out["value"] == 157.0
 
