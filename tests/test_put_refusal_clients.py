@@ -299,3 +299,20 @@ def test_an_unexpected_function_is_left_alone_and_logged_once(caplog):
 def test_environment_switch_turns_it_off(monkeypatch):
     monkeypatch.setenv(ca_put_errors.ENV_SWITCH, "0")
     assert install_put_error_fix() == {}
+
+
+def test_ophyd_set_without_put_completion_logs_the_refusal(cs800_sim_ioc, rtemp_restored,
+                                                           caplog):
+    """Without put completion ophyd's ``set`` waits for the readback (its rule); the refusal
+    of the plain write is logged at once."""
+    from ophyd import EpicsSignal
+    from ophyd.utils.errors import WaitTimeoutError
+
+    sig = EpicsSignal(cs800_sim_ioc.prefix + "CS0:RTEMP", name="rtemp_plain")
+    sig.wait_for_connection(timeout=WAIT)
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        status = sig.set(999.0, timeout=1.0)
+        wait_for(lambda: any(RANGE in r.getMessage() for r in caplog.records),
+                 "the refusal logged", timeout=PROMPT)
+    with pytest.raises((WaitTimeoutError, TimeoutError)):
+        status.wait(WAIT)
