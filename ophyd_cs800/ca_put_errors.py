@@ -199,42 +199,48 @@ def _names(func: Any) -> set[str]:
     return set(code.co_names) if code is not None else set()
 
 
-def _patch(owner: Any, attr: str, part: str, expected: Callable[[Any], bool],
-           make: Callable[[Any], Callable[..., Any]]) -> bool:
-    """Replace ``owner.attr`` by ``make(original)`` if it is what ``expected`` accepts.
+#: One replacement: (owner, attribute, test of the original, factory of the replacement).
+Patch = tuple[Any, str, Callable[[Any], bool], Callable[[Any], Callable[..., Any]]]
 
-    Idempotent; returns True when the patch is in place, False (logged once) when skipped.
+
+def _patch_all(part: str, patches: list[Patch]) -> bool:
+    """Replace each ``owner.attr`` by ``make(original)``: all of them, only if every original
+    is what its test accepts (or already replaced); else none, logged once.
+
+    Idempotent; returns True when the part is in place.
     """
-    original = getattr(owner, attr, None)
-    if original is None:
-        _log_once(part, logging.WARNING, "put-refusal fix skipped for %s: %s.%s not found",
-                  part, getattr(owner, "__name__", owner), attr)
-        return False
-    if getattr(original, _MARK, False):
-        return True
-    if not expected(original):
-        _log_once(part, logging.WARNING, "put-refusal fix skipped for %s: %s.%s is not the "
-                  "function it was written for (a refused put may look like a timeout or "
-                  "succeed)", part, getattr(owner, "__name__", owner), attr)
-        return False
-    replacement = make(original)
-    setattr(replacement, _MARK, True)
-    setattr(owner, attr, replacement)
+    pending = []
+    for owner, attr, expected, make in patches:
+        where = f"{getattr(owner, '__module__', '')}.{getattr(owner, '__qualname__', owner)}"
+        original = getattr(owner, attr, None)
+        if getattr(original, _MARK, False):
+            continue
+        if original is None or not expected(original):
+            _log_once(part, logging.WARNING, "put-refusal fix not installed for %s: %s.%s is "
+                      "not the function it was written for (a refused put may look like a "
+                      "timeout or a success)", part, where, attr)
+            return False
+        pending.append((owner, attr, make, original))
+    for owner, attr, make, original in pending:
+        replacement = make(original)
+        setattr(replacement, _MARK, True)
+        setattr(owner, attr, replacement)
     return True
 
 
 def install_put_error_fix() -> dict[str, bool]:
     """Install the fix (idempotent, thread-safe); returns which parts are in place.
 
-    Parts: ``caproto`` (threading client), ``caproto-pyepics-compat`` (caproto's pyepics API,
-    ophyd's caproto layer), ``ophyd`` (``EpicsSignal.set`` status; only if ophyd is imported),
+    Parts: ``caproto`` (the threading client and its pyepics API, ophyd's caproto layer: all
+    or nothing, since delivering the error to the one without the other would turn a refusal
+    into a success), ``ophyd`` (``EpicsSignal.set`` status; only if ophyd is imported),
     ``pyepics`` (only if pyepics is imported). Returns ``{}`` when :data:`ENV_SWITCH` is off.
     """
     if not _enabled():
         _log_once("off", logging.INFO, "put-refusal fix off (%s)", ENV_SWITCH)
         return {}
     with _install_lock:
-        done = {"caproto": _install_caproto(), "caproto-pyepics-compat": _install_compat()}
+        done = {"caproto": _install_caproto()}
         if "ophyd" in sys.modules:
             done["ophyd"] = _install_ophyd()
         if "epics" in sys.modules:
@@ -282,9 +288,11 @@ def _install_caproto() -> bool:
             return response
         return write
 
-    return (_patch(client.VirtualCircuitManager, "_process_command", "caproto",
-                   expected_process, make_process)
-            and _patch(client.PV, "write", "caproto", expected_write, make_write))
+    return _patch_all("caproto", [
+        (client.VirtualCircuitManager, "_process_command", expected_process, make_process),
+        (client.PV, "write", expected_write, make_write),
+        _compat_patch(),
+    ])
 
 
 def _error_of(pvname: str, response: Any) -> PutRefusedError:
@@ -342,9 +350,10 @@ def _deliver_error(manager: Any, command: Any, ca: Any) -> None:
             logger.debug("refusal of %s dropped at shutdown", pvname)
 
 
-def _install_compat() -> bool:
-    """caproto's pyepics-compatible ``PV.put`` (ophyd's caproto layer): a refused put does not
-    run the completion callback (nor set ``put_complete``)."""
+def _compat_patch() -> Patch:
+    """caproto's pyepics-compatible ``PV.put`` (ophyd's caproto layer) runs inside
+    :func:`watching`: a refused put does not run the completion callback (nor set
+    ``put_complete``)."""
     from caproto.threading import pyepics_compat
 
     def expected(func: Any) -> bool:
@@ -362,7 +371,7 @@ def _install_compat() -> bool:
             return result
         return put
 
-    return _patch(pyepics_compat.PV, "put", "caproto-pyepics-compat", expected, make)
+    return (pyepics_compat.PV, "put", expected, make)
 
 
 # -- ophyd ------------------------------------------------------------------------------------
@@ -384,7 +393,7 @@ def _install_ophyd() -> bool:
             return status
         return set
 
-    return _patch(signal.EpicsSignal, "set", "ophyd", expected, make)
+    return _patch_all("ophyd", [(signal.EpicsSignal, "set", expected, make)])
 
 
 # -- pyepics ----------------------------------------------------------------------------------
@@ -431,13 +440,14 @@ def _install_pyepics() -> bool:
             return result
         return put
 
-    if not _patch(ca, "_onPutEvent", "pyepics", expected_event, make_event):
+    if not _patch_all("pyepics", [(ca, "_onPutEvent", expected_event, make_event),
+                                  (ca, "put", expected_put, make_put)]):
         return False
-    if not getattr(ca._CB_PUTWAIT, _MARK, False):
+    if not getattr(ca._CB_PUTWAIT, _MARK, False):  # ca.put reads this global at each call
         callback = ca.dbr.make_callback(ca._onPutEvent, ca.dbr.event_handler_args)
         setattr(callback, _MARK, True)
-        ca._CB_PUTWAIT = callback  # ca.put reads this global at each call
-    return _patch(ca, "put", "pyepics", expected_put, make_put)
+        ca._CB_PUTWAIT = callback
+    return True
 
 
 class _PyepicsPut:

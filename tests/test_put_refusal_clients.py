@@ -280,20 +280,27 @@ def test_install_is_idempotent_and_the_device_installs_it():
 
 
 def test_an_unexpected_function_is_left_alone_and_logged_once(caplog):
+    """A part is patched whole or not at all; one unexpected function skips it (logged once)."""
     class Owner:
+        @staticmethod
+        def read(data):
+            return data
+
         @staticmethod
         def write(data):
             return data
 
-    original = Owner.write
+    originals = (Owner.read, Owner.write)
+    patches = [(Owner, "read", lambda func: True, lambda func: func),
+               (Owner, "write", lambda func: False, lambda func: func)]
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         for _ in range(2):
-            assert not ca_put_errors._patch(Owner, "write", "test-part",
-                                            lambda func: False, lambda func: func)
-    assert Owner.write is original
+            assert not ca_put_errors._patch_all("test-part", patches)
+    assert (Owner.read, Owner.write) == originals
     messages = [r.getMessage() for r in caplog.records if r.name == LOGGER]
     assert len(messages) == 1
-    assert messages[0].startswith("put-refusal fix skipped for test-part: ")
+    assert messages[0].startswith("put-refusal fix not installed for test-part: ")
+    assert "Owner.write is not the function it was written for" in messages[0]
 
 
 def test_environment_switch_turns_it_off(monkeypatch):
