@@ -275,8 +275,11 @@ def test_install_is_idempotent_and_the_device_installs_it():
     write, setter = client.PV.write, signal.EpicsSignal.set
     assert install_put_error_fix()["caproto"] is True
     assert (client.PV.write, signal.EpicsSignal.set) == (write, setter)  # not wrapped twice
-    CS800("nowhere:CS0:", name="cs0")
-    assert getattr(client.PV.write, ca_put_errors._MARK) is True
+    cs0 = CS800("nowhere:CS0:", name="cs0")
+    try:
+        assert getattr(client.PV.write, ca_put_errors._MARK) is True
+    finally:
+        cs0.destroy()
 
 
 def test_an_unexpected_function_is_left_alone_and_logged_once(caplog):
