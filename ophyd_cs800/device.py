@@ -30,7 +30,6 @@ from ophyd.positioner import PositionerBase
 from ophyd.status import DeviceStatus, MoveStatus, StatusBase
 
 from ophyd_cs800 import protocol as P
-from ophyd_cs800.ca_put_errors import install_put_error_fix
 from ophyd_cs800.errors import (
     CS800CommsDisabledError,
     CS800Error,
@@ -239,7 +238,6 @@ class CS800(Device, PositionerBase):
         timeout: float | None = None,
         **kwargs: Any,
     ):
-        install_put_error_fix()  # a put the IOC refuses raises at once (ca_put_errors)
         super().__init__(prefix, name=name, timeout=timeout, **kwargs)
         self.temperature.name = self.name
         self.tolerance.put(float(tolerance))
@@ -251,6 +249,9 @@ class CS800(Device, PositionerBase):
         self.stale_after = stale_after
         self.put_timeout = float(put_timeout)
         self.command_connection_timeout = float(connection_timeout)
+        from ophyd_cs800.ca_put_errors import install_put_error_fix
+
+        install_put_error_fix()  # a put the IOC refuses raises at once, never times out
         self._job_lock = threading.RLock()
         # Held around every command write (runner sends, HOLD from stop/timeout, pause,
         # resume, turbo): a command's RRATE/RTEMP/RAMP writes never interleave with another's,
