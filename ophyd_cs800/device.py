@@ -281,6 +281,9 @@ class CS800(FollowedState, Device, PositionerBase):
         self.stale_after = stale_after
         self.put_timeout = float(put_timeout)
         self.command_connection_timeout = float(connection_timeout)
+        from ophyd_cs800.ca_put_errors import install_put_error_fix
+
+        install_put_error_fix()  # a put the IOC refuses raises at once, never times out
         self._job_lock = threading.RLock()
         # Held around every command write (runner sends, HOLD from stop/timeout, pause,
         # resume, turbo): a command's RRATE/RTEMP/RAMP writes never interleave with another's,
