@@ -24,7 +24,7 @@ from sim_ioc.autosave import (
     settings_path,
     write_atomically,
 )
-from sim_ioc.ioc import CS800ControllerGroup, ControllerConfig
+from sim_ioc.ioc import ControllerConfig, CS800ControllerGroup
 from sim_ioc.process import SimIocProcess, ca_write, random_prefix
 from tests.polling import wait_for
 
