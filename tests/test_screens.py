@@ -1,0 +1,149 @@
+"""The PyDM operator screens and ``cs800-screen`` (sim_ioc.screens).
+
+The table tests need no Qt. The others run ``cs800-screen`` (or a small script building a
+screen) as a subprocess without a display (``QT_QPA_PLATFORM=offscreen``) against a
+``cs800-sim-ioc`` subprocess, and skip only when PyDM is not installed (the ``screens`` extra).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from sim_ioc.pvs import STATUS_PVS
+from sim_ioc.screens import tables as T
+from sim_ioc.screens.cli import build_parser
+
+needs_pydm = pytest.mark.skipif(importlib.util.find_spec("pydm") is None,
+                                reason="PyDM is not installed (pip install -e '.[screens]')")
+RUN_TIMEOUT = 120
+
+
+def _run(args, env, timeout=RUN_TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], env={**os.environ, **env,
+                                                        "QT_QPA_PLATFORM": "offscreen"},
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def _screen(args, env, timeout=RUN_TIMEOUT) -> subprocess.CompletedProcess:
+    return _run(["-m", "sim_ioc.screens.cli", *args], env, timeout)
+
+
+# ---------------------------------------------------------------------- tables (no Qt)
+
+
+def test_every_screen_pv_is_served_by_the_ioc():
+    table = T.controller_table()
+    used = T.controller_suffixes()
+    assert set(used) <= set(table)
+    # the full status shows every status record; the overview and admin the synApps controls
+    assert {pv.suffix for pv in STATUS_PVS} <= set(used)
+    for name in ("TEMP", "SETPOINT", "TARGETTEMP", "PHASE", "RUNMODE", "ALARM", "DISABLE",
+                 "RAMP", "RRATE", "RTEMP", "PLAT", "PTIME", "COOL", "CTEMP", "HOLD", "PAUSE",
+                 "RESUME", "END", "ERATE", "PURGE", "RESTART", "STOP", "TURBO"):
+        assert name in used, name
+
+
+def test_a_pv_the_ioc_does_not_serve_is_refused_by_name():
+    with pytest.raises(KeyError, match="the IOC serves no controller PV 'TEMPERATURE'"):
+        T.pv("TEMPERATURE")
+
+
+def test_stop_and_the_other_admin_actions_carry_a_question():
+    questions = {action: question for action, _text, _params, question in T.ADMIN}
+    assert set(questions) == {"END", "PURGE", "RESTART", "STOP"}
+    assert all("?" in q for q in questions.values())
+    assert "STOP" not in {action for action, _text, _params in T.PROGRAM}
+
+
+def test_valve_table_follows_the_bank_size():
+    table = T.valve_table(3, 2)
+    assert {"V1", "V3_RBV", "DA2", "DA2_RBV", "LOG", "CHANGES", "LAST", "RESET"} <= set(table)
+    assert "V4" not in table and "DA3" not in table
+    assert table["V1"].writable and not table["V1_RBV"].writable
+
+
+def test_bad_prefix_is_one_sentence(capsys):
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["xxx"])
+    assert info.value.code == 2
+    assert "a prefix ends with ':' (the controller's $(P)$(R), e.g. xxx:CS0:), got 'xxx'" in \
+        capsys.readouterr().err
+
+
+def test_console_script_declared():
+    eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="console_scripts")}
+    assert eps.get("cs800-screen") == "sim_ioc.screens.cli:main"
+
+
+# ---------------------------------------------------------------------- PyDM, headless
+
+
+def _counts(stdout: str) -> tuple[int, int]:
+    match = re.search(r"^(\d+) of (\d+) channels connected$", stdout, re.M)
+    assert match, stdout
+    return int(match[1]), int(match[2])
+
+
+@needs_pydm
+@pytest.mark.integration
+@pytest.mark.parametrize("epics_lib", ["pyepics", "caproto"])
+def test_check_connects_every_channel(cs800_sim_ioc, epics_lib):
+    ioc = cs800_sim_ioc
+    result = _screen(["--check", "--timeout", "30", ioc.controller_prefix(0),
+                      ioc.controller_prefix(1), "--valves", f"{ioc.prefix}VB:"],
+                     {**ioc.env, "PYDM_EPICS_LIB": epics_lib})
+    assert result.returncode == 0, result.stdout + result.stderr
+    connected, total = _counts(result.stdout)
+    # every controller PV of the screens, twice, plus the valve bank's
+    valves = ioc.valves
+    assert total == 2 * len(T.controller_suffixes()) + 2 * valves + 2 * 8 + 4
+    assert connected == total
+
+
+@needs_pydm
+@pytest.mark.integration
+def test_check_fails_and_names_what_did_not_connect(cs800_sim_ioc):
+    ioc = cs800_sim_ioc
+    result = _screen(["--check", "--timeout", "2", ioc.controller_prefix(0), "nobody:CS0:"],
+                     ioc.env)
+    assert result.returncode == 1
+    connected, total = _counts(result.stdout)
+    assert connected == total // 2
+    assert "cs800-screen: not connected after 2 s: nobody:CS0:" in result.stderr
+
+
+@needs_pydm
+def test_buttons_that_stop_or_restart_ask_first():
+    script = textwrap.dedent("""
+        import json
+        from qtpy.QtWidgets import QApplication
+        from pydm.widgets import PyDMPushButton
+        from sim_ioc.screens.displays import AdminScreen, OverviewScreen
+        app = QApplication([])
+        out = {}
+        screens = [cls("nowhere:CS0:") for cls in (AdminScreen, OverviewScreen)]
+        for screen in screens:
+            for b in screen.findChildren(PyDMPushButton):
+                out[b.objectName()] = [b.showConfirmDialog, b.confirmMessage]
+        print(json.dumps(out))
+    """)
+    result = _run(["-c", script], {"EPICS_CA_ADDR_LIST": "127.0.0.1:9",
+                                   "EPICS_CA_AUTO_ADDR_LIST": "NO"})
+    assert result.returncode == 0, result.stderr
+    buttons = json.loads(result.stdout.strip().splitlines()[-1])
+    assert buttons["STOP_Stop"][0] is True
+    assert buttons["STOP_Stop"][1].startswith("Stop the CryoStream?")
+    for name in ("END_End", "PURGE_Purge", "RESTART_Restart", "DISABLE_Comms_OFF"):
+        assert buttons[name][0] is True, name
+    assert buttons["DISABLE_Comms_ON"][0] is False
+    assert buttons["RAMP_Ramp"][0] is False  # program controls act at once, as in MEDM
