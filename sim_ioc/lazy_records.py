@@ -26,6 +26,10 @@ _STATIC_FIELDS = (
     ("DRVL", "lower_ctrl_limit"),
 )
 
+#: Limit fields a client may read but not write: what the IOC accepts must not be widened
+#: (or narrowed) over CA (issue 10 item 4). The limits are the IOC's, per flavour.
+LIMIT_FIELDS = ("HOPR", "LOPR", "DRVH", "DRVL")
+
 #: EPICS base ``menuAlarmStat`` (caproto 1.3 ships only the first 16, up to SOFT).
 EPICS_ALARM_STAT: tuple[str, ...] = tuple(AlarmStatus(i).name for i in range(len(AlarmStatus)))
 
@@ -54,6 +58,11 @@ class LazyFieldsMixin:
         stat = getattr(fields, "alarm_status", None)
         if stat is not None:  # caproto's menu stops at SOFT: .STAT could not show UDF
             stat._data["enum_strings"] = EPICS_ALARM_STAT
+        for name in LIMIT_FIELDS:  # CA puts refused; the IOC's own writes (getters) still work
+            if name in self.fields:
+                self.fields[name].write_from_dbr = _limit_write_refuser(self.pvname, name)
+        if "PROC" in self.fields:  # a record never processed reads 0 (caproto: an empty array)
+            self.fields["PROC"]._data["value"] = 0
         for attr, prop in (("severity", "current_alarm_severity"), ("status", "alarm_status")):
             channel = getattr(fields, prop, None)
             if alarm is None or channel is None:
@@ -86,6 +95,17 @@ class LazyFieldsMixin:
         if self.field_inst is None and self._lazy_record is not None:
             self._build_fields()
         return self.fields[field]
+
+
+def _limit_write_refuser(record: str, field: str):
+    """A ``write_from_dbr`` for limit field ``field`` of ``record``: every CA put is refused
+    with a sentence (the record's limits are the IOC's)."""
+
+    async def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ValueError(f"{record}.{field} cannot be written: the limits of {record} are "
+                         f"fixed by the IOC (read {field} to see them); nothing was changed")
+
+    return refuse
 
 
 def _lazy(cls: type) -> type:
