@@ -75,9 +75,12 @@ def settings_path(directory: str | os.PathLike[str], prefix: str) -> Path:
 
 
 def _json_value(value: Any) -> Any:
-    """A channel value as JSON data (numpy scalars and enums become plain Python values)."""
+    """A channel value as JSON data: a number as a float (whatever its flavour's type), a
+    string as itself."""
     if hasattr(value, "tolist"):
-        return value.tolist()
+        value = value.tolist()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
     return value
 
 

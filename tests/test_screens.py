@@ -18,7 +18,9 @@ import textwrap
 
 import pytest
 
+from sim_ioc.process import SimIocProcess
 from sim_ioc.pvs import STATUS_PVS
+from sim_ioc.records import C_IOC_RECORDS
 from sim_ioc.screens import tables as T
 from sim_ioc.screens.cli import build_parser
 
@@ -51,6 +53,11 @@ def test_every_screen_pv_is_served_by_the_ioc():
                  "RAMP", "RRATE", "RTEMP", "PLAT", "PTIME", "COOL", "CTEMP", "HOLD", "PAUSE",
                  "RESUME", "END", "ERATE", "PURGE", "RESTART", "STOP", "TURBO"):
         assert name in used, name
+
+
+def test_the_cs800_screens_use_only_records_of_the_synapps_c_ioc():
+    # so they work against the C IOC too, not only against ours
+    assert set(T.controller_suffixes()) <= set(C_IOC_RECORDS)
 
 
 def test_a_pv_the_ioc_does_not_serve_is_refused_by_name():
@@ -94,20 +101,31 @@ def _counts(stdout: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-@needs_pydm
-@pytest.mark.integration
-@pytest.mark.parametrize("epics_lib", ["pyepics", "caproto"])
-def test_check_connects_every_channel(cs800_sim_ioc, epics_lib):
-    ioc = cs800_sim_ioc
+def _check_all(ioc, epics_lib: str) -> None:
     result = _screen(["--check", "--timeout", "30", ioc.controller_prefix(0),
                       ioc.controller_prefix(1), "--valves", f"{ioc.prefix}VB:"],
                      {**ioc.env, "PYDM_EPICS_LIB": epics_lib})
     assert result.returncode == 0, result.stdout + result.stderr
     connected, total = _counts(result.stdout)
-    # every controller PV of the screens, twice, plus the valve bank's
-    valves = ioc.valves
-    assert total == 2 * len(T.controller_suffixes()) + 2 * valves + 2 * 8 + 4
+    # every controller PV of the screens, twice, plus the valve bank's (V, V_RBV, DA, DA_RBV,
+    # CHANGES, LAST, RESET, LOG)
+    assert total == 2 * len(T.controller_suffixes()) + 2 * ioc.valves + 2 * 8 + 4
     assert connected == total
+
+
+@needs_pydm
+@pytest.mark.integration
+@pytest.mark.parametrize("epics_lib", ["pyepics", "caproto"])
+def test_check_connects_every_channel(cs800_sim_ioc, epics_lib):
+    """PyDM's ca plugin through pyepics (its default) and through caproto."""
+    _check_all(cs800_sim_ioc, epics_lib)
+
+
+@needs_pydm
+@pytest.mark.integration
+def test_check_connects_every_channel_of_the_synapps_flavour(ioc_factory):
+    ioc = ioc_factory(SimIocProcess(controllers=2, valves=4, speed=100.0, flavor="synapps"))
+    _check_all(ioc, "pyepics")
 
 
 @needs_pydm
