@@ -165,3 +165,22 @@ def test_buttons_that_stop_or_restart_ask_first():
         assert buttons[name][0] is True, name
     assert buttons["DISABLE_Comms_ON"][0] is False
     assert buttons["RAMP_Ramp"][0] is False  # program controls act at once, as in MEDM
+
+
+def test_without_pydm_the_command_says_what_to_install():
+    # PyDM and Qt made unimportable in a subprocess: the tables and the command still import
+    script = textwrap.dedent("""
+        import sys
+        for name in ("pydm", "qtpy", "PyQt5"):
+            sys.modules[name] = None
+        import sim_ioc.screens.tables, sim_ioc.ioc, sim_ioc.cli
+        from sim_ioc.screens.cli import main
+        sys.exit(main(["--check", "xxx:CS0:"]))
+    """)
+    result = _run(["-c", script], {})
+    assert result.returncode == 2, result.stderr
+    message = result.stderr.strip()
+    assert message.startswith("cs800-screen needs PyDM and a Qt binding, which are not "
+                              "installed (")
+    assert message.endswith("): pip install 'ophyd-cs800[screens]'")
+    assert "\n" not in message

@@ -50,6 +50,15 @@ from sim_ioc.screens import tables as T
 TITLE = "Oxford CryoStream 800: {prefix}"
 
 
+def _bold(widget: QWidget, point_size: int) -> QWidget:
+    """Give ``widget`` a bold font of ``point_size`` points; return it."""
+    font = QFont(widget.font())
+    font.setPointSize(point_size)
+    font.setBold(True)
+    widget.setFont(font)
+    return widget
+
+
 class Screen(QWidget):
     """A screen showing PVs of one prefix; :attr:`addresses` lists every channel it uses."""
 
@@ -77,12 +86,7 @@ class Screen(QWidget):
         label.showUnits = units
         label.alarmSensitiveContent = True
         label.alarmSensitiveBorder = True
-        if size:
-            font = QFont(label.font())
-            font.setPointSize(size)
-            font.setBold(True)
-            label.setFont(font)
-        return label
+        return _bold(label, size) if size else label
 
     def entry(self, suffix: str) -> PyDMLineEdit:
         """An input field writing ``suffix`` (Enter puts the value)."""
@@ -114,12 +118,7 @@ class _ControllerScreen(Screen):
         super().__init__(prefix, parent)
         outer = QVBoxLayout(self)
         head = QHBoxLayout()
-        title = QLabel(TITLE.format(prefix=prefix), self)
-        font = QFont(title.font())
-        font.setPointSize(13)
-        font.setBold(True)
-        title.setFont(font)
-        head.addWidget(title)
+        head.addWidget(_bold(QLabel(TITLE.format(prefix=prefix), self), 13))
         head.addStretch(1)
         for suffix, text in (("CTRLNUM", "ID"), ("VER", "firmware"), ("DISABLE", "comms")):
             head.addWidget(QLabel(text, self))
@@ -272,12 +271,8 @@ class ValveScreen(Screen):
         super().__init__(prefix, parent)
         table = T.valve_table(n_valves, n_dtoa)
         outer = QVBoxLayout(self)
-        title = QLabel(f"Solenoid valve bank: {prefix} ({n_valves} valves, {n_dtoa} D/A)", self)
-        font = QFont(title.font())
-        font.setPointSize(13)
-        font.setBold(True)
-        title.setFont(font)
-        outer.addWidget(title)
+        outer.addWidget(_bold(QLabel(f"Solenoid valve bank: {prefix} ({n_valves} valves, "
+                                     f"{n_dtoa} D/A)", self), 13))
         valves = QGroupBox("Valves (readback; Open puts 1, Close puts 0)", self)
         grid = QGridLayout(valves)
         per_column = 16
