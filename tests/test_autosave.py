@@ -20,6 +20,7 @@ from sim_ioc.autosave import (
     Autosave,
     AutosaveError,
     decode_settings,
+    default_directory,
     encode_settings,
     settings_path,
     write_atomically,
@@ -47,6 +48,13 @@ def _restore(group, directory) -> Autosave:
 
 def test_the_fields_are_those_of_the_synapps_request_file():
     assert SETTINGS_FIELDS == ("DEBUG", "DISABLE", "RRATE", "RTEMP", "PTIME", "CTEMP", "ERATE")
+
+
+def test_cs800_ioc_default_directory_is_per_user_state(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert default_directory() == tmp_path / "ophyd-cs800" / "autosave"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    assert str(default_directory()).endswith("/.local/state/ophyd-cs800/autosave")
 
 
 def test_file_name_per_controller_prefix(tmp_path):

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ from sim_ioc.pvs import STATUS_PVS
 from sim_ioc.records import C_IOC_RECORDS
 from sim_ioc.screens import tables as T
 from sim_ioc.screens.cli import build_parser
+from tests.polling import poll
 
 needs_pydm = pytest.mark.skipif(importlib.util.find_spec("pydm") is None,
                                 reason="PyDM is not installed (pip install -e '.[screens]')")
@@ -132,12 +134,12 @@ def test_check_connects_every_channel_of_the_synapps_flavour(ioc_factory):
 @pytest.mark.integration
 def test_check_fails_and_names_what_did_not_connect(cs800_sim_ioc):
     ioc = cs800_sim_ioc
-    result = _screen(["--check", "--timeout", "2", ioc.controller_prefix(0), "nobody:CS0:"],
+    result = _screen(["--check", "--timeout", "1", ioc.controller_prefix(0), "nobody:CS0:"],
                      ioc.env)
     assert result.returncode == 1
     connected, total = _counts(result.stdout)
     assert connected == total // 2
-    assert "cs800-screen: not connected after 2 s: nobody:CS0:" in result.stderr
+    assert "cs800-screen: not connected after 1 s: nobody:CS0:" in result.stderr
 
 
 @needs_pydm
@@ -184,3 +186,31 @@ def test_without_pydm_the_command_says_what_to_install():
                               "installed (")
     assert message.endswith("): pip install 'ophyd-cs800[screens]'")
     assert "\n" not in message
+
+
+_NOWHERE = {"EPICS_CA_ADDR_LIST": "127.0.0.1:9", "EPICS_CA_AUTO_ADDR_LIST": "NO"}
+
+
+@needs_pydm
+def test_a_valve_bank_that_does_not_answer_is_one_sentence():
+    result = _screen(["--check", "--timeout", "1", "nobody:CS0:", "--valves", "nobody:VB:"],
+                     _NOWHERE)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(
+        "cs800-screen: the valve bank nobody:VB: did not answer (nobody:VB:NVALVES: ")
+
+
+@needs_pydm
+def test_the_window_closes_on_sigint():
+    proc = subprocess.Popen([sys.executable, "-m", "sim_ioc.screens.cli", "nobody:CS0:"],
+                            env={**os.environ, **_NOWHERE, "QT_QPA_PLATFORM": "offscreen"},
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert not poll(lambda: proc.poll() is not None, 1.5), proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

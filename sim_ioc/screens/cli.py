@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -137,6 +138,18 @@ def take_screenshots(app, window, directory: Path) -> list[Path]:
     return written
 
 
+def _exec(app) -> int:
+    """Run the Qt event loop until the windows close, SIGINT (Ctrl-C) or SIGTERM."""
+    from qtpy.QtCore import QTimer
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: app.quit())
+    ticker = QTimer()  # Python runs signal handlers only between bytecodes: wake it up
+    ticker.timeout.connect(lambda: None)
+    ticker.start(200)
+    return app.exec_()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``cs800-screen``: see the module docstring."""
     args = build_parser().parse_args(argv)
@@ -159,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     window.resize(*SCREENSHOT_SIZE)
     window.show()
     if not headless:
-        return app.exec_()
+        return _exec(app)
     addresses = window.addresses
     missing = wait_connected(app, addresses, args.timeout)
     print(f"{len(addresses) - len(missing)} of {len(addresses)} channels connected", flush=True)
