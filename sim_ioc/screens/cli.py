@@ -108,6 +108,19 @@ def wait_connected(app, addresses: Sequence[str], timeout: float) -> list[str]:
         time.sleep(0.02)
 
 
+def describe_missing(window, missing: Sequence[str], shown: int = 5) -> str:
+    """``missing`` addresses by screen prefix, e.g. ``x:CS0: 64 of 64 (CTRLNUM, VER, ...)``."""
+    parts = []
+    for prefix in dict.fromkeys(s.prefix for s in window.screens):
+        used = [a for s in window.screens if s.prefix == prefix for a in s.addresses]
+        used = list(dict.fromkeys(used))
+        lost = [a.removeprefix(f"ca://{prefix}") for a in used if a in missing]
+        if lost:
+            more = ", ..." if len(lost) > shown else ""
+            parts.append(f"{prefix} {len(lost)} of {len(used)} ({', '.join(lost[:shown])}{more})")
+    return "; ".join(parts)
+
+
 def _process_for(app, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -177,10 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = wait_connected(app, addresses, args.timeout)
     print(f"{len(addresses) - len(missing)} of {len(addresses)} channels connected", flush=True)
     if missing:
-        shown = ", ".join(a.removeprefix("ca://") for a in missing[:10])
-        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        print(f"cs800-screen: not connected after {args.timeout:g} s: {shown}{more}",
-              file=sys.stderr)
+        print(f"cs800-screen: not connected after {args.timeout:g} s: "
+              f"{describe_missing(window, missing)}", file=sys.stderr)
     if args.screenshots is not None:
         _process_for(app, args.settle)
         for path in take_screenshots(app, window, args.screenshots):
