@@ -26,7 +26,7 @@ from sim_ioc.autosave import (
     write_atomically,
 )
 from sim_ioc.ioc import ControllerConfig, CS800ControllerGroup
-from sim_ioc.process import SimIocProcess, ca_write, random_prefix
+from sim_ioc.process import IocProcess, SimIocProcess, ca_write, random_prefix
 from tests.polling import wait_for
 
 DEFAULTS = {"DEBUG": "Warning", "DISABLE": "Enabled", "RRATE": 360.0, "RTEMP": 100.0,
@@ -258,3 +258,30 @@ def test_corrupt_file_gives_the_sentence_and_the_defaults(ioc_factory, tmp_path)
     ca_write(f"{cs0}PTIME", 42, ioc.env)
     wait_for(lambda: path.exists() and '"PTIME": 42.0' in path.read_text(), "the new file",
              10, interval=0.05)
+
+
+@pytest.mark.integration
+def test_cs800_ioc_restores_before_serving_and_sends_nothing(ioc_factory, tmp_path):
+    """The hardware IOC: a command socket of our own sees no datagram at start."""
+    import socket
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    try:
+        prefix = random_prefix("as")
+        settings_path(tmp_path, f"{prefix}CS0:").write_text(
+            encode_settings(f"{prefix}CS0:", 411, {**DEFAULTS, "RRATE": 123.0, "CTEMP": 150.0}))
+        port = listener.getsockname()[1]
+        ioc = ioc_factory(IocProcess(
+            ["ioc", "--controller", f"CS0:411@127.0.0.1:{port}", "--status-port", "0",
+             "--listen", "127.0.0.1", "--command-host", "127.0.0.1", "--autosave",
+             str(tmp_path)], prefix=prefix))
+        assert ioc.read(f"{prefix}CS0:RRATE").data[0] == 123
+        assert ioc.read(f"{prefix}CS0:CTEMP").data[0] == 150
+        with pytest.raises(TimeoutError):
+            listener.recvfrom(64)  # nothing was sent to the controller
+        ca_write(f"{prefix}CS0:HOLD", 1, ioc.env)  # the socket does hear a command
+        assert P.decode_command(listener.recvfrom(64)[0]).command == P.CommandId.HOLD
+    finally:
+        listener.close()
