@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -212,7 +213,11 @@ def test_the_window_closes_on_sigint():
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
-        assert not poll(lambda: proc.poll() is not None, 1.5), proc.stderr.read()
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "cs800-screen did not start within 60 s"
+        assert proc.stdout.readline().decode() == (
+            "cs800-screen: CS800: nobody:CS0: (close the window or Ctrl-C to quit)\n")
+        assert not poll(lambda: proc.poll() is not None, 0.5), proc.stderr.read()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
     finally:

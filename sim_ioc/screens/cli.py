@@ -151,7 +151,7 @@ def take_screenshots(app, window, directory: Path) -> list[Path]:
     return written
 
 
-def _exec(app) -> int:
+def _exec(app, window) -> int:
     """Run the Qt event loop until the windows close, SIGINT (Ctrl-C) or SIGTERM."""
     from qtpy.QtCore import QTimer
 
@@ -160,6 +160,8 @@ def _exec(app) -> int:
     ticker = QTimer()  # Python runs signal handlers only between bytecodes: wake it up
     ticker.timeout.connect(lambda: None)
     ticker.start(200)
+    print(f"cs800-screen: {window.windowTitle()} (close the window or Ctrl-C to quit)",
+          flush=True)
     return app.exec_()
 
 
@@ -185,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     window.resize(*SCREENSHOT_SIZE)
     window.show()
     if not headless:
-        return _exec(app)
+        return _exec(app, window)
     addresses = window.addresses
     missing = wait_connected(app, addresses, args.timeout)
     print(f"{len(addresses) - len(missing)} of {len(addresses)} channels connected", flush=True)
