@@ -13,19 +13,11 @@ from __future__ import annotations
 import pytest
 from caproto import ChannelType, ErrorResponseReceived
 
-from sim_ioc.process import SimIocProcess
 
-
-@pytest.fixture(scope="module")
-def synapps_ioc(module_ioc_factory):
-    """A synapps-flavour IOC, comms enabled."""
-    return module_ioc_factory(SimIocProcess(flavor="synapps", speed=10.0))
-
-
-@pytest.fixture(params=["fixed", "synapps"])
-def ioc(request, cs800_sim_ioc, synapps_ioc):
-    """The session IOC (fixed flavour) or the module's synapps-flavour IOC."""
-    return cs800_sim_ioc if request.param == "fixed" else synapps_ioc
+@pytest.fixture
+def ioc(either_flavor_ioc):
+    """The session IOC (fixed flavour), then a synapps-flavour one (tests/conftest.py)."""
+    return either_flavor_ioc
 
 
 def _refusal(ioc, pv: str, value, data_type=None) -> str:

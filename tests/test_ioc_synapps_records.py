@@ -11,20 +11,7 @@ import pytest
 from caproto import ChannelType
 from caproto.threading.client import Context
 
-from sim_ioc.process import SimIocProcess
 from sim_ioc.records import C_IOC_RECORDS, HELPER_RECORDS, split_word
-
-
-@pytest.fixture(scope="module")
-def synapps_ioc(module_ioc_factory):
-    """A synapps-flavour IOC with one simulated controller, comms enabled."""
-    return module_ioc_factory(SimIocProcess(flavor="synapps", speed=10.0))
-
-
-@pytest.fixture(params=["fixed", "synapps"])
-def any_ioc(request, cs800_sim_ioc, synapps_ioc):
-    """The session IOC (fixed flavour) or the module's synapps-flavour IOC."""
-    return cs800_sim_ioc if request.param == "fixed" else synapps_ioc
 
 
 def test_the_table_holds_the_86_records_of_the_c_ioc():
@@ -42,8 +29,8 @@ def test_split_word_gives_the_calcouts_signed_bytes():
     assert split_word(360) == (1, 104)          # RRATE 360 K/h
 
 
-def test_every_record_of_the_c_ioc_reads_on_both_flavours(any_ioc):
-    prefix = any_ioc.controller_prefix(0)
+def test_every_record_of_the_c_ioc_reads_on_both_flavours(either_flavor_ioc):
+    prefix = either_flavor_ioc.controller_prefix(0)
     ctx = Context()
     try:
         pvs = ctx.get_pvs(*(prefix + name for name in C_IOC_RECORDS), timeout=10.0)
@@ -55,36 +42,37 @@ def test_every_record_of_the_c_ioc_reads_on_both_flavours(any_ioc):
     assert all(len(data) >= 1 for data in values.values())
     assert values["command_port"][0] == 0
     # The helpers hold the bytes of their parameter's raw word (RTEMP ESLO 0.01).
-    rtemp = float(any_ioc.read(prefix + "RTEMP").data[0])
+    rtemp = float(either_flavor_ioc.read(prefix + "RTEMP").data[0])
     high, low = split_word(round(rtemp * 100))
     assert (values["RTEMPH"][0], values["RTEMPL"][0]) == (high, low)
     assert (values["RTEMPCH"][0], values["RTEMPCL"][0]) == (high, low)
 
 
-@pytest.mark.parametrize("record", ["RAMP", "RTEMPH", "ERATECL", "command_port", "TEMP"])
-def test_proc_of_a_record_never_processed_reads_zero(any_ioc, record):
-    reading = any_ioc.read(any_ioc.controller_prefix(0) + record + ".PROC")
+@pytest.mark.parametrize("record", ["STOP", "RTEMPH", "ERATECL", "command_port", "TEMP"])
+def test_proc_of_a_record_never_processed_reads_zero(either_flavor_ioc, record):
+    # STOP: no test processes it on the session IOC (the device never sends Stop).
+    reading = either_flavor_ioc.read(either_flavor_ioc.controller_prefix(0) + record + ".PROC")
     assert list(reading.data) == [0]
 
 
-def test_a_put_to_a_parameter_processes_its_helpers(synapps_ioc):
-    prefix = synapps_ioc.controller_prefix(0)
+def test_a_put_to_a_parameter_processes_its_helpers(synapps_sim_ioc):
+    prefix = synapps_sim_ioc.controller_prefix(0)
     try:
-        synapps_ioc.write(prefix + "RTEMP", 250.0)
-        assert synapps_ioc.read(prefix + "RTEMPH").data[0] == split_word(25000)[0]
-        assert synapps_ioc.read(prefix + "RTEMPCL").data[0] == split_word(25000)[1]
-        synapps_ioc.write(prefix + "PTIME", 300)
-        assert (synapps_ioc.read(prefix + "PTIMEH").data[0],
-                synapps_ioc.read(prefix + "PTIMEL").data[0]) == (1, 44)
+        synapps_sim_ioc.write(prefix + "RTEMP", 250.0)
+        assert synapps_sim_ioc.read(prefix + "RTEMPH").data[0] == split_word(25000)[0]
+        assert synapps_sim_ioc.read(prefix + "RTEMPCL").data[0] == split_word(25000)[1]
+        synapps_sim_ioc.write(prefix + "PTIME", 300)
+        assert (synapps_sim_ioc.read(prefix + "PTIMEH").data[0],
+                synapps_sim_ioc.read(prefix + "PTIMEL").data[0]) == (1, 44)
     finally:
-        synapps_ioc.write(prefix + "RTEMP", 100.0)
-        synapps_ioc.write(prefix + "PTIME", 1)
+        synapps_sim_ioc.write(prefix + "RTEMP", 100.0)
+        synapps_sim_ioc.write(prefix + "PTIME", 1)
 
 
-def test_helpers_are_computed_only(synapps_ioc):
+def test_helpers_are_computed_only(synapps_sim_ioc):
     from caproto import ErrorResponseReceived
 
-    prefix = synapps_ioc.controller_prefix(0)
+    prefix = synapps_sim_ioc.controller_prefix(0)
     with pytest.raises(ErrorResponseReceived):
-        synapps_ioc.write(prefix + "RTEMPH", 5, data_type=ChannelType.DOUBLE)
-    assert synapps_ioc.read(prefix + "RTEMPH").data[0] == split_word(10000)[0]
+        synapps_sim_ioc.write(prefix + "RTEMPH", 5, data_type=ChannelType.DOUBLE)
+    assert synapps_sim_ioc.read(prefix + "RTEMPH").data[0] == split_word(10000)[0]
