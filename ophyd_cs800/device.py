@@ -5,19 +5,20 @@ section 6.4), served by the synApps IOC or by this package's ``cs800-ioc`` / ``c
 It never imports the simulator.
 
 ``cs0.set(150)`` (what ``bps.mv`` and :func:`ophyd_cs800.plans.ramp` use) checks that comms
-are enabled, the controller is Ready or Running, and 150 K lies in DEVICEMINTEMP..DEVICEMAXTEMP;
-writes RRATE and RTEMP and processes RAMP; confirms through TARGETTEMP that the controller took
-the command (re-sending a bounded number of times, since the controller never replies); and
+are enabled, the controller is reporting (its heartbeat, :mod:`ophyd_cs800.heartbeat`), it is
+Ready or Running, and 150 K lies in DEVICEMINTEMP..DEVICEMAXTEMP and in the IOC's own RTEMP
+limits (:mod:`ophyd_cs800.limits`); writes RRATE and RTEMP and processes RAMP; confirms
+through TARGETTEMP that the controller took the command (re-sending a bounded number of times,
+since the controller never replies); and
 finishes when PHASE has left Ramp/Cool/Wait and |TEMP - 150| <= ``tolerance`` has held for
 ``settle_time`` seconds. ``stop(success=True)`` (called by the RunEngine after every plan) does
 nothing; ``stop()`` during a move sends HOLD. The device never sends STOP (command 19), which
-shuts the cooler down.
+shuts the cooler down. Everything it does is logged on ``ophyd_cs800.device.<name>``
+(:mod:`ophyd_cs800.logs`); alarm changes also reach :meth:`CS800.add_alarm_callback`.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -25,44 +26,48 @@ from typing import Any
 
 from ophyd import Component as Cpt
 from ophyd import Device, EpicsSignal, EpicsSignalRO, Signal
+from ophyd import FormattedComponent as FCpt
 from ophyd.device import required_for_connection
 from ophyd.positioner import PositionerBase
 from ophyd.status import DeviceStatus, MoveStatus, StatusBase
 
-from ophyd_cs800 import protocol as P
+from ophyd_cs800 import command_rules as rules
+from ophyd_cs800.alarms import AlarmCallback, AlarmWatch
+from ophyd_cs800.device_state import FollowedState
 from ophyd_cs800.errors import (
-    CS800CommsDisabledError,
     CS800Error,
-    CS800InterruptedError,
-    CS800RangeError,
-    CS800ShutDownError,
     CS800StaleError,
 )
+from ophyd_cs800.heartbeat import INVALID_SEVERITY, Heartbeat
+from ophyd_cs800.limits import Range, available, ioc_range
+from ophyd_cs800.logs import device_logger
 from ophyd_cs800.move_status import (
-    SAME_TEMP_K,
-    SHUT_DOWN_MODES,
+    AUTO,
     Job,
     JobRunner,
     MoveJob,
-    PhaseJob,
-    RestartJob,
-    ShutdownJob,
+    ResponseTimes,
     Snapshot,
     phase_name,
-    run_mode_name,
+    stale_limit,
+    supersede,
 )
-from ophyd_cs800.protocol import MOVING_PHASES, Phase, RunMode
+from ophyd_cs800.protocol import RunMode
 
-logger = logging.getLogger(__name__)
+#: Record name of the status server's datagram PV, after the IOC's ``$(P)`` (both IOCs).
+STATUS_PACKET_RECORD = "CS:status_packet"
 
-#: EPICS INVALID alarm severity (the IOC marks a stale controller's PVs INVALID/COMM).
-INVALID_SEVERITY = 3
-#: Temperature End ramps to before it shuts down, kelvin.
-END_TEMP_K = 300.0
-#: Highest DEVICEMAXTEMP believed (the 500 K "Plus" model); above it the default range is used.
-MAX_PLAUSIBLE_TEMP_K = 500.0
-#: The fastest rate (Cool), K/h, used to size Cool timeouts.
-FASTEST_RATE_K_PER_H = 360
+
+def default_status_packet_pv(prefix: str) -> str:
+    """The usual status-packet PV of a controller prefix: ``xxx:CS0:`` -> ``xxx:CS:status_packet``.
+
+    Both the synApps ``iocsh`` examples and ``cs800-ioc`` put the status server at
+    ``$(P)CS:`` and the controllers at ``$(P)CS0:``, ``$(P)CS1:``...: ``$(P)`` is the prefix
+    without its last ``:``-separated part.
+    """
+    head = prefix[:-1] if prefix.endswith(":") else prefix
+    ioc_prefix = head.rsplit(":", 1)[0] + ":" if ":" in head else ""
+    return ioc_prefix + STATUS_PACKET_RECORD
 
 
 def _hk(suffix: str, **kwargs: Any) -> Cpt:
@@ -119,7 +124,7 @@ class CS800Actions(Device):
     turbo = Cpt(Action, method="set_turbo", kind="omitted")
 
 
-class CS800(Device, PositionerBase):
+class CS800(FollowedState, Device, PositionerBase):
     """An Oxford CryoStream 800 on the synApps ``Oxford_CS800.db`` PVs, a positioner in kelvin.
 
     Parameters:
@@ -130,12 +135,26 @@ class CS800(Device, PositionerBase):
         settle_time: seconds (wall clock) TEMP must stay within tolerance, out of
             Ramp/Cool/Wait, before a move is done (default 5 s).
         ramp_rate: K/h used by ``set`` / ``ramp`` when no rate is given (1-360, default 360).
-        status_period: seconds between the controller's status updates (1.0 on hardware);
-            scales the confirmation window, the stale checks and the poll interval.
-        max_resends: re-sends of a command the controller has not acted on (default 2).
+        status_period: the shortest status period to plan with, seconds (1.0: a real
+            controller reports once a second). The period actually used is learned from the
+            arrival of status (:attr:`learned_status_period`) and never below this floor: an
+            IOC that delivers status late or seldom widens the confirmation window and the
+            stale limit instead of causing re-sends. Sets the poll interval too.
+        max_resends: re-sends of a command the controller has not acted on (default 2; the
+            confirmation window doubles at each).
         timeout_margin: seconds added to the computed ramp time for the default timeout.
-        stale_after: seconds without any status update before a move fails as stale
-            (default 30; ``None`` disables; INVALID severity on TEMP fails it sooner).
+        stale_after: seconds without any status before the controller counts as silent: a
+            running move fails, and every command is refused before anything is written.
+            ``"auto"`` (default): 3 status periods + 0.5 s, so a move fails within 3 status
+            periods + 1 s of the last datagram; a number: that many seconds; ``None``: only
+            INVALID severity on TEMP counts (the synApps C IOC never sets it).
+        status_packet_pv: the status server's datagram PV, which moves with every datagram
+            whatever the values (``$(P)CS:status_packet`` on the synApps IOC and ours), used as
+            the heartbeat. ``"auto"`` (default): derived from ``prefix``
+            (``xxx:CS0:`` -> ``xxx:CS:status_packet``, see :func:`default_status_packet_pv`);
+            ``None``: no packet heartbeat. Without it (or while it is not connected) the
+            heartbeat is the monitors of the noisy status PVs (TEMP, SUCTTEMP, EVAPTEMP,
+            GASHEAT, ...): a controller whose readings do not change at all then looks silent.
         put_timeout: seconds allowed for each PV write.
         timeout: a fixed default timeout for moves (seconds) instead of the computed one.
 
@@ -156,13 +175,21 @@ class CS800(Device, PositionerBase):
     ramp_rate = Cpt(Signal, value=360, kind="config")
     tolerance = Cpt(Signal, value=0.2, kind="config")
     settle_time = Cpt(Signal, value=5.0, kind="config")  # type: ignore[assignment]
-    controller_number = Cpt(EpicsSignalRO, "CTRLNUM", kind="config")
+    controller_number = Cpt(EpicsSignalRO, "CTRLNUM", kind="config", auto_monitor=True)
     firmware = Cpt(EpicsSignalRO, "VER", kind="config")
 
     # -- used by the checks before a command ------------------------------------------------
     disable = Cpt(EpicsSignal, "DISABLE", kind="omitted", auto_monitor=True)
     min_temp = Cpt(EpicsSignalRO, "DEVICEMINTEMP", kind="omitted", auto_monitor=True)
     max_temp = Cpt(EpicsSignalRO, "DEVICEMAXTEMP", kind="omitted", auto_monitor=True)
+
+    # -- the heartbeat (see status_packet_pv) and the alarm path ------------------------------
+    status_packet = FCpt(EpicsSignalRO, "{_status_packet_pv}.BINP", kind="omitted", lazy=True,
+                         auto_monitor=True)
+    alarm_code = Cpt(EpicsSignalRO, "ALARMI", kind="omitted", auto_monitor=True)
+    evap_temp = Cpt(EpicsSignalRO, "EVAPTEMP", kind="omitted", auto_monitor=True)
+    suct_temp = Cpt(EpicsSignalRO, "SUCTTEMP", kind="omitted", auto_monitor=True)
+    gas_heat = Cpt(EpicsSignalRO, "GASHEAT", kind="omitted", auto_monitor=True)
 
     # -- command parameters and command records (never STOP) --------------------------------
     rrate = _param("RRATE")
@@ -187,14 +214,10 @@ class CS800(Device, PositionerBase):
     error = _hk("ERROR")
     status_ramp_rate = _hk("RAMPRATE")
     remaining = _hk("REMAINING")
-    evap_temp = _hk("EVAPTEMP")
-    suct_temp = _hk("SUCTTEMP")
     gas_flow = _hk("GASFLOW")
-    gas_heat = _hk("GASHEAT")
     evap_heat = _hk("EVAPHEAT")
     suct_heat = _hk("SUCTHEAT")
     back_pressure = _hk("BACKPRESS")
-    alarm_code = _hk("ALARMI")
     run_time = _hk("RUNTIME")
     evap_adjust = _hk("EVAPADJUST")
     turbo_mode = _hk("TURBOMODE")
@@ -232,13 +255,22 @@ class CS800(Device, PositionerBase):
         status_period: float = 1.0,
         max_resends: int = 2,
         timeout_margin: float = 300.0,
-        stale_after: float | None = 30.0,
+        stale_after: float | str | None = AUTO,
+        status_packet_pv: str | None = AUTO,
         put_timeout: float = 10.0,
         connection_timeout: float = 5.0,
         timeout: float | None = None,
         **kwargs: Any,
     ):
+        if status_packet_pv == AUTO:
+            status_packet_pv = default_status_packet_pv(prefix)
+        self._status_packet_pv = status_packet_pv or f"{prefix}status_packet-unused"
+        self._use_status_packet = bool(status_packet_pv)
         super().__init__(prefix, name=name, timeout=timeout, **kwargs)
+        #: This device's logger, ``ophyd_cs800.device.<name>`` (see :mod:`ophyd_cs800.logs`).
+        self.log = device_logger(self.name)
+        self._alarms = AlarmWatch(self.name, self.log)
+        self._responses = ResponseTimes()
         self.temperature.name = self.name
         self.tolerance.put(float(tolerance))
         self.settle_time.put(float(settle_time))
@@ -249,6 +281,9 @@ class CS800(Device, PositionerBase):
         self.stale_after = stale_after
         self.put_timeout = float(put_timeout)
         self.command_connection_timeout = float(connection_timeout)
+        from ophyd_cs800.ca_put_errors import install_put_error_fix
+
+        install_put_error_fix()  # a put the IOC refuses raises at once, never times out
         self._job_lock = threading.RLock()
         # Held around every command write (runner sends, HOLD from stop/timeout, pause,
         # resume, turbo): a command's RRATE/RTEMP/RAMP writes never interleave with another's,
@@ -260,10 +295,15 @@ class CS800(Device, PositionerBase):
         # PAUSE was requested does not clear the paused flag of that newer pause.
         self._pause_gen = 0
         self._pause_lock = threading.Lock()
-        self._last_update = time.monotonic()
+        self._heartbeat = Heartbeat(time.monotonic())
+        self._silent_logged = False
         self.temperature.subscribe(self._temperature_changed, run=False)
-        for sig in (self.setpoint, self.target, self.phase, self.run_mode):
+        for sig in (self.setpoint, self.target, self.phase, self.run_mode, self.alarm_code,
+                    self.evap_temp, self.suct_temp, self.gas_heat):
             sig.subscribe(self._status_changed, run=False)
+        self.alarm_code.subscribe(self._alarm_changed, run=False)
+        if self._use_status_packet:
+            self.status_packet.subscribe(self._packet_arrived, run=False)
 
     # -- positioner basics -------------------------------------------------------------------
     @property
@@ -281,7 +321,7 @@ class CS800(Device, PositionerBase):
         """The current sample gas temperature TEMP in kelvin (``None`` if never received)."""
         if self._position is None and self.temperature.connected:
             try:
-                self._position = self.temperature.get()
+                self._position = available(self.temperature.get())
             except Exception:
                 return None
         return self._position
@@ -289,38 +329,63 @@ class CS800(Device, PositionerBase):
     @property
     def limits(self) -> tuple[float, float]:
         """(low, high) target limits in K: DEVICEMINTEMP..DEVICEMAXTEMP, 80..400 if unknown."""
-        low = self._valid_value(self.min_temp)
-        high = self._valid_value(self.max_temp)
-        # synApps decodes the "not available" word 0xFFFE as 655.34 K (and a disabled IOC
-        # leaves 0): only a range a CryoStream can have (at most 500 K, "Plus") is believed.
-        if low is None or high is None or not 0 < low < high <= MAX_PLAUSIBLE_TEMP_K:
-            return (P.DEFAULT_MIN_TEMP_K, P.DEFAULT_MAX_TEMP_K)
-        return (low, high)
+        return rules.limits_from(self._valid_value(self.min_temp),
+                                 self._valid_value(self.max_temp))
 
-    @property
-    def moving(self) -> bool:
-        """True while a ramp or cool started by this device is being followed."""
-        runner = self._runner
-        return runner is not None and not runner.closed and isinstance(runner.job, MoveJob)
 
-    @property
-    def paused(self) -> bool:
-        """True between :meth:`pause_program` and :meth:`resume_program`."""
-        return self._paused
 
     @required_for_connection
     def _temperature_changed(self, value: Any = None, timestamp: float | None = None,
                              **kwargs: Any) -> None:
-        self._last_update = time.monotonic()
-        self._set_position(value, timestamp=timestamp if timestamp is not None else time.time())
+        self._status_changed(obj=self.temperature)
+        if available(value) is not None:  # a "not available" reading is no position
+            self._set_position(value,
+                               timestamp=timestamp if timestamp is not None else time.time())
 
-    def _status_changed(self, **kwargs: Any) -> None:
-        self._last_update = time.monotonic()
+    def _status_changed(self, obj: Signal | None = None, **kwargs: Any) -> None:
+        """A status PV changed: a datagram arrived (see :meth:`Heartbeat.on_monitor`)."""
+        severity = None if obj is None else obj.metadata.get("severity")
+        self._heartbeat.on_monitor(severity, time.monotonic())
+
+    def _packet_arrived(self, value: Any = None, obj: Signal | None = None,
+                        **kwargs: Any) -> None:
+        """``status_packet.BINP`` posted (see :meth:`Heartbeat.on_packet`)."""
+        severity = None if obj is None else obj.metadata.get("severity")
+        self._heartbeat.on_packet(value, severity, self._controller_number(), time.monotonic())
+
+    def _controller_number(self) -> int | None:
+        """CTRLNUM from its monitor cache (``None`` until known; never a CA read)."""
+        sig = self.controller_number
+        value = available(getattr(sig, "_readback", None)) if sig.connected else None
+        return None if value is None or value <= 0 else int(value)
+
+    def _alarm_changed(self, value: Any = None, **kwargs: Any) -> None:
+        code = available(value)
+        try:
+            text = str(self.alarm.get()) if self.alarm.connected else ""
+        except Exception:
+            text = ""
+        self._alarms.update(None if code is None else int(code), text)
+
+    def add_alarm_callback(self, callback: AlarmCallback) -> Callable[[], None]:
+        """Call ``callback(change)`` with an :class:`~ophyd_cs800.alarms.AlarmChange` on every
+        change of the controller's alarm code (ALARMI); returns a function that unsubscribes.
+
+        Every change is also logged on :attr:`log` (WARNING from Oxford level 2). Callbacks
+        run on a Channel Access monitor thread: keep them short.
+        """
+        return self._alarms.subscribe(callback)
+
+
+
 
     # -- reading the cached state ------------------------------------------------------------
     @staticmethod
     def _valid_value(sig: Signal) -> float | None:
-        """The cached value of a monitored PV as a float, or None if absent/invalid/NaN."""
+        """The cached value of a monitored PV as a float, or None if absent/invalid/NaN.
+
+        The synApps "not available" readings (655.34, 65534, 6553.4) are ``None`` too.
+        """
         try:
             if not sig.connected:
                 return None
@@ -330,11 +395,7 @@ class CS800(Device, PositionerBase):
             value = sig.get()
         except Exception:
             return None
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            return None
-        return number if math.isfinite(number) else None
+        return available(value)
 
     def _int_value(self, sig: Signal) -> int | None:
         value = self._valid_value(sig)
@@ -358,11 +419,25 @@ class CS800(Device, PositionerBase):
         setpoint, target = self._valid_value(self.setpoint), self._valid_value(self.target)
         phase, run_mode = self._int_value(self.phase), self._int_value(self.run_mode)
         now = time.monotonic()  # after the reads: the values are at least this recent
-        return Snapshot(
+        period = self.effective_status_period
+        snap = Snapshot(
             now=now, temp=temp, temp_invalid=temp_invalid,
-            update_age=now - self._last_update, setpoint=setpoint, target=target,
-            phase=phase, run_mode=run_mode, alarm=alarm,
+            update_age=self._heartbeat.age(now), setpoint=setpoint, target=target,
+            phase=phase, run_mode=run_mode, alarm=alarm, status_period=period,
+            stale_limit=stale_limit(self.stale_after, period),
         )
+        self._log_silence(snap)
+        return snap
+
+    def _log_silence(self, snap: Snapshot) -> None:
+        """Log once when the controller falls silent, once when it reports again."""
+        if snap.silent and not self._silent_logged:
+            self._silent_logged = True
+            self.log.warning("%s: %s: the controller is silent (stale)", self.name,
+                             snap.describe())
+        elif not snap.silent and self._silent_logged:
+            self._silent_logged = False
+            self.log.info("%s: status arrives again (%s)", self.name, snap.describe())
 
     # -- checks before sending anything -------------------------------------------------------
     def _pvname(self, sig: Signal) -> str:
@@ -396,82 +471,53 @@ class CS800(Device, PositionerBase):
             disabled = int(self.disable.get())
         except (TypeError, ValueError):
             disabled = None
-        if disabled != 0:
-            raise CS800CommsDisabledError(
-                f"{self.name}: communication with the controller is disabled "
-                f"({self._pvname(self.disable)} is not 0), so the {what} was not sent: "
-                f"enable it with {self.name}.disable.put(0) (the 'comms ON' button of the "
-                "admin screen)."
-            )
         snap = self.snapshot()
-        if snap.temp_invalid:
-            raise CS800StaleError(
-                f"{self.name}: the controller is not reporting (TEMP "
-                f"{self._pvname(self.temperature)} is disconnected or has INVALID severity), "
-                f"so the {what} was not sent: check the controller's network link and the IOC."
-            )
-        if modes is not None and snap.run_mode not in modes:
-            mode = run_mode_name(snap.run_mode)
-            if snap.run_mode in (RunMode.SHUTDOWN_OK, RunMode.SHUTDOWN_FAIL,
-                                 RunMode.STARTUP_FAIL):
-                raise CS800ShutDownError(
-                    f"{self.name}: controller is shut down (run mode {mode}, alarm "
-                    f"{snap.alarm!r}), so the {what} was not sent: restart it first "
-                    f"(RE(restart({self.name})) or {self.name}.restart())."
-                )
-            raise CS800ShutDownError(
-                f"{self.name}: the controller cannot take the {what} in run mode {mode} "
-                "(it needs Ready or Run); wait for start-up to finish, or leave Setup mode."
-            )
+        rules.check_commandable(self.name, what, disabled=disabled, snap=snap, modes=modes,
+                                disable_pv=self._pvname(self.disable),
+                                temp_pv=self._pvname(self.temperature))
         return snap
 
     def check_value(self, value: Any) -> None:
-        """Raise :class:`CS800RangeError` unless ``value`` is a finite temperature within limits."""
-        self._target_kelvin(value, self.limits)
+        """Raise :class:`CS800RangeError` unless ``value`` is a finite temperature that both the
+        controller (:attr:`limits`) and the IOC (RTEMP's control limits) accept."""
+        rules.target_kelvin(self.name, value, self.limits, self._ioc_limits("rtemp"))
 
-    def _target_kelvin(self, value: Any, limits: tuple[float, float]) -> float:
-        try:
-            target = float(value)
-        except (TypeError, ValueError):
-            raise CS800RangeError(
-                f"{self.name}: target {value!r} is not a temperature in kelvin; nothing was sent."
-            ) from None
-        low, high = limits
-        # Compared in centikelvin, the controller's resolution: a target equal to
-        # DEVICEMAXTEMP up to float noise (400.0000001) is 400.00 K and allowed.
-        if not math.isfinite(target) or not (
-            P.kelvin_to_ck(low) <= P.kelvin_to_ck(target) <= P.kelvin_to_ck(high)
-        ):
-            raise CS800RangeError(
-                f"{self.name}: target {target:.2f} K is out of range: the controller accepts "
-                f"{low:.2f} K to {high:.2f} K; nothing was sent."
-            )
-        return P.ck_to_kelvin(P.kelvin_to_ck(target))
+    def ioc_limits(self, sig: EpicsSignal) -> Range | None:
+        """The IOC's own limits on a parameter PV (its CA control limits, DRVL/DRVH), or None.
 
-    def _validated(self, build: Callable[[], P.Command]) -> P.Command:
-        """Run a protocol command builder, turning its ValueError into a CS800RangeError."""
-        try:
-            return build()
-        except ValueError as exc:
-            raise CS800RangeError(f"{self.name}: {exc}; nothing was sent.") from None
+        Read fresh from the IOC (a CA read of the control form, no write), falling back to the
+        values cached at connection; 0..0 (no limits) or a missing value give ``None``.
+        """
+        meta: dict[str, Any] = dict(sig.metadata)
+        pv = getattr(sig, "_read_pv", None)
+        if pv is not None and hasattr(pv, "get_ctrlvars"):
+            try:
+                meta.update(pv.get_ctrlvars(timeout=self.put_timeout) or {})
+            except Exception:  # use the cached values
+                pass
+        record = self._pvname(sig).rsplit(":", 1)[-1]
+        return ioc_range(meta.get("lower_ctrl_limit"), meta.get("upper_ctrl_limit"), record)
+
+    def _ioc_limits(self, attr: str) -> Range | None:
+        """:meth:`ioc_limits` of the parameter PV of component ``attr`` (``"rtemp"``, ...)."""
+        return self.ioc_limits(getattr(self, attr))
 
     # -- writing PVs (runs on the job thread) ------------------------------------------------
     def _put(self, sig: EpicsSignal, value: Any) -> None:
         sig.put(value, wait=True, timeout=self.put_timeout)
 
-    def _writer(self, *writes: tuple[EpicsSignal, Any],
-                checked: EpicsSignal | None = None) -> Callable[[], None]:
-        """Return a ``send`` callable that writes ``(signal, value)`` pairs in order.
+    def _writer(self, writes: rules.Writes, checked: str | None) -> Callable[[], None]:
+        """Return a ``send`` callable that writes ``(attribute, value)`` pairs in order.
 
         The ``checked`` temperature parameter is read back after the write (see
         :meth:`_put_checked`).
         """
         def send() -> None:
-            for sig, value in writes:
-                if sig is checked:
-                    self._put_checked(sig, value)
+            for attr, value in writes:
+                if attr == checked:
+                    self._put_checked(getattr(self, attr), value)
                 else:
-                    self._put(sig, value)
+                    self._put(getattr(self, attr), value)
 
         return send
 
@@ -482,37 +528,20 @@ class CS800(Device, PositionerBase):
             echo = float(sig.get(use_monitor=False))
         except Exception:
             return
-        if abs(echo - value) > SAME_TEMP_K:
-            raise CS800RangeError(
-                f"{self.name}: the IOC limited {self._pvname(sig)} to {echo:.2f} K when "
-                f"{value:.2f} K was written (its drive limits DRVL/DRVH do not allow it); "
-                "widen the record's limits in the IOC."
-            )
+        error = rules.clamp_error(self.name, self._pvname(sig), value, echo)
+        if error is not None:
+            raise error
 
     # -- jobs ---------------------------------------------------------------------------------
     def _start(self, job: Job, status: StatusBase) -> StatusBase:
         """Supersede any running job, then follow ``job`` on a new runner thread.
 
         The same command again (e.g. replayed by the RunEngine after a pause) takes over: the
-        old status finishes with the new one. A different command fails the old status.
+        old status finishes with the new one. A different command ends the old one (see
+        :func:`~ophyd_cs800.move_status.supersede`).
         """
         with self._job_lock:
-            old = self._runner
-            taken_over = False
-            if old is not None and not old.closed:
-                if old.job.what == job.what:
-                    # Already acting on it: follow it without sending it again (a re-sent
-                    # PLAT would restart the plateau); not yet accepted: send as usual.
-                    taken_over = old.accepted
-                    old.hand_over(status)
-                else:
-                    # A newer command from this device replaces the old one: its status is
-                    # over, not failed (as an ophyd motor's status when a new move is sent),
-                    # so a plan may start a ramp or plateau without waiting and later send
-                    # another command without the RunEngine raising FailedStatus.
-                    logger.info("%s: the %s was superseded by the %s", self.name,
-                                old.job.what, job.what)
-                    old.cancel(None)
+            taken_over = supersede(self._runner, job, status)
             self._paused = False  # any new command ends a suspended programme
             runner = JobRunner(
                 job,
@@ -520,7 +549,8 @@ class CS800(Device, PositionerBase):
                 self.snapshot,
                 status_period=self.status_period,
                 max_resends=self.max_resends,
-                stale_after=self.stale_after,
+                responses=self._responses,
+                log=self.log,
                 paused=lambda: self._paused,
                 on_timeout=self._send_hold if isinstance(job, MoveJob) else None,
                 on_finish=self._job_finished,
@@ -552,13 +582,9 @@ class CS800(Device, PositionerBase):
     def _send_hold(self) -> None:
         self._paused = False
         with self._send_lock:
+            self.log.info("%s: sending HOLD (the move timed out)", self.name)
             self._put(self.cmd_hold, 1)
 
-    @property
-    def active_job(self) -> str | None:
-        """What the device is following now (e.g. ``"ramp to 150.00 K at 360 K/h"``) or None."""
-        runner = self._runner
-        return None if runner is None or runner.closed else runner.job.what
 
     # -- the positioner interface -------------------------------------------------------------
     def set(  # type: ignore[override]
@@ -590,54 +616,15 @@ class CS800(Device, PositionerBase):
         command of this device (another set, hold, plateau, ...) ends the status
         successfully: the move is over, replaced by the newer command.
         """
-        snap = self._check_commandable("move", modes=(RunMode.STARTUP_OK, RunMode.RUN))
-        low, high = self.limits
-        target = self._target_kelvin(new_position, (low, high))
-        if cool:
-            if rate is not None:
-                raise CS800RangeError(
-                    f"{self.name}: Cool runs as fast as possible; do not give a rate.")
-            self._validated(lambda: P.cool(target, min_temp=low, max_temp=high))
-            rate_k_h = FASTEST_RATE_K_PER_H
-            what = f"cool to {target:.2f} K"
-
-            send = self._writer((self.ctemp, target), (self.cmd_cool, 1), checked=self.ctemp)
-        else:
-            rate_k_h = self.ramp_rate.get() if rate is None else rate
-            try:
-                rate_k_h = float(rate_k_h)
-            except (TypeError, ValueError):
-                raise CS800RangeError(
-                    f"{self.name}: ramp rate {rate_k_h!r} is not a number of K/h.") from None
-            if rate_k_h == 0:
-                raise CS800RangeError(
-                    f"{self.name}: ramp rate 0 K/h is not allowed (the IOC's RRATE starts at "
-                    "1 K/h); to go as fast as possible use cool (cool(cs, T) or "
-                    "set(T, cool=True)); nothing was sent.")
-            if not 1 <= rate_k_h <= 360:
-                raise CS800RangeError(
-                    f"{self.name}: ramp rate {rate_k_h:g} K/h is out of range: allowed 1 to "
-                    "360 K/h; nothing was sent.")
-            self._validated(lambda: P.ramp(rate_k_h, target, min_temp=low, max_temp=high))
-            rate_k_h = int(rate_k_h)
-            what = f"ramp to {target:.2f} K at {rate_k_h} K/h"
-
-            send = self._writer((self.rrate, rate_k_h), (self.rtemp, target),
-                                (self.cmd_ramp, 1), checked=self.rtemp)
-
-        start = snap.temp if snap.temp is not None else target
-        settle = float(self.settle_time.get())
-        if timeout is None:
-            timeout = self.timeout
-        if timeout is None:
-            timeout = 1.1 * abs(target - start) / rate_k_h * 3600 + self.timeout_margin + settle
-        job = MoveJob(
-            self.name, what, send, timeout,
-            target=target,
-            tolerance=float(self.tolerance.get()),
-            settle_time=settle,
-            interrupt_after=3 * self.status_period,
-        )
+        snap = self._check_commandable("move", modes=rules.READY_OR_RUN)
+        job = rules.move_job(
+            self.name, snap, new_position, self._writer, limits=self.limits,
+            ioc_limits=self._ioc_limits, rate=rate, default_rate=self.ramp_rate.get(),
+            cool=cool, tolerance=float(self.tolerance.get()),
+            settle_time=float(self.settle_time.get()),
+            timeout=self.timeout if timeout is None else timeout,
+            timeout_margin=self.timeout_margin)
+        target = job.target
         status = MoveStatus(self, target, timeout=None, settle_time=0,
                             call_stop_on_failure=False)
         if moved_cb is not None:
@@ -672,23 +659,24 @@ class CS800(Device, PositionerBase):
             runner = self._runner
             active = runner is not None and not runner.closed
             snap = self.snapshot()
-            ramping = snap.run_mode == RunMode.RUN and snap.phase in MOVING_PHASES
-            if not (active or ramping):
+            if not rules.stop_sends_hold(active, snap):
                 return
             self._paused = False
+            hold_error: Exception | None = None
             try:
+                self.log.info("%s: sending HOLD (stop())", self.name)
                 self.cmd_hold.put(1, wait=False)
-                held = "HOLD was sent, so the controller holds its current temperature."
             except Exception as exc:  # still end the move; say that HOLD did not go out
-                held = f"sending HOLD failed: {exc}"
+                hold_error = exc
             if active:
-                runner.cancel(CS800InterruptedError(
-                    f"{self.name}: the {runner.job.what} was stopped at "
-                    f"{snap.temp if snap.temp is not None else float('nan'):.2f} K; {held}"))
+                runner.cancel(rules.stopped_error(self.name, runner.job.what, snap, hold_error))
 
     # -- other commands (each returns a status; plans use them through cs.actions) ------------
-    def _command(self, job: Job, status: StatusBase | None = None) -> StatusBase:
-        return self._start(job, status or DeviceStatus(self, call_stop_on_failure=False))
+    def _command(self, job: Job | None) -> StatusBase:
+        """Follow ``job`` with a new device status (a finished one when ``job`` is None)."""
+        if job is None:
+            return self._finished_status()
+        return self._start(job, DeviceStatus(self, call_stop_on_failure=False))
 
     def plateau(self, minutes: float, *, timeout: float | None = None) -> StatusBase:
         """Hold the current temperature for ``minutes`` (whole minutes, 1-1440), then Hold.
@@ -696,23 +684,19 @@ class CS800(Device, PositionerBase):
         The status finishes when the controller leaves the Plat phase. Raises before sending
         like :meth:`set` (range, comms, shut down).
         """
-        self._check_commandable("plateau", modes=(RunMode.STARTUP_OK, RunMode.RUN))
-        cmd = self._validated(lambda: P.plat(minutes))
-        send = self._writer((self.ptime, cmd.param1), (self.cmd_plat, 1))
-        if timeout is None:
-            timeout = cmd.param1 * 60 + self.timeout_margin
-        return self._command(PhaseJob(self.name, f"plateau of {cmd.param1} min", send, timeout,
-                                      phases=frozenset({Phase.PLAT})))
+        self._check_commandable("plateau", modes=rules.READY_OR_RUN)
+        return self._command(rules.plateau_job(
+            self.name, minutes, self._writer, ioc_limits=self._ioc_limits, timeout=timeout,
+            timeout_margin=self.timeout_margin))
 
     def hold(self, *, timeout: float | None = None) -> StatusBase:
         """Hold the current temperature indefinitely (ends the programme and any move).
 
         Done when PHASE reads Hold in Run mode. In Ready this starts the gas flow.
         """
-        self._check_commandable("hold", modes=(RunMode.STARTUP_OK, RunMode.RUN))
-        return self._command(PhaseJob(
-            self.name, "hold", self._writer((self.cmd_hold, 1)), timeout or self.timeout_margin,
-            phases=frozenset({Phase.HOLD}), done_in_phase=True))
+        self._check_commandable("hold", modes=rules.READY_OR_RUN)
+        return self._command(rules.hold_job(self.name, self._writer, timeout=timeout,
+                                            timeout_margin=self.timeout_margin))
 
     def end(self, rate: float = 360, *, timeout: float | None = None) -> StatusBase:
         """Ramp to 300 K at ``rate`` (whole K/h, 1-360), then shut down (Shutdown OK).
@@ -720,41 +704,24 @@ class CS800(Device, PositionerBase):
         The status finishes when the run mode reads Shutdown OK (at once if already shut
         down, without sending). A ramp afterwards raises "controller is shut down".
         """
-        cmd = self._validated(lambda: P.end(rate))
+        rate_k_h = rules.end_rate(self.name, rate)
         snap = self._check_commandable("end", modes=None)
-        if snap.run_mode == RunMode.SHUTDOWN_OK:
-            return self._finished_status()
-        start = snap.temp if snap.temp is not None else END_TEMP_K
-        send = self._writer((self.erate, cmd.param1), (self.cmd_end, 1))
-        if timeout is None:
-            timeout = 1.1 * abs(END_TEMP_K - start) / cmd.param1 * 3600 + self.timeout_margin
-        return self._command(ShutdownJob(self.name, f"end at {cmd.param1} K/h", send, timeout,
-                                         phases=frozenset({Phase.END})))
+        return self._command(rules.end_job(
+            self.name, snap, rate_k_h, self._writer, ioc_limits=self._ioc_limits,
+            timeout=timeout, timeout_margin=self.timeout_margin))
 
-    def purge(self, *, timeout: float = 4 * 3600.0) -> StatusBase:
+    def purge(self, *, timeout: float = rules.PURGE_TIMEOUT_S) -> StatusBase:
         """Warm up to room temperature, then shut down; the status finishes at Shutdown OK."""
         snap = self._check_commandable("purge", modes=None)
-        if snap.run_mode == RunMode.SHUTDOWN_OK:
-            return self._finished_status()
-        return self._command(ShutdownJob(self.name, "purge", self._writer((self.cmd_purge, 1)),
-                                         timeout,
-                                         phases=frozenset({Phase.PURGE, Phase.SOAK})))
+        return self._command(rules.purge_job(self.name, snap, self._writer, timeout=timeout))
 
-    def restart(self, *, timeout: float = 120.0) -> StatusBase:
+    def restart(self, *, timeout: float = rules.RESTART_TIMEOUT_S) -> StatusBase:
         """Restart after a shutdown; the status finishes in Ready (Startup OK) or Run.
 
         Does nothing (finished status) if the controller is already Ready or Running.
         """
         snap = self._check_commandable("restart", modes=None)
-        if snap.run_mode in (RunMode.STARTUP_OK, RunMode.RUN):
-            return self._finished_status()
-        if snap.run_mode == RunMode.SETUP:
-            raise CS800ShutDownError(
-                f"{self.name}: the controller is in Setup mode; leave it on the controller's "
-                "front panel before restarting.")
-        writes = ((self.cmd_restart, 1),) if snap.run_mode in SHUT_DOWN_MODES else ()
-        job = RestartJob(self.name, "restart", self._writer(*writes), timeout)  # Startup: wait
-        return self._command(job)
+        return self._command(rules.restart_job(self.name, snap, self._writer, timeout=timeout))
 
     def _fire(self, sig: EpicsSignal, value: Any, what: str,
               before: Callable[[], None] | None = None,
@@ -772,11 +739,13 @@ class CS800(Device, PositionerBase):
         def write() -> None:
             try:
                 with self._send_lock:
+                    self.log.info("%s: sending %s (%s = %r)", self.name, what.upper(),
+                                  self._pvname(sig), value)
                     self._put(sig, value)
             except Exception as exc:
                 if undo is not None:
                     undo()
-                status.set_exception(CS800Error(f"{self.name}: could not send {what}: {exc}"))
+                status.set_exception(rules.send_failure(self.name, what, exc))
             else:
                 if after is not None:
                     after()
@@ -815,16 +784,9 @@ class CS800(Device, PositionerBase):
 
     def set_turbo(self, on: Any) -> StatusBase:
         """Switch turbo gas flow (10 l/min) on or off; writing TURBO sends the command at once."""
-        value = 1 if (on in ("On", "on") or (not isinstance(on, str) and bool(on))) else 0
-        self._validated(lambda: P.turbo(bool(value)))
-        return self._fire(self.turbo, value, "turbo")
+        return self._fire(self.turbo, rules.turbo_value(self.name, on), "turbo")
 
     # -- presentation -------------------------------------------------------------------------
-    def describe_state(self) -> str:
-        """One line for people: TEMP, target, phase, run mode and alarm."""
-        snap = self.snapshot()
-        target = "unknown" if snap.target is None else f"{snap.target:.2f} K"
-        return f"{self.name}: {snap.describe()}, target {target}"
 
     def destroy(self) -> None:
         """End any command being followed (its status fails), then disconnect all PVs."""

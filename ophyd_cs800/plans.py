@@ -1,4 +1,5 @@
-"""Bluesky plans for the Oxford CryoStream 800 (:class:`ophyd_cs800.device.CS800`).
+"""Bluesky plans for the Oxford CryoStream 800 (:class:`ophyd_cs800.device.CS800` or the
+ophyd-async :class:`ophyd_cs800.aio.CS800`: every plan takes either).
 
 Every plan is a generator of ``Msg`` objects: usable as ``RE(ramp(cs0, 150))``, inside other
 plans (``yield from ramp(cs0, 150, record=False)`` inside your own run: by default ``ramp`` and
@@ -19,6 +20,7 @@ a string) raises ``TypeError`` naming what was given.
 Temperatures are kelvin, rates K/h (whole numbers, 1-360), durations minutes.
 """
 
+import sys
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -33,9 +35,16 @@ from ophyd_cs800.device import CS800
 Plan = Generator[Msg, Any, Any]
 
 
+def _is_cs800(cs: Any) -> bool:
+    """True for a CS800 of either family (``ophyd_cs800.aio`` is looked up, never imported:
+    an ophyd-async CS800 can only exist once that module was imported)."""
+    aio = sys.modules.get("ophyd_cs800.aio")
+    return isinstance(cs, CS800) or (aio is not None and isinstance(cs, aio.CS800))
+
+
 def _require_cs800(cs: Any, plan_name: str) -> CS800:
-    """Return ``cs`` if it is a :class:`CS800`; ``TypeError`` naming what it is otherwise."""
-    if not isinstance(cs, CS800):
+    """Return ``cs`` if it is a CS800 of either family; ``TypeError`` naming it otherwise."""
+    if not _is_cs800(cs):
         raise TypeError(
             f"{plan_name}: cs must be a CS800 device (e.g. cs0 = CS800('xxx:CS0:', "
             f"name='cs0')), got {cs!r} ({type(cs).__name__}); in bluesky-queueserver give the "
@@ -209,8 +218,9 @@ def temperature_series(
         cs.check_value(t)
     if rate is not None:
         yield from bps.mv(cs.ramp_rate, rate)
+    rate_now = (yield from bps.rd(cs.ramp_rate))  # a Msg: works for both device families
     _md = {"plan_name": "temperature_series", "temperatures_K": temps,
-           "ramp_rate_K_per_h": cs.ramp_rate.get()}
+           "ramp_rate_K_per_h": rate_now}
     _md.update(md or {})
     return (yield from bp.list_scan(list(detectors), cs, temps, md=_md))
 

@@ -13,7 +13,12 @@ Simulated controllers and the IOC in one process, on loopback with free UDP port
 
 Both print the prefixes they serve, run until SIGINT/SIGTERM and exit 0. Bad arguments exit 2
 with a one-line message; a socket that cannot be bound exits 1. caproto's usual options work:
-``--list-pvs``, ``-v``/``-q``, ``--interfaces``. ``python -m sim_ioc.cli ioc ...`` runs
+``--list-pvs``, ``-v``/``-q``, ``--interfaces``.
+
+``--autosave DIR`` keeps each controller's DEBUG, DISABLE, RRATE, RTEMP, PTIME, CTEMP and ERATE
+in DIR and restores them before serving (:mod:`sim_ioc.autosave`); ``cs800-ioc`` does so by
+default in :func:`sim_ioc.autosave.default_directory`, ``cs800-sim-ioc`` only when asked;
+``--no-autosave`` turns it off. ``python -m sim_ioc.cli ioc ...`` runs
 ``cs800-ioc``, ``python -m sim_ioc.cli [sim-ioc] ...`` runs ``cs800-sim-ioc``.
 """
 
@@ -26,12 +31,14 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from caproto.asyncio.server import start_server
 from caproto.server import template_arg_parser
 
 from ophyd_cs800 import protocol as P
+from sim_ioc.autosave import SETTINGS_FIELDS, Autosave, default_directory
 from sim_ioc.cli_args import bounded_positive, port
 from sim_ioc.flavors import DEFAULT_FLAVOR, FLAVORS
 from sim_ioc.ioc import CS800IOC, DEFAULT_STALE_TIMEOUT, ControllerConfig
@@ -114,11 +121,18 @@ def _prefix_arg(text: str) -> str:
     return text
 
 
-def _common_parser(prog: str, desc: str, default_prefix: str) -> tuple[argparse.ArgumentParser,
-                                                                       Callable]:
+def _common_parser(prog: str, desc: str, default_prefix: str,
+                   default_autosave: Path | None = None) -> tuple[argparse.ArgumentParser,
+                                                                  Callable]:
     parser, split_args = template_arg_parser(desc=desc, default_prefix=default_prefix,
                                              supported_async_libs=["asyncio"])
     parser.prog = prog
+    saved = ", ".join(SETTINGS_FIELDS)
+    parser.add_argument("--autosave", type=Path, default=default_autosave, metavar="DIR",
+                        help=f"save {saved} of each controller in DIR and restore them at "
+                        f"start (default: {default_autosave or 'off'})")
+    parser.add_argument("--no-autosave", action="store_true",
+                        help="neither restore nor save the settings")
     parser.add_argument("--status-r", default="CS:", type=_prefix_arg,
                         help="R of the status-server PVs (default CS:)")
     parser.add_argument("--stale-timeout", type=_positive, default=DEFAULT_STALE_TIMEOUT,
@@ -157,6 +171,34 @@ async def _serve(ioc: CS800IOC, run_options: dict[str, Any],
         if after_serving is not None:
             await after_serving()
         await ioc.close()
+
+
+Hook = Callable[[], Awaitable[None]]
+
+
+def _with_autosave(ioc: CS800IOC, args: argparse.Namespace, before: Hook | None = None,
+                   after: Hook | None = None) -> tuple[Hook | None, Hook | None]:
+    """Wrap the serving hooks so the settings are restored before CA serves, saved at the end."""
+    directory = None if args.no_autosave else args.autosave
+    if directory is None:
+        return before, after
+    saver = Autosave(ioc.controllers, directory)
+
+    async def restore_then_start() -> None:
+        await saver.restore()
+        print(f"autosave: {saver.directory}", flush=True)
+        saver.start()
+        if before is not None:
+            await before()
+
+    async def stop_then_save() -> None:
+        try:
+            if after is not None:
+                await after()
+        finally:
+            await saver.stop()
+
+    return restore_then_start, stop_then_save
 
 
 def _run(coro: Awaitable[None]) -> int:
@@ -211,7 +253,8 @@ def _setup_logging(args: argparse.Namespace) -> None:
 def main_ioc(argv: Sequence[str] | None = None) -> int:
     """``cs800-ioc``: the IOC for real CS800 controllers (see the module docstring)."""
     parser, split_args = _common_parser(
-        "cs800-ioc", "CS800 IOC (synApps Oxford_CS800 PV names) for real controllers.", "xxx:")
+        "cs800-ioc", "CS800 IOC (synApps Oxford_CS800 PV names) for real controllers.", "xxx:",
+        default_autosave=default_directory())
     parser.add_argument("--controller", action="append", required=True, metavar="R:CID@HOST",
                         help="R:CID@HOST[:PORT], once per controller (CID 0: first heard)")
     parser.add_argument("--status-port", type=port, default=P.STATUS_PORT,
@@ -244,7 +287,7 @@ def main_ioc(argv: Sequence[str] | None = None) -> int:
                        flavor=args.flavor)
     except ValueError as exc:
         parser.error(str(exc))
-    return _run(_serve(ioc, run_options))
+    return _run(_serve(ioc, run_options, *_with_autosave(ioc, args)))
 
 
 def _mount_valves(ioc: CS800IOC, prefix: str, n_valves: int) -> None:
@@ -332,7 +375,8 @@ def main_sim_ioc(argv: Sequence[str] | None = None) -> int:
         if server is not None:
             await server.stop()
 
-    return _run(_serve(ioc, run_options, start_simulators, stop_simulators))
+    return _run(_serve(ioc, run_options,
+                       *_with_autosave(ioc, args, start_simulators, stop_simulators)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -144,7 +144,8 @@ class IocProcess:
     """A ``python -m sim_ioc.cli ARGS`` subprocess serving CA on its own loopback port.
 
     Args:
-        args: arguments after ``python -m sim_ioc.cli`` (the prefix is added from ``prefix``).
+        args: arguments after ``python -m sim_ioc.cli`` (the prefix is added from ``prefix``;
+            ``cs800-ioc`` gets ``--no-autosave`` unless ``--autosave DIR`` is given).
         prefix: record-name prefix (default: a random one).
         ready_pv: PV (without the prefix) that must answer before :meth:`start` returns.
         ca_port: CA server port (default: a free one).
@@ -164,6 +165,8 @@ class IocProcess:
         self.prefix = prefix or random_prefix()
         self.ca_port = ca_port or free_port()
         self.args = list(args)
+        if self.args[:1] == ["ioc"] and not {"--autosave", "--no-autosave"} & set(self.args):
+            self.args.append("--no-autosave")  # a test IOC never writes the user's autosave
         self.flavor = flavor or "fixed"
         if flavor is not None:
             self.args += ["--flavor", flavor]

@@ -1,6 +1,7 @@
 """Command-line entry points ``solfmt`` (compile .sol -> .sft) and ``soldump`` (dump an .sft).
 
-``solfmt [-v] [--format 3|4] [--compat] file... [-oOUT]`` follows the reference command
+``solfmt [-v] [--format 3|4] [--compat] file... [-oOUT]`` writes the v4 (QNX6) format unless
+``--format 3`` asks for the v3 (QNX4) one, and otherwise follows the reference command
 line: options may come anywhere and only their second character counts (``-v``/``-V``,
 ``-oNAME`` with the name attached); input names without an extension get ``.sol``; the output
 defaults to the first input with its extension replaced by ``.sft``; ``-o`` names without an
@@ -9,6 +10,9 @@ success it prints ``Output written to file NAME``. Errors go to stderr as
 ``file:line:column: message`` with the offending line (made printable) and a caret, and the
 exit status is 1. The output is written only when everything compiled, atomically (a
 temporary file renamed over it, so no partial file is ever left), and never over an input.
+
+Inputs are read with :func:`soldrv.input_files.read_regular_file`: regular files of bounded
+size only, so a FIFO or a device is refused at once instead of blocking or flooding.
 
 ``soldump FILE`` prints the header tables, the v4 string table and a disassembly of the mode
 code of an .sft file (a .sol file is compiled first, ``--format``/``--compat`` apply).
@@ -21,14 +25,14 @@ import errno
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Callable
 
-from soldrv.compiler import compile_files
-from soldrv.errors import SolfmtError
-from soldrv.sft import SftError, disassemble, load_sft, write_sft
+# The compiler, the .sft codec and the error classes are imported where they are used, so
+# that ``solfmt --help`` and ``soldump x.sft`` load only what they need (import cost matters
+# for a command run from scripts and Makefiles; benchmarks/bench_solfmt.py measures it).
 
-USAGE = "usage: solfmt [-v] [--format 3|4] [--compat] file... [-oOUT]"
+USAGE = ("usage: solfmt [-v] [--format 3|4] [--compat] file... [-oOUT]   "
+         "(--format 4, the QNX6 .sft, is the default)")
 
 
 def _ext_index(name: str) -> int:
@@ -62,7 +66,7 @@ class _Args:
     def __init__(self) -> None:
         self.verbose = False
         self.compat = False
-        self.version = 3
+        self.version = 4  # the current reference compiler (QNX6 solfmt) writes v4
         self.inputs: list[str] = []
         self.raw_inputs: list[str] = []
         self.output: str | None = None
@@ -151,8 +155,7 @@ def write_output(path: str, data: bytes) -> None:
         os.umask(umask)
         mode = 0o666 & ~umask
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".solfmt-", suffix=".tmp",
-                                   dir=os.path.dirname(target) or ".")
+        fd, tmp = _create_temporary(os.path.dirname(target) or ".")
     except PermissionError:
         if not (os.path.isfile(target) and os.access(target, os.W_OK)):
             raise
@@ -169,6 +172,21 @@ def write_output(path: str, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _create_temporary(directory: str) -> tuple[int, str]:
+    """Create a new file ``.solfmt-PID-N.tmp`` (mode 0600) in ``directory``; return (fd, path).
+
+    Like ``tempfile.mkstemp`` (exclusive creation, never follows an existing name) without
+    its import cost. Raises OSError (PermissionError, FileNotFoundError, ...) on failure.
+    """
+    for n in range(1000):
+        path = os.path.join(directory, f".solfmt-{os.getpid()}-{n}.tmp")
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", directory)
 
 
 def _lenient_stdout() -> None:
@@ -229,6 +247,10 @@ def main_solfmt(argv: list[str] | None = None) -> int:
 
 
 def _solfmt(a: _Args) -> int:
+    from soldrv.compiler import compile_files
+    from soldrv.errors import SolfmtError
+    from soldrv.sft import SftError, disassemble, write_sft
+
     if not a.inputs:
         print(f"solfmt: no input file\n{USAGE}", file=sys.stderr)
         return 1
@@ -263,7 +285,8 @@ def _solfmt(a: _Args) -> int:
     return 0
 
 
-SOLDUMP_USAGE = "usage: soldump file.sft   (or: soldump file.sol [--format 3|4] [--compat])"
+SOLDUMP_USAGE = ("usage: soldump file.sft   (or: soldump file.sol [--format 3|4] [--compat]; "
+                 "format 4 by default)")
 
 
 def main_soldump(argv: list[str] | None = None) -> int:
@@ -277,6 +300,9 @@ def main_soldump(argv: list[str] | None = None) -> int:
 
 
 def _soldump(a: _Args) -> int:
+    from soldrv.errors import SolfmtError
+    from soldrv.sft import SftError, disassemble, load_sft
+
     if len(a.raw_inputs) != 1:
         print(f"soldump: exactly one file expected\n{SOLDUMP_USAGE}", file=sys.stderr)
         return 1
@@ -285,6 +311,8 @@ def _soldump(a: _Args) -> int:
         path += ".sft"
     try:
         if path.lower().endswith(".sol"):
+            from soldrv.compiler import compile_files
+
             result = compile_files([path], compat=a.compat, version=a.version)
             for w in result.warnings:
                 print(w, file=sys.stderr)

@@ -21,12 +21,15 @@ Entry points: :func:`compile_files`, :func:`compile_text`.
 from __future__ import annotations
 
 import bisect
+import functools
+import gc
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
+import re
+from collections.abc import Callable
 
 from soldrv.errors import SolfmtError, SolfmtWarning, line_col
-from soldrv.grammar import Lexer, Token
+from soldrv.grammar import KEYWORDS, Lexer, Token
+from soldrv.input_files import MAX_SOL_BYTES, read_regular_file
 from soldrv.program import (
     SOL_DTOA,
     SOL_END_MODE,
@@ -52,6 +55,9 @@ from soldrv.program import (
 )
 
 __all__ = ["CompileResult", "Compiler", "compile_files", "compile_text"]
+
+_KEYWORDS = frozenset(KEYWORDS)
+_C_SPACE = " \t\n\v\f\r"
 
 # change types: the reference token codes, sorted descending within one time step
 T_SWITCH = 94  # '^'
@@ -79,18 +85,22 @@ DCCC_MAX_CMD_BUF = 250
 DEFAULT_STATUS_ADDRS = (0x408, 0x40A, 0x411, 0x413)
 
 
-@dataclass
 class Change:
     """One entry of a change list: at ``time`` (step; -1 = Initialize), ``kind`` (T_*),
     object index ``index`` and ``state`` (solenoid: SOL_OPEN/SOL_CLOSE; DtoA/proxy: index of
-    the set-point character in that object's list)."""
+    the set-point character in that object's list); ``pos`` is the source offset for messages
+    (-1: none) in source ``src``."""
 
-    time: int
-    kind: int
-    index: int
-    state: int
-    pos: int = -1  # source offset, for messages
-    src: Lexer | None = None  # the source the offset refers to
+    __slots__ = ("time", "kind", "index", "state", "pos", "src")
+
+    def __init__(self, time: int, kind: int, index: int, state: int, pos: int = -1,
+                 src: Lexer | None = None) -> None:
+        self.time = time
+        self.kind = kind
+        self.index = index
+        self.state = state
+        self.pos = pos
+        self.src = src
 
     def same(self, other: Change) -> bool:
         """True if both would compile to the same code (the reference's duplicate test)."""
@@ -100,6 +110,9 @@ class Change:
             other.index,
             other.state,
         )
+
+    def __repr__(self) -> str:
+        return f"Change(t={self.time}, kind={self.kind}, index={self.index}, state={self.state})"
 
 
 def _sort_key(c: Change) -> tuple[int, int]:
@@ -115,71 +128,116 @@ def add_change(lst: list[Change], nc: Change) -> None:
     lst.insert(i, nc)
 
 
-@dataclass
+# The records below are plain classes, not dataclasses: importing dataclasses costs about
+# 10 ms at every start of solfmt (benchmarks/bench_solfmt.py measures the whole process).
+
+
 class _Timeline:
-    """Per-mode timeline state of one solenoid, DtoA or proxy."""
+    """Per-mode timeline state of one solenoid, DtoA or proxy (-1: none yet)."""
 
-    last_time: int = -1
-    last_state: int = -1
-    first_state: int = -1
+    __slots__ = ("last_time", "last_state", "first_state")
+
+    def __init__(self) -> None:
+        self.last_time = -1
+        self.last_state = -1
+        self.first_state = -1
 
 
-@dataclass
 class _SolDef:
-    name: str
-    open_cmd: int
-    close_cmd: int
-    status_bit: int
-    tl: _Timeline = field(default_factory=_Timeline)
+    """A solenoid: name, open/close command numbers, status bit, timeline in this mode."""
+
+    __slots__ = ("name", "open_cmd", "close_cmd", "status_bit", "tl")
+
+    def __init__(self, name: str, open_cmd: int, close_cmd: int, status_bit: int) -> None:
+        self.name = name
+        self.open_cmd = open_cmd
+        self.close_cmd = close_cmd
+        self.status_bit = status_bit
+        self.tl = _Timeline()
 
 
-@dataclass
 class _SetDef:
-    """A DtoA or a Proxy: name, set-point characters and their table indices."""
+    """A DtoA or a Proxy: name, set-point characters and their table indices (set-point
+    index or proxy-id index), the DtoA address, the proxy ids, the timeline in this mode."""
 
-    name: str
-    chars: list[str] = field(default_factory=list)
-    indices: list[int] = field(default_factory=list)  # set-point index / proxy-id index
-    address: int = 0
-    ids: list[int] = field(default_factory=list)  # proxies: the ids
-    tl: _Timeline = field(default_factory=_Timeline)
+    __slots__ = ("name", "chars", "indices", "address", "ids", "tl", "codes")
 
-    def lookup(self, ch: str) -> int:
-        """Index of ``ch`` in this object's list (last definition wins), or -1."""
-        for i in range(len(self.chars) - 1, -1, -1):
-            if self.chars[i] == ch:
-                return i
-        return -1
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.chars: list[str] = []
+        self.indices: list[int] = []
+        self.address = 0
+        self.ids: list[int] = []
+        self.tl = _Timeline()
+        self.codes: _PatternCodes | None = None  # built on first use
+
+    def pattern_codes(self) -> _PatternCodes:
+        """How to decode this object's pattern characters: a set-point character gives its
+        index in the list (the last definition wins), ``^`` the switch; anything else
+        (C blanks included) is fill."""
+        if self.codes is None:
+            self.codes = _PatternCodes(
+                {ch: i for i, ch in enumerate(self.chars) if ch and ch not in _C_SPACE})
+        return self.codes
 
 
-@dataclass
+class _PatternCodes:
+    """Decoding of one object's pattern characters: ``codes`` maps a character to its state
+    (``^`` to -2; a character not in it is fill), ``runs`` finds each run of one state
+    character (fill in between allowed: ``__:__:__`` is one run of six steps) and each single
+    ``^`` of a line, so that fill and repeated states, most of a pattern line, are skipped at
+    C speed instead of being looked at one by one."""
+
+    __slots__ = ("codes", "runs")
+
+    def __init__(self, states: dict[str, int]) -> None:
+        self.codes = {**states, "^": -2}  # '^' is the switch whatever the state characters
+        chars = "".join(re.escape(ch) for ch in states if ch != "^")
+        fill = "[^" + chars + r"\^]"
+        # a state character, then (fill, the same character) again and again; or a '^'
+        run = f"([{chars}])(?:{fill}*+\\1)*+|" if chars else ""
+        self.runs = re.compile(run + r"\^")
+
+
 class _Routine:
-    name: str
-    lexer: Lexer
-    pos: int
+    """A routine: its name, the source it is defined in and the offset after its ``{``."""
+
+    __slots__ = ("name", "lexer", "pos")
+
+    def __init__(self, name: str, lexer: Lexer, pos: int) -> None:
+        self.name = name
+        self.lexer = lexer
+        self.pos = pos
 
 
-@dataclass
 class _Mode:
-    number: int
-    init: list[Change] = field(default_factory=list)
-    cycle: list[Change] = field(default_factory=list)
-    next_mode: int = -1
-    length: int = 0
-    res: tuple[int, int] = (1, 1)
-    count: int = 0
-    iters: int = 1
-    filename: str = ""
-    text: str = ""
-    pos: int = 0  # offset of the closing brace
-    notes: list[str] = field(default_factory=list)
+    """One mode being read, then compiled: init and cycle change lists, successor
+    (``next_mode``, -1: none), cycle ``length`` in steps, resolution, timer ``count`` and
+    ``iters``, and where it is (source text, offset of the closing brace)."""
+
+    __slots__ = ("number", "init", "cycle", "last_of", "steps", "next_mode", "length", "res",
+                 "count", "iters", "filename", "text", "pos")
+
+    def __init__(self, number: int, filename: str = "", text: str = "") -> None:
+        self.number = number
+        self.init: list[Change] = []
+        self.cycle: list[Change] = []  # in reading order until the '}'
+        self.last_of: dict[tuple[int, int], Change] = {}  # (time, kind) -> last change
+        self.steps: set[int] = set()  # times >= 1 that have a change
+        self.next_mode = -1
+        self.length = 0
+        self.res = (1, 1)
+        self.count = 0
+        self.iters = 1
+        self.filename = filename
+        self.text = text
+        self.pos = 0
 
     @property
     def defined(self) -> bool:
         return bool(self.init or self.cycle or self.next_mode >= 0)
 
 
-@dataclass
 class CompileResult:
     """Result of a compilation: the ``program`` and the ``warnings`` (SolfmtWarning list).
 
@@ -188,9 +246,17 @@ class CompileResult:
     description of every defined mode, in the reference layout (ends with a newline).
     """
 
-    program: Program
-    warnings: list[SolfmtWarning]
-    verbose_text: str = ""
+    __slots__ = ("program", "warnings", "verbose_text")
+
+    def __init__(self, program: Program, warnings: list[SolfmtWarning],
+                 verbose_text: str = "") -> None:
+        self.program = program
+        self.warnings = warnings
+        self.verbose_text = verbose_text
+
+    def __repr__(self) -> str:
+        return (f"CompileResult(program=<{len(self.program.code)} code bytes>, "
+                f"warnings={self.warnings!r})")
 
 
 class Compiler:
@@ -213,6 +279,9 @@ class Compiler:
         self.dtoas: list[_SetDef] = []
         self.proxies: list[_SetDef] = []
         self.routines: list[_Routine] = []
+        self.names: dict[str, tuple[str, int]] = {}  # lower-case name -> (category, index)
+        self.code_floor = 0  # code bytes the stored modes need at least
+        self._sol_codes: dict[tuple[str, str], _PatternCodes] = {}
         self.set_points: list[tuple[int, int, str, str]] = []
         self.proxy_ids: list[int] = []
         self.modes: dict[int, _Mode] = {}
@@ -249,19 +318,16 @@ class Compiler:
         unknown identifier, or (token kind, 0) for anything else."""
         if tok.kind != "ident":
             return tok.kind, 0
-        if tok.keyword:
-            return "keyword", 0
         low = tok.text.lower()
-        for table, cat in (
-            (self.solenoids, "sol"),
-            (self.routines, "routine"),
-            (self.dtoas, "dtoa"),
-            (self.proxies, "proxy"),
-        ):
-            for i, obj in enumerate(table):
-                if obj.name.lower() == low:
-                    return cat, i
-        return "undefined", 0
+        if low in _KEYWORDS:
+            return "keyword", 0
+        # names are unique across the categories (a definition needs an undefined name)
+        return self.names.get(low, ("undefined", 0))
+
+    def _define(self, cat: str, table: list, obj: object) -> None:
+        """Append ``obj`` (with a ``name``) to ``table`` and record its name as ``cat``."""
+        self.names[obj.name.lower()] = (cat, len(table))  # type: ignore[attr-defined]
+        table.append(obj)
 
     def _expect_number(self, message: str) -> int:
         tok = self.lx.next()
@@ -289,7 +355,7 @@ class Compiler:
 
         Raises SolfmtError at the first fatal error.
         """
-        self.lx = Lexer(text, filename)
+        self.lx = Lexer(text, filename, self.compat)
         self.sources.append(filename)
         while True:
             tok = self.lx.next()
@@ -357,7 +423,7 @@ class Compiler:
         bit = self._expect_number("Solenoid Status Bit Definition Missing")
         if not 0 <= bit < 32:
             raise self._err("Solenoid Status Bit Out of Range")
-        self.solenoids.append(_SolDef(name, open_cmd, close_cmd, bit))
+        self._define("sol", self.solenoids, _SolDef(name, open_cmd, close_cmd, bit))
 
     def _read_status_bytes(self) -> None:
         if not self.lx.next().is_punct("{"):
@@ -431,14 +497,14 @@ class Compiler:
         if not self.lx.next().is_punct("{"):
             raise self._err("DtoA Set Point Definition needs '{'")
         self._read_set_list(obj, MAX_DTOA_SET_POINTS, "DtoA Set Point Definition", False)
-        self.dtoas.append(obj)
+        self._define("dtoa", self.dtoas, obj)
 
     def _read_proxy(self) -> None:
         obj = self._read_named_set(True)
         if not self.lx.next().is_punct("{"):
             raise self._err("Proxy Definition needs '{'")
         self._read_set_list(obj, MAX_PROXY_POINTS, "Proxy Definition", True)
-        self.proxies.append(obj)
+        self._define("proxy", self.proxies, obj)
 
     def _read_routine(self) -> None:
         tok = self.lx.next()
@@ -449,7 +515,7 @@ class Compiler:
         name = tok.text
         if not self.lx.next().is_punct("{"):
             raise self._err("Routine expected {")
-        self.routines.append(_Routine(name, self.lx, self.lx.pos))
+        self._define("routine", self.routines, _Routine(name, self.lx, self.lx.pos))
         # pre-scan (routines.c): only the first token of each line is checked
         while True:
             tok = self.lx.next()
@@ -469,22 +535,22 @@ class Compiler:
     # ------------------------------------------------------------------ modes
 
     def _obj(self, cat: str, idx: int) -> _SolDef | _SetDef:
-        return {"sol": self.solenoids, "dtoa": self.dtoas, "proxy": self.proxies}[cat][idx]
-
-    def _change_code(self, cat: str, obj: _SolDef | _SetDef, text: str, i: int) -> int:
-        """Decode character ``text[i]``: -2 for '^', -1 for fill, else the state."""
-        c = text[i]
-        if c == "^":
-            return -2
         if cat == "sol":
-            if c == self.open_char:
-                return SOL_OPEN
-            if c == self.close_char:
-                return SOL_CLOSE
-            return -1
-        if c in " \t\n\v\f\r":
-            return -1
-        return obj.lookup(c)  # type: ignore[union-attr]
+            return self.solenoids[idx]
+        return self.dtoas[idx] if cat == "dtoa" else self.proxies[idx]
+
+    def _pattern_codes(self, cat: str, obj: _SolDef | _SetDef) -> _PatternCodes:
+        """How ``obj``'s pattern characters decode (:class:`_PatternCodes`); solenoids use
+        the open/close characters in force now."""
+        if cat != "sol":
+            return obj.pattern_codes()  # type: ignore[union-attr]
+        key = (self.open_char, self.close_char)
+        codes = self._sol_codes.get(key)
+        if codes is None:
+            states = {self.close_char: SOL_CLOSE}
+            states[self.open_char] = SOL_OPEN  # open wins when both are the same character
+            codes = self._sol_codes[key] = _PatternCodes(states)
+        return codes
 
     def _read_mode(self) -> None:
         tok = self.lx.next()
@@ -518,7 +584,8 @@ class Compiler:
         while True:
             tok = self.lx.next()
             cat, idx = self.classify(tok)
-            if tok.keyword == "initialize":
+            kw = tok.text.lower() if cat == "keyword" else None
+            if kw == "initialize":
                 tok2 = self.lx.next()
                 cat2, idx2 = self.classify(tok2)
                 if cat2 not in ("sol", "dtoa", "proxy"):
@@ -541,9 +608,22 @@ class Compiler:
                 self._call_site = (
                     f"{r.name}, called by mode {mode.number} at {self.lx.filename}:{line}:{col}"
                 )
+                if r.lexer is not self.lx:
+                    if self.compat:
+                        # read_mod.c seeks the *current* file to the routine's saved offset
+                        # (one FILE at a time): the text there is read as the body, and past
+                        # the end of the file it reads EOF -> "Unexpected token in read_mode"
+                        self.lx.pos = r.pos
+                        continue
+                    self._differs(
+                        f"routine {r.name} is defined in {r.lexer.filename} and read from "
+                        "there (the reference compiler re-reads its byte offset in "
+                        f"{self.lx.filename})",
+                        tok.start,
+                    )
                 self.lx = r.lexer
                 self.lx.pos = r.pos
-            elif tok.keyword == "select":
+            elif kw == "select":
                 if saved is not None:
                     raise self._err("Select within routine is illegal")
                 mode.next_mode = self._expect_number("Select expects mode number")
@@ -580,6 +660,8 @@ class Compiler:
                     )
         mode.length = length + 1
         mode.res = self.res
+        mode.cycle.sort(key=_sort_key)  # stable: the order add_change would have given
+        mode.last_of.clear()
         if not self.compat and mode.length == 0 and all(c.kind == T_SWITCH for c in mode.cycle):
             mode.cycle.clear()  # only leading '^' (fixed semantics): nothing to cycle
         self._optimize(mode)
@@ -587,13 +669,15 @@ class Compiler:
             # compat: the reference accepts mode 256 but never compiles it (off-by-one)
             return
         self.modes[mn] = mode
+        self.code_floor += len(mode.steps)
 
     def _init_char(self, cat: str, obj: _SolDef | _SetDef) -> int:
         """Scan raw characters of the current line for the first code (Initialize, §2.6)."""
         text = self.lx.text
         i = self.lx.pos
+        codes = self._pattern_codes(cat, obj).codes
         while i < len(text) and text[i] != "\n":
-            code = self._change_code(cat, obj, text, i)
+            code = codes.get(text[i], -1)
             if code == -2:
                 break
             if code >= 0:
@@ -609,10 +693,12 @@ class Compiler:
         line, start = self.lx.rest_of_line()
         t = tl.last_time
         leading_fixed = False
-        for j in range(len(line)):
-            code = self._change_code(cat, obj, line, j)
-            if code == -1:
-                continue
+        decode = self._pattern_codes(cat, obj)
+        codes = decode.codes
+        for m in decode.runs.finditer(line):  # runs of one state character, or a '^'
+            j = m.start()
+            c = line[j]
+            code = codes[c]
             if code == -2:
                 if t == -1:
                     if self.compat:
@@ -626,21 +712,45 @@ class Compiler:
                                 start + j,
                             )
                         leading_fixed = True
-                        add_change(mode.cycle, Change(0, T_SWITCH, 0, 0, start + j, self.lx))
+                        self._add_step(mode, 0, T_SWITCH, 0, 0, start + j)
                         continue
-                add_change(mode.cycle, Change(t + 1, T_SWITCH, 0, 0, start + j, self.lx))
+                self._add_step(mode, t + 1, T_SWITCH, 0, 0, start + j)
                 continue
             if t == -1:
                 t = 0
             else:
                 t += 1
-            if code == tl.last_state:
-                continue
-            add_change(mode.cycle, Change(t, kind, idx, code, start + j, self.lx))
-            if tl.first_state == -1:
-                tl.first_state = code
-            tl.last_state = code
+            if code != tl.last_state:  # only the first character of a run can change it
+                self._add_step(mode, t, kind, idx, code, start + j)
+                if tl.first_state == -1:
+                    tl.first_state = code
+                tl.last_state = code
+            t += m.group().count(c) - 1  # one step per state character of the run
         tl.last_time = t
+
+    def _add_step(self, mode: _Mode, time: int, kind: int, index: int, state: int,
+                  pos: int) -> None:
+        """Add a change to the mode's cycle as reference ``add_change`` does (a change equal
+        to the last one of the same time and kind is dropped; sorted at the ``}``), and stop
+        with ``Mode Code Table exceeded`` here, where the mode's code outgrows the table: each
+        time step with a change costs at least one byte, so a huge mode fails at once."""
+        key = (time, kind)
+        last = mode.last_of.get(key)
+        if last is not None and last.index == index and last.state == state:
+            return
+        change = Change(time, kind, index, state, pos, self.lx)
+        mode.last_of[key] = change
+        mode.cycle.append(change)
+        if time >= 1 and time not in mode.steps:
+            mode.steps.add(time)
+            room = MODE_CODE_SIZE - self.code_floor
+            if len(mode.steps) > room and mode.number != MAX_MODES:
+                raise SolfmtError.at(
+                    "Mode Code Table exceeded", self.lx.filename, self.lx.text, pos,
+                    f"mode {mode.number} changes something at more than {room} time steps "
+                    f"and each takes at least one byte of the {MODE_CODE_SIZE}-byte code table"
+                    + (" left by the modes before it" if self.code_floor else ""),
+                )
 
     def _optimize(self, mode: _Mode) -> None:
         """Move constant time-0 changes to init; compute the timer count (§3.1, §3.2)."""
@@ -669,7 +779,7 @@ class Compiler:
         num, den = mode.res
         if den == 0:
             raise self._err("Resolution denominator is 0 (division by zero)", mode.pos)
-        count = (16384 * num) // den
+        count = _c_div(16384 * num, den)  # negative only from a compat 0x-N
         if count == 0 and not self.compat:
             # the reference writes SET_TIME 0, which both runtimes read as 4 s steps
             raise self._err(
@@ -679,12 +789,27 @@ class Compiler:
             )
         iters = 1
         if count > 0x10000:
-            for ti in range(count // 0x10000 + 1, 1000):
-                if count % ti == 0:
-                    break
-            else:
+            # optimize.c: for (ti = count/0x10000 + 1; ti < 1000; ti++) if (count % ti == 0)
+            # break; if (ti == 1000) fatal. Only a search that *reaches* 1000 fails: from
+            # about 4000/1 on, the start value is above 1000, the loop never runs and ti
+            # keeps it although it need not divide count (10000/1: 2501 iterations of
+            # 65509 counts, 9999.88 s per step). A Python for/else (and the first reading of
+            # spec §3.2) counted that empty loop as a failure; the C code is the authority
+            # and both modes follow it (the default mode warns that the step is inexact).
+            ti = count // 0x10000 + 1
+            while ti < 1000 and count % ti != 0:
+                ti += 1
+            if ti == 1000:
                 raise self._err("Solfmt - Can't deal with long resolution", mode.pos)
             iters = ti
+            if count % ti != 0 and not self.compat:
+                self._warn(
+                    f"Mode {mode.number} resolution {num}/{den} s is not a whole number of "
+                    f"timer periods: each step is {ti} x {count // ti}/16384 s = "
+                    f"{ti * (count // ti) / 16384:.6g} s (as in the reference compiler)",
+                    mode.pos,
+                    "inexact",
+                )
             count //= ti
             self.verbose_lines.append(
                 f"   Mode {mode.number} resolution requires {ti} iterations"
@@ -1055,15 +1180,43 @@ class _CodeGen:
         self.byte(SOL_END_MODE)
 
 
+def _without_gc(fn: Callable[..., CompileResult]) -> Callable[..., CompileResult]:
+    """Run ``fn`` with the cyclic garbage collector paused (and restore it after).
+
+    A compilation allocates tens of thousands of small objects and builds no garbage cycles
+    worth collecting; in a fresh ``solfmt`` process the small heap makes the collector run
+    its full passes over and over, which doubled the time of compiling HFEMS.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> CompileResult:
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    return wrapper
+
+
+def _c_div(a: int, b: int) -> int:
+    """C integer division (truncates toward zero; Python's ``//`` floors)."""
+    q = abs(a) // abs(b)
+    return q if (a < 0) == (b < 0) else -q
+
+
 def _lexer_for(mode: _Mode) -> Lexer:
     lx = Lexer(mode.text, mode.filename)
     return lx
 
 
 def _read_text(path: str | os.PathLike[str]) -> str:
-    return Path(path).read_bytes().decode("latin-1")
+    return read_regular_file(path, MAX_SOL_BYTES, "a .sol source").decode("latin-1")
 
 
+@_without_gc
 def compile_files(
     paths: list[str | os.PathLike[str]] | tuple[str | os.PathLike[str], ...],
     compat: bool = False,
@@ -1092,6 +1245,7 @@ def compile_files(
         raise
 
 
+@_without_gc
 def compile_text(
     text: str,
     filename: str = "<string>",

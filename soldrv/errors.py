@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
 
 def line_col(text: str, pos: int) -> tuple[int, int]:
@@ -39,6 +39,12 @@ def render_line(line: str, column: int) -> tuple[str, int]:
     at the returned offset sits under the character of ``column``. A line longer than
     :data:`SHOW_WIDTH` is cut to a window around that character, marked with ``...``.
     """
+    window = 4 * SHOW_WIDTH
+    if len(line) > 2 * window:
+        # a very long line (a 4.8 MB pattern line): only a raw window around the column is
+        # rendered (and cut again below), never the whole line; TAB stops count from it
+        lo = max(0, min(column - 1, len(line)) - window)
+        return render_line(line[lo:column - 1 + window], column - lo)
     shown: list[str] = []
     width = 0
     caret = None
@@ -127,20 +133,21 @@ class SolfmtError(Exception):
         return head
 
 
-@dataclass(frozen=True)
-class SolfmtWarning:
+class SolfmtWarning(
+    namedtuple("_WarningFields", "message filename line column kind",
+               defaults=("", 0, 0, "reference"))
+):
     """A non-fatal diagnostic: where (file, line, column; 0 if none) and what (``message``).
 
     ``kind`` names the class: ``"reference"`` (the reference compiler prints it too, e.g.
-    proxy-id reuse or an irrational resolution) or ``"differs"`` (the default behaviour
-    differs from the reference compiler here, naming the bug it fixes).
+    proxy-id reuse or an irrational resolution), ``"differs"`` (the default behaviour
+    differs from the reference compiler here, naming the bug it fixes) or ``"inexact"``
+    (default mode only: the output is the reference's, but not what the source asks for,
+    e.g. a resolution of 10000/1 s that becomes 2501 x 65509/16384 s per step).
+    An immutable named tuple (``message``, ``filename``, ``line``, ``column``, ``kind``).
     """
 
-    message: str
-    filename: str = ""
-    line: int = 0
-    column: int = 0
-    kind: str = "reference"
+    __slots__ = ()
 
     def __str__(self) -> str:
         where = f"{self.filename}:{self.line}:{self.column}: " if self.line else (

@@ -5,7 +5,10 @@ Two layers share one :data:`GRAMMAR`:
 * **Token rules** (``token``, ``rest_of_line``, ``set_point_entry_char``): what the reference
   lexer (``get_tokens.c``) reads at one position. The compiler (:mod:`soldrv.compiler`) pulls
   tokens through :class:`Lexer`, which matches these rules at the current offset, and parses
-  by recursive descent, as the reference ``read_*.c`` files do.
+  by recursive descent, as the reference ``read_*.c`` files do. The Lexer matches them as
+  Python regexes generated from the rules (:func:`lexer_table_source`, kept in
+  :mod:`soldrv.lexer_table`; ``python -m soldrv.grammar`` regenerates it), so that compiling
+  needs neither parsimonious nor the grammar built (:func:`grammar` builds it on first use).
 * **Structure rules** (``file`` and the statements below it): the whole-file PEG of spec
   §2.10 with word-boundary keywords and named punctuation. :func:`parse` returns the
   parsimonious syntax tree (with offsets, see :func:`soldrv.errors.line_col`) of a
@@ -41,20 +44,26 @@ structure rules stay a syntax-only view of the same language.
 
 Lexical rules (§2.1): whitespace is space, TAB, LF, FF (CR is not); ``;`` comments run to the
 end of the line but only where tokens are read; punctuation ``= : { } /``; numbers are hex
-``0x..`` (blanks allowed after ``0x``), octal ``0..``, ``0`` or decimal, never signed;
+``0x..`` (read as C ``scanf("%x")`` reads what follows the ``0x``: blanks, then an optional
+sign and an optional second ``0x`` prefix, see :func:`scanf_hex`), octal ``0..``, ``0`` or
+decimal (never signed);
 character constants ``'c'`` or ``'\c'`` (no escape translation); identifiers
 ``[A-Za-z_][A-Za-z0-9_]*``, at most 80 characters, case-insensitive.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections import namedtuple
 
-from parsimonious.exceptions import IncompleteParseError, ParseError
-from parsimonious.grammar import Grammar
-from parsimonious.nodes import Node
-
+from soldrv import lexer_table
 from soldrv.errors import SolfmtError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (import cost)
+if TYPE_CHECKING:  # parsimonious is imported when the grammar is first used
+    from parsimonious.expressions import Expression
+    from parsimonious.grammar import Grammar
+    from parsimonious.nodes import Node
 
 KEYWORDS = (
     "solenoid",
@@ -74,7 +83,7 @@ KEYWORDS = (
 
 _KW_ALT = " / ".join(f'~r"{k}(?![A-Za-z0-9_])"i' for k in KEYWORDS)
 
-GRAMMAR = Grammar(
+GRAMMAR_TEXT = (
     r"""
     # ---------------- token layer (one reference token at a position) ----------------
     token        = skip tok
@@ -86,7 +95,9 @@ GRAMMAR = Grammar(
     punct        = ~r"[=:{}/]"
     charconst    = ~r"'\\?[\s\S]'"
     badchar_const = ~r"'\\?[\s\S]?"
-    hexnum       = ~r"0[xX][ \t\n\v\f\r]*[0-9a-fA-F]+"
+    # what C scanf("%x") reads after the lexer's "0x": blanks, a sign, a second 0x prefix
+    # (whose '0' alone is a complete number), hex digits
+    hexnum       = ~r"0[xX][ \t\n\v\f\r]*[+-]?(?:0[xX][0-9a-fA-F]*|[0-9a-fA-F]+)"
     badhex       = ~r"0[xX]"
     octnum       = ~r"0[0-7]+"
     badoct       = ~r"0(?=[89])"
@@ -144,28 +155,46 @@ GRAMMAR = Grammar(
     + "\n".join(f'    kw_{k} = ~r"{k}(?![A-Za-z0-9_])"i' for k in KEYWORDS)
     + "\n"
 )
+"""The grammar in parsimonious notation; :data:`GRAMMAR` is built from it on first use."""
+
+_grammar: Grammar | None = None
 
 
-@dataclass(frozen=True)
-class Token:
+def grammar() -> Grammar:
+    """The parsimonious :class:`~parsimonious.grammar.Grammar` of :data:`GRAMMAR_TEXT`, built
+    (and parsimonious imported) on the first call, about 35 ms; later calls return it."""
+    global _grammar
+    if _grammar is None:
+        from parsimonious.grammar import Grammar
+
+        _grammar = Grammar(GRAMMAR_TEXT)
+    return _grammar
+
+
+def __getattr__(name: str) -> Grammar:
+    """``GRAMMAR`` is built lazily (module attribute access builds it once)."""
+    if name == "GRAMMAR":
+        return grammar()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class Token(namedtuple("_TokenFields", "kind text start end")):
     """One token read by :class:`Lexer`.
 
     ``kind`` is the grammar rule that matched: ``punct``, ``charconst``, ``hexnum``,
     ``octnum``, ``zero``, ``decnum``, ``ident``, ``eof`` or one of the error kinds
     ``badchar_const``, ``badhex``, ``badoct``, ``badchar``. ``start``/``end`` are offsets of
-    the token text (comments and blanks before it excluded).
+    the token text (comments and blanks before it excluded). A named tuple: cheap to make.
+    Fields: ``kind: str``, ``text: str``, ``start: int``, ``end: int``.
     """
 
-    kind: str
-    text: str
-    start: int
-    end: int
+    __slots__ = ()
 
     @property
     def value(self) -> int:
         """Numeric value of a number token, or the character code of a char constant."""
         if self.kind == "hexnum":
-            return int(self.text[2:].lstrip(" \t\n\v\f\r"), 16)
+            return scanf_hex(self.text)
         if self.kind == "octnum":
             return int(self.text, 8)
         if self.kind == "zero":
@@ -194,6 +223,36 @@ class Token:
         return low if low in KEYWORDS else None
 
 
+_C_SPACE = " \t\n\v\f\r"
+"""The C ``isspace`` characters (scanf skips them; the lexer's blanks exclude VT and CR)."""
+
+
+def _hex_parts(text: str) -> tuple[int, str]:
+    """Split a ``hexnum`` token into (sign, hex digits without the prefixes; may be "")."""
+    body = text[2:].lstrip(_C_SPACE)
+    sign = 1
+    if body[:1] in "+-" and body:
+        sign = -1 if body[0] == "-" else 1
+        body = body[1:]
+    if body[:2] in ("0x", "0X"):
+        body = body[2:]
+    return sign, body
+
+
+def scanf_hex(text: str) -> int:
+    """Value of a ``hexnum`` token as the reference lexer gets it: ``0x`` then
+    ``fscanf("%x")`` into a C ``int`` (glibc semantics, checked against ``sscanf``).
+
+    scanf skips blanks, takes a sign and a second ``0x`` prefix, then hex digits:
+    ``0x0x12`` is 18, ``0x+7`` is 7, ``0x0x`` alone is 0 (the ``0`` of the prefix is the
+    number), and ``0x-1`` is -1: the unsigned conversion gives 0xFFFFFFFF, which the ``int``
+    holds as -1, so a 16-bit word of the .sft gets 0xFFFF and a v3 code byte 0xFF.
+    Magnitudes above :data:`INT_MAX` are refused by the lexer before this is used.
+    """
+    sign, digits = _hex_parts(text)
+    return sign * int(digits or "0", 16)
+
+
 LEX_ERRORS = {
     "badchar_const": "Character Constant Requires Two Apostrophes",
     "badhex": "Hex Number Syntax Error",
@@ -211,18 +270,15 @@ _OVERFLOW_ERRORS = {
     "decnum": "Decimal Number Syntax Error",
 }
 
-_C_SPACE = " \t\n\v\f\r"
-
-
 def _too_big(tok: Token) -> bool:
     """True if number token ``tok`` exceeds :data:`INT_MAX` (checked on the digits first, so
     that a number with thousands of digits is never converted)."""
     if tok.kind == "zero":
         return False
-    digits = tok.text[2:].lstrip(_C_SPACE) if tok.kind == "hexnum" else tok.text
+    digits = _hex_parts(tok.text)[1] if tok.kind == "hexnum" else tok.text
     if len(digits.lstrip("0")) > 11:
         return True
-    return tok.value > INT_MAX
+    return abs(tok.value) > INT_MAX
 
 
 def _lex_hint(text: str) -> str:
@@ -236,9 +292,20 @@ def _lex_hint(text: str) -> str:
     return ""
 
 
-_TOKEN_RULE = GRAMMAR["token"]
-_REST_RULE = GRAMMAR["rest_of_line"]
-_SPCHAR_RULE = GRAMMAR["set_point_entry_char"]
+_NEGATIVE_HEX_HINT = (
+    "numbers are never negative; the reference compiler (and --compat) reads a signed hex "
+    "number such as 0x-1 with C scanf as -1 and writes it as 0xFFFF (0xFF in a v3 code byte)"
+)
+
+LEXER_RULES = ("token", "rest_of_line", "set_point_entry_char")
+"""The token-layer rules :class:`Lexer` reads with (as regexes of :mod:`soldrv.lexer_table`)."""
+
+_TOKEN_RE = re.compile(lexer_table.TOKEN)
+_REST_RE = re.compile(lexer_table.REST_OF_LINE)
+_SPCHAR_RE = re.compile(lexer_table.SET_POINT_ENTRY_CHAR)
+_TOKEN_MATCH = _TOKEN_RE.match
+_NUMBER_KINDS = frozenset(("hexnum", "octnum", "zero", "decnum"))
+_new_token = tuple.__new__  # Token(...) without the keyword handling of namedtuple's __new__
 
 
 class Lexer:
@@ -246,12 +313,14 @@ class Lexer:
 
     ``pos`` is the current offset; it can be saved and restored (routine bodies are re-read
     from their saved offset at each use). Lexical errors raise :class:`SolfmtError` located
-    at the bad token.
+    at the bad token. With ``compat`` a signed hex number (``0x-1``) has the value C
+    ``scanf`` gives it (-1); without, a negative one is a ``Hex Number Syntax Error``.
     """
 
-    def __init__(self, text: str, filename: str = "<string>"):
+    def __init__(self, text: str, filename: str = "<string>", compat: bool = False):
         self.text = text
         self.filename = filename
+        self.compat = compat
         self.pos = 0
         self.last: Token | None = None
 
@@ -263,11 +332,12 @@ class Lexer:
 
     def next(self) -> Token:
         """Read the next token (skipping blanks and comments); raise on a lexical error."""
-        node = _TOKEN_RULE.match(self.text, self.pos)
-        tok_node = node.children[1].children[0]
-        kind = tok_node.expr_name
-        tok = Token(kind, tok_node.text, tok_node.start, tok_node.end)
-        self.pos = node.end
+        text = self.text
+        m = _TOKEN_MATCH(text, self.pos)
+        kind = m.lastgroup
+        start, end = m.span(kind)
+        tok = _new_token(Token, (kind, text[start:end], start, end))
+        self.pos = end
         self.last = tok
         if kind in LEX_ERRORS:
             hint = _lex_hint(tok.text)
@@ -275,10 +345,12 @@ class Lexer:
                 hint = ("the file starts with a UTF-8 byte-order mark (BOM); save it without "
                         "one")
             raise self.error(LEX_ERRORS[kind], tok.start, hint)
-        if tok.is_number and _too_big(tok):
+        if kind in _NUMBER_KINDS and _too_big(tok):
             # C scanf into an int would overflow: undefined in the reference, an error here
             raise self.error(_OVERFLOW_ERRORS[kind], tok.start,
                              f"numbers must not exceed {INT_MAX} (a C int)")
+        if kind == "hexnum" and not self.compat and tok.value < 0:
+            raise self.error("Hex Number Syntax Error", tok.start, _NEGATIVE_HEX_HINT)
         return tok
 
     def rest_of_line(self) -> tuple[str, int]:
@@ -286,12 +358,12 @@ class Lexer:
 
         Returns (text without the LF, offset of its first character).
         """
-        node = _REST_RULE.match(self.text, self.pos)
+        m = _REST_RE.match(self.text, self.pos)
         start = self.pos
-        self.pos = node.end
+        self.pos = m.end()
         if self.pos < len(self.text):
             self.pos += 1  # the LF
-        return node.text, start
+        return m.group(), start
 
     def set_point_char(self) -> tuple[str | None, int]:
         """Skip C-isspace characters and read one raw character (None at EOF).
@@ -299,11 +371,12 @@ class Lexer:
         Used for the set-point names of DtoA and Proxy lists, where ``;`` is not a comment.
         Returns (character or None, its offset).
         """
-        node = _SPCHAR_RULE.match(self.text, self.pos)
-        self.pos = node.end
-        if not node.text or node.text[-1] in _C_SPACE:
-            return None, node.end
-        return node.text[-1], node.end - 1
+        m = _SPCHAR_RE.match(self.text, self.pos)
+        text = m.group()
+        self.pos = end = m.end()
+        if not text or text[-1] in _C_SPACE:
+            return None, end
+        return text[-1], end - 1
 
 
 _NUMBER = "a number (decimal, 0-octal or 0x-hex)"
@@ -348,8 +421,10 @@ def parse(text: str, filename: str = "<string>") -> Node:
     Raises :class:`SolfmtError` (file:line:column) where the text stops matching the
     grammar, e.g. ``Syntax error: expected a number (...), found 'x'``.
     """
+    from parsimonious.exceptions import IncompleteParseError, ParseError
+
     try:
-        return GRAMMAR["file"].parse(text)
+        return grammar()["file"].parse(text)
     except (IncompleteParseError, ParseError) as e:
         rule = e.expr.name if e.expr is not None else ""
         found = _found(text, e.pos)
@@ -367,3 +442,82 @@ def statements(tree: Node) -> list[tuple[str, Node]]:
         stmt = item.children[1].children[0]
         out.append((stmt.expr_name, stmt))
     return out
+
+
+# ---------------------------------------------------------------- the lexer table
+
+
+def _regex_of(expr: Expression) -> str:
+    """A Python regex matching exactly what parsimonious expression ``expr`` matches.
+
+    PEG semantics are kept: a parsimonious regex or ordered choice never gives back what it
+    matched (atomic groups), quantifiers are possessive. Rule references are already
+    resolved in a built grammar.
+    """
+    from parsimonious.expressions import Literal, Lookahead, OneOf, Quantifier, Regex, Sequence
+
+    if isinstance(expr, Regex):
+        flags = expr.re.flags & (re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE)
+        pattern = expr.re.pattern
+        inline = "".join(f for f, bit in (("i", re.IGNORECASE), ("m", re.MULTILINE),
+                                           ("s", re.DOTALL), ("x", re.VERBOSE)) if flags & bit)
+        return f"(?>(?{inline}:{pattern}))" if inline else f"(?>{pattern})"
+    if isinstance(expr, Literal):
+        return re.escape(expr.literal)
+    if isinstance(expr, Sequence):
+        return "".join(_regex_of(m) for m in expr.members)
+    if isinstance(expr, OneOf):
+        return "(?>" + "|".join(_regex_of(m) for m in expr.members) + ")"
+    if isinstance(expr, Lookahead):
+        return ("(?!" if expr.negativity else "(?=") + _regex_of(expr.members[0]) + ")"
+    if isinstance(expr, Quantifier):
+        hi = "" if expr.max == float("inf") else str(expr.max)
+        return f"(?:{_regex_of(expr.members[0])}){{{expr.min},{hi}}}+"
+    raise TypeError(f"no regex for grammar expression {expr!r}")
+
+
+def lexer_table_source() -> str:
+    """The text of :mod:`soldrv.lexer_table`, derived from the token rules of the grammar.
+
+    ``TOKEN`` is ``token = skip tok`` with one named group per alternative of ``tok`` (the
+    group that matched is the token kind); ``REST_OF_LINE`` and ``SET_POINT_ENTRY_CHAR`` are
+    the raw readers. Regenerate with ``python -m soldrv.grammar`` after editing the token
+    rules; a test fails while the file is out of date.
+    """
+    g = grammar()
+    skip, tok = g["token"].members
+    # one piece per line in the file: the skip, then each alternative as a named group
+    token = [_regex_of(skip) + "(?>"]
+    token += [("|" if i else "") + f"(?P<{m.name}>{_regex_of(m)})"
+              for i, m in enumerate(tok.members)]
+    token.append(")")
+    table = {
+        "TOKEN": token,
+        "REST_OF_LINE": [_regex_of(g["rest_of_line"])],
+        "SET_POINT_ENTRY_CHAR": [_regex_of(g["set_point_entry_char"])],
+    }
+    if set(re.compile("".join(token)).groupindex) != {m.name for m in tok.members}:
+        raise ValueError("a token rule regex has a capture group: use (?:...)")
+    lines = [
+        '"""Lexer regexes generated from the token rules of :data:`soldrv.grammar.GRAMMAR_TEXT`.',
+        "",
+        "Do not edit: regenerate with ``python -m soldrv.grammar`` (a test checks this file is",
+        "current). :class:`soldrv.grammar.Lexer` reads with them, so that compiling needs",
+        "neither parsimonious nor the grammar built.",
+        '"""',
+        "",
+    ]
+    for name, pieces in table.items():
+        if len(pieces) == 1:
+            lines.append(f"{name} = {pieces[0]!r}")
+        else:
+            lines += [f"{name} = ("] + [f"    {p!r}" for p in pieces] + [")"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    target = Path(__file__).with_name("lexer_table.py")
+    target.write_text(lexer_table_source())
+    print(f"wrote {target}")

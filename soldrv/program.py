@@ -17,7 +17,7 @@ seconds; ``c == 0`` means 4 s (:func:`timer_period_seconds`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 # --- format versions -------------------------------------------------------------------------
 
@@ -90,9 +90,8 @@ def timer_period_seconds(count: int, *, runtime_truncation: bool = False) -> flo
 # --- instructions ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Instruction:
-    """One decoded mode-code instruction.
+class Instruction(namedtuple("_InstructionFields", "offset opcode operands size")):
+    """One decoded mode-code instruction (an immutable named tuple).
 
     ``offset`` is its byte offset in the mode code, ``size`` its length in bytes and
     ``operands`` the decoded operand values:
@@ -102,12 +101,11 @@ class Instruction:
     * SET_TIME: ``(count,)``; GOTO: ``(absolute_offset,)``; WAITS: ``(n,)``;
       SELECT: ``(mode,)``; DTOA: ``(set_point_index,)``; PROXY: ``(proxy_index,)``;
     * WAIT, END_MODE, MSWOK: ``()``.
+
+    Fields: ``offset: int``, ``opcode: int``, ``operands: tuple[int, ...]``, ``size: int``.
     """
 
-    offset: int
-    opcode: int
-    operands: tuple[int, ...]
-    size: int
+    __slots__ = ()
 
     @property
     def name(self) -> str:
@@ -215,8 +213,59 @@ def dccc_string(commands: list[int] | tuple[int, ...]) -> str:
 # --- tables ------------------------------------------------------------------------------
 
 
-@dataclass
-class Solenoid:
+class _Factory:
+    """A :class:`_Record` field default made fresh for each instance (``_Factory(list)``)."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: type) -> None:
+        self.make = make
+
+
+_REQUIRED = object()
+
+
+class _Record:
+    """Base of the table classes below: what ``@dataclass`` would give them (an ``__init__``
+    taking the fields of ``_FIELDS`` by position or keyword, field-wise ``==``, a readable
+    repr), without importing :mod:`dataclasses`, which costs about 10 ms at every start of
+    ``solfmt`` and ``soldrv``. ``_FIELDS`` holds (name, default) pairs in order."""
+
+    _FIELDS: tuple[tuple[str, object], ...] = ()
+    __hash__ = None  # mutable, compared by value, like a dataclass
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        cls = type(self).__name__
+        if len(args) > len(self._FIELDS):
+            raise TypeError(f"{cls}() takes at most {len(self._FIELDS)} positional arguments")
+        for i, (name, default) in enumerate(self._FIELDS):
+            if i < len(args):
+                if name in kwargs:
+                    raise TypeError(f"{cls}() got multiple values for argument {name!r}")
+                value = args[i]
+            elif name in kwargs:
+                value = kwargs.pop(name)
+            elif default is _REQUIRED:
+                raise TypeError(f"{cls}() missing required argument: {name!r}")
+            elif isinstance(default, _Factory):
+                value = default.make()
+            else:
+                value = default
+            setattr(self, name, value)
+        if kwargs:
+            raise TypeError(f"{cls}() got an unexpected keyword argument {next(iter(kwargs))!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n, _ in self._FIELDS)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n, _ in self._FIELDS)
+        return f"{type(self).__qualname__}({inner})"
+
+
+class Solenoid(_Record):
     """A strobed two-command device.
 
     ``open_cmd``/``close_cmd`` are discrete command numbers; ``status_addr``/``status_mask``
@@ -228,12 +277,13 @@ class Solenoid:
     close_cmd: int
     status_addr: int
     status_mask: int
-    name: str = ""
-    status_bit: int | None = None
+    name: str
+    status_bit: int | None
+    _FIELDS = (("open_cmd", _REQUIRED), ("close_cmd", _REQUIRED), ("status_addr", _REQUIRED),
+               ("status_mask", _REQUIRED), ("name", ""), ("status_bit", None))
 
 
-@dataclass
-class SetPoint:
+class SetPoint(_Record):
     """One D/A set point: write ``value`` to subbus ``address`` (address 0 = status word).
 
     ``dtoa`` (DtoA name) and ``char`` (its pattern character) are known only from a .sol.
@@ -241,29 +291,29 @@ class SetPoint:
 
     address: int
     value: int
-    dtoa: str = ""
-    char: str = ""
+    dtoa: str
+    char: str
+    _FIELDS = (("address", _REQUIRED), ("value", _REQUIRED), ("dtoa", ""), ("char", ""))
 
 
-@dataclass
-class DtoADef:
+class DtoADef(_Record):
     """A DtoA from the .sol: ``name``, subbus ``address`` and ``points`` (char, set-point index)."""
 
     name: str
     address: int
-    points: list[tuple[str, int]] = field(default_factory=list)
+    points: list[tuple[str, int]]
+    _FIELDS = (("name", _REQUIRED), ("address", _REQUIRED), ("points", _Factory(list)))
 
 
-@dataclass
-class ProxyDef:
+class ProxyDef(_Record):
     """A Proxy from the .sol: ``name`` and ``points`` (char, proxy id, index in proxy_ids)."""
 
     name: str
-    points: list[tuple[str, int, int]] = field(default_factory=list)
+    points: list[tuple[str, int, int]]
+    _FIELDS = (("name", _REQUIRED), ("points", _Factory(list)))
 
 
-@dataclass
-class ModeInfo:
+class ModeInfo(_Record):
     """What is known about one defined mode.
 
     ``offset`` is the entry point in the mode code. ``timer_count`` is the SET_TIME operand
@@ -275,12 +325,15 @@ class ModeInfo:
 
     number: int
     offset: int
-    timer_count: int | None = None
-    iterations: int = 1
-    resolution: tuple[int, int] | None = None
-    cycle_steps: int | None = None
-    select: int | None = None
-    description: str = ""
+    timer_count: int | None
+    iterations: int
+    resolution: tuple[int, int] | None
+    cycle_steps: int | None
+    select: int | None
+    description: str
+    _FIELDS = (("number", _REQUIRED), ("offset", _REQUIRED), ("timer_count", None),
+               ("iterations", 1), ("resolution", None), ("cycle_steps", None),
+               ("select", None), ("description", ""))
 
     @property
     def step_seconds(self) -> float | None:
@@ -290,8 +343,7 @@ class ModeInfo:
         return timer_period_seconds(self.timer_count)
 
 
-@dataclass
-class Program:
+class Program(_Record):
     """A compiled solenoid-cycle program (the content of an .sft file, plus .sol names).
 
     Fields stored in an .sft:
@@ -312,19 +364,24 @@ class Program:
     a file that was read).
     """
 
-    version: int = VERSION_3
-    command_set: str = "A"
-    solenoids: list[Solenoid] = field(default_factory=list)
-    set_points: list[SetPoint] = field(default_factory=list)
-    proxy_ids: list[int] = field(default_factory=list)
-    mode_indices: list[int] = field(default_factory=list)
-    code: bytes = b""
-    strings: list[str] = field(default_factory=list)
-    dtoas: list[DtoADef] = field(default_factory=list)
-    proxies: list[ProxyDef] = field(default_factory=list)
-    modes: dict[int, ModeInfo] = field(default_factory=dict)
-    source: list[str] = field(default_factory=list)
-    trailing_bytes: int = 0
+    version: int
+    command_set: str
+    solenoids: list[Solenoid]
+    set_points: list[SetPoint]
+    proxy_ids: list[int]
+    mode_indices: list[int]
+    code: bytes
+    strings: list[str]
+    dtoas: list[DtoADef]
+    proxies: list[ProxyDef]
+    modes: dict[int, ModeInfo]
+    source: list[str]
+    trailing_bytes: int
+    _FIELDS = (("version", VERSION_3), ("command_set", "A"), ("solenoids", _Factory(list)),
+               ("set_points", _Factory(list)), ("proxy_ids", _Factory(list)),
+               ("mode_indices", _Factory(list)), ("code", b""), ("strings", _Factory(list)),
+               ("dtoas", _Factory(list)), ("proxies", _Factory(list)),
+               ("modes", _Factory(dict)), ("source", _Factory(list)), ("trailing_bytes", 0))
 
     # -- queries ------------------------------------------------------------------
 

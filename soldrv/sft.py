@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import copy
 import os
-from pathlib import Path
 
+from soldrv.input_files import MAX_SFT_BYTES, read_regular_file
 from soldrv.program import (
     OPCODE_NAMES,
     SOL_GOTO,
@@ -172,10 +172,11 @@ def _read_strings(r: _Reader) -> list[str]:
 def load_sft(path: str | os.PathLike[str]) -> Program:
     """Read an .sft file from ``path`` (see :func:`read_sft`).
 
-    OSError if the file cannot be read; SftError if its content is malformed (the message
-    then starts with the file name).
+    OSError if the file cannot be read, is not a regular file (a FIFO or device is refused
+    at once) or is larger than :data:`~soldrv.input_files.MAX_SFT_BYTES`; SftError if its
+    content is malformed (the message then starts with the file name).
     """
-    data = Path(path).read_bytes()
+    data = read_regular_file(path, MAX_SFT_BYTES, "an .sft file")
     try:
         prog = read_sft(data)
     except SftError as e:
@@ -238,7 +239,9 @@ def write_sft(program: Program, version: int | None = None) -> bytes:
 
 def save_sft(program: Program, path: str | os.PathLike[str], version: int | None = None) -> None:
     """Write ``program`` to ``path`` (see :func:`write_sft`); OSError if it cannot be written."""
-    Path(path).write_bytes(write_sft(program, version))
+    data = write_sft(program, version)
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def _norm_version(version: int) -> int:

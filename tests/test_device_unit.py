@@ -1,129 +1,32 @@
-"""CS800 device without an IOC: ophyd fake signals plus a tiny controller model.
+"""The ophyd CS800 device without an IOC: what only the ophyd family has (threads, ophyd
+statuses, components, fake-signal metadata, the runner's clock).
 
-:class:`FakeController` plays the controller behind the fake PVs: it reacts to the ``.PROC``
-writes (RAMP, COOL, PLAT, HOLD, END, PURGE, RESTART, PAUSE, RESUME) by updating TARGETTEMP,
-PHASE, RUNMODE, SETPOINT and TEMP with ``sim_put``. Moves finish at once (``instant=True``) or
-wait for the test to call :meth:`FakeController.arrive`. It records every command sent.
+The behaviour both families share (the move rules, the commands, their refusals and
+sentences) is tested once per family in ``test_cs800_families.py``, with the controller model
+and case tables of ``cs800_fakes.py`` used here too.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import threading
 import time
 
 import polling
 import pytest
-from ophyd.sim import make_fake_device
+from cs800_fakes import WAIT, FakeController, FakeCS800
 
-from ophyd_cs800.device import CS800, error_message
+from ophyd_cs800.device import error_message
 from ophyd_cs800.errors import (
-    CS800CommsDisabledError,
-    CS800Error,
-    CS800InterruptedError,
-    CS800NotAcceptedError,
     CS800RangeError,
-    CS800ShutDownError,
     CS800StaleError,
-    CS800TimeoutError,
 )
 from ophyd_cs800.move_status import MoveJob, Snapshot
 from ophyd_cs800.protocol import Phase, RunMode
 
-FakeCS800 = make_fake_device(CS800)
-WAIT = 10.0  # generous bound for any status in these tests (they finish in well under 1 s)
-
-COMMANDS = ("RAMP", "COOL", "PLAT", "HOLD", "END", "PURGE", "PAUSE", "RESUME", "RESTART")
-
-
-class FakeController:
-    """The controller behind a fake CS800 (see the module docstring)."""
-
-    def __init__(self, dev, *, temp=300.0, run_mode=RunMode.RUN, instant=True):
-        self.dev = dev
-        self.instant = instant
-        self.sent: list[tuple[str, dict]] = []
-        self.drop = 0  # ignore this many commands (the controller never replies)
-        self.lock = threading.Lock()
-        for sig, value in ((dev.disable, 0), (dev.min_temp, 80.0), (dev.max_temp, 400.0),
-                           (dev.controller_number, 411), (dev.firmware, 115),
-                           (dev.alarm, "No errors or warnings")):
-            sig.sim_put(value)
-        self.set_state(temp=temp, setpoint=temp, target=temp, phase=Phase.HOLD,
-                       run_mode=run_mode)
-        for name in COMMANDS:
-            sig = getattr(dev, f"cmd_{name.lower()}")
-            sig.sim_set_putter(lambda value, _name=name: self._command(_name))
-
-    def set_state(self, **values):
-        names = {"temp": "temperature", "setpoint": "setpoint", "target": "target",
-                 "phase": "phase", "run_mode": "run_mode", "alarm": "alarm"}
-        for key, value in values.items():
-            getattr(self.dev, names[key]).sim_put(int(value) if key in ("phase", "run_mode")
-                                                  else value)
-
-    def params(self):
-        return {name: getattr(self.dev, name).get()
-                for name in ("rrate", "rtemp", "ctemp", "ptime", "erate")}
-
-    def names(self):
-        return [name for name, _ in self.sent]
-
-    def _command(self, name):
-        with self.lock:
-            self.sent.append((name, self.params()))
-            if self.drop > 0:
-                self.drop -= 1
-                return
-        getattr(self, f"_on_{name.lower()}")()
-
-    def _start(self, target, phase):
-        if self.dev.run_mode.get() not in (RunMode.STARTUP_OK, RunMode.RUN):
-            return
-        self.set_state(run_mode=RunMode.RUN, target=target, phase=phase)
-        if self.instant:
-            self.arrive()
-
-    def arrive(self, temp=None):
-        target = self.dev.target.get()
-        self.set_state(setpoint=target, phase=Phase.HOLD, temp=target if temp is None else temp)
-
-    def _on_ramp(self):
-        self._start(self.dev.rtemp.get(), Phase.RAMP)
-
-    def _on_cool(self):
-        self._start(self.dev.ctemp.get(), Phase.COOL)
-
-    def _on_plat(self):
-        self.set_state(run_mode=RunMode.RUN, phase=Phase.PLAT)
-
-    def _on_hold(self):
-        self.set_state(run_mode=RunMode.RUN, phase=Phase.HOLD)
-
-    def _on_end(self):
-        self.set_state(phase=Phase.END)
-        if self.instant:
-            self.set_state(temp=300.0, run_mode=RunMode.SHUTDOWN_OK, alarm="End complete")
-
-    def _on_purge(self):
-        self.set_state(phase=Phase.PURGE)
-        if self.instant:
-            self.set_state(temp=300.0, run_mode=RunMode.SHUTDOWN_OK, alarm="Purge complete")
-
-    def _on_restart(self):
-        self.set_state(run_mode=RunMode.STARTUP)
-        if self.instant:
-            self.set_state(run_mode=RunMode.STARTUP_OK)
-
-    def _on_pause(self):
-        self.set_state(phase=Phase.HOLD)
-
-    def _on_resume(self):
-        self.set_state(phase=Phase.RAMP)
-
 
 def make_device(*, settle_time=0.0, name="cs0", **kwargs):
+    kwargs.setdefault("stale_after", None)  # driven by hand: staleness has its own tests
     dev = FakeCS800("X:CS0:", name=name, settle_time=settle_time, status_period=0.05, **kwargs)
     return dev
 
@@ -178,35 +81,6 @@ def test_tunables_from_constructor():
 
 
 # -- set: the happy paths --------------------------------------------------------------------
-def test_set_writes_rate_target_then_ramp_and_finishes(dev, ctl):
-    status = dev.set(150)
-    status.wait(WAIT)
-    assert status.success
-    assert ctl.names() == ["RAMP"]
-    assert ctl.sent[0][1]["rrate"] == 360 and ctl.sent[0][1]["rtemp"] == 150.0
-    assert dev.position == 150.0 and not dev.moving
-
-
-def test_set_with_rate_and_rounding_to_centikelvin(dev, ctl):
-    dev.set(150.004, rate=120).wait(WAIT)
-    assert ctl.sent[0][1]["rrate"] == 120 and ctl.sent[0][1]["rtemp"] == 150.0
-
-
-def test_not_done_while_ramping_nor_before_phase_leaves_ramp():
-    dev = make_device()
-    ctl = FakeController(dev, instant=False)
-    status = dev.set(150)
-    assert wait_until(lambda: ctl.names() == ["RAMP"])
-    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
-    assert dev.moving
-    ctl.set_state(temp=150.0)  # readback at target but the phase still says Ramp
-    assert not status.done
-    time.sleep(0.2)  # several poll intervals: must still not be done
-    assert not status.done
-    ctl.arrive()
-    status.wait(WAIT)
-    assert status.success
-
 
 def test_settle_time_restarts_when_temperature_leaves_the_band():
     """Pure logic on synthetic snapshots (no wall clock): the settle clock restarts."""
@@ -227,41 +101,6 @@ def test_settle_time_restarts_when_temperature_leaves_the_band():
     assert job.done(snap(1.3, 150.05))  # 0.6 s after re-entering
 
 
-def test_settle_time_is_honoured_by_the_device():
-    dev = make_device(settle_time=0.4)
-    ctl = FakeController(dev, instant=False)
-    status = dev.set(150)
-    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
-    ctl.arrive(temp=150.1)
-    arrived = time.monotonic()
-    status.wait(WAIT)
-    assert status.success and time.monotonic() - arrived >= 0.4 - 0.05  # lower bound only
-
-
-def test_move_to_current_temperature_finishes_without_new_monitors():
-    dev = make_device()
-    ctl = FakeController(dev, temp=150.0)
-    ctl.instant = False
-    for name in COMMANDS:  # a real IOC posts nothing when nothing changes
-        getattr(dev, f"cmd_{name.lower()}").sim_set_putter(lambda value: None)
-    status = dev.set(150.0)
-    status.wait(WAIT)
-    assert status.success
-
-
-def test_start_from_ready_mode(dev):
-    ctl = FakeController(dev, run_mode=RunMode.STARTUP_OK)
-    dev.set(200).wait(WAIT)
-    assert dev.run_mode.get() == RunMode.RUN
-    assert ctl.names() == ["RAMP"]
-
-
-def test_cool_writes_ctemp_and_cool(dev, ctl):
-    dev.cool(100).wait(WAIT)
-    assert ctl.names() == ["COOL"] and ctl.sent[0][1]["ctemp"] == 100.0
-    with pytest.raises(CS800RangeError, match="as fast as possible"):
-        dev.set(120, cool=True, rate=100)
-
 
 def test_move_and_moved_cb(dev, ctl):
     called = []
@@ -270,85 +109,8 @@ def test_move_and_moved_cb(dev, ctl):
     assert wait_until(lambda: called == [dev])
 
 
-def test_progress_is_reported_to_watchers():
-    dev = make_device()
-    ctl = FakeController(dev, instant=False)
-    updates = []
-    status = dev.set(200)
-    status.watch(lambda **kw: updates.append(kw))
-    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
-    for temp in (280.0, 250.0, 220.0):
-        ctl.set_state(temp=temp)
-    ctl.arrive()
-    status.wait(WAIT)
-    assert [u["current"] for u in updates[:3]] == [280.0, 250.0, 220.0]
-    first = updates[0]
-    assert first["initial"] == 300.0 and first["target"] == 200.0 and first["unit"] == "K"
-    assert first["fraction"] == pytest.approx(0.8)
-    assert first["time_elapsed"] >= 0
-
 
 # -- set: refused before anything is sent ---------------------------------------------------------
-@pytest.mark.parametrize("target", [79.99, 400.01, 500, -5, math.nan, "hot"])
-def test_out_of_range_target_raises_before_sending(dev, ctl, target):
-    with pytest.raises(CS800RangeError) as info:
-        dev.set(target)
-    assert "nothing was sent" in str(info.value)
-    assert isinstance(info.value, ValueError)
-    assert ctl.sent == []
-    if target == 500:
-        assert "80.00 K to 400.00 K" in str(info.value)
-
-
-def test_range_follows_device_limits_and_falls_back_when_invalid(dev, ctl):
-    dev.max_temp.sim_put(500.0)  # a "Plus" unit
-    assert dev.limits == (80.0, 500.0)
-    dev.set(450).wait(WAIT)
-    dev.max_temp.sim_put(math.nan)
-    assert dev.limits == (80.0, 400.0)
-    dev.max_temp.sim_put(500.0, metadata={"severity": 3})
-    assert dev.limits == (80.0, 400.0)
-
-
-@pytest.mark.parametrize("rate", [0, 361, 12.5, "fast"])
-def test_bad_rate_raises_before_sending(dev, ctl, rate):
-    with pytest.raises(CS800RangeError, match="ramp rate"):
-        dev.set(150, rate=rate)
-    assert ctl.sent == []
-
-
-def test_comms_disabled_raises(dev, ctl):
-    dev.disable.sim_put(1)
-    with pytest.raises(CS800CommsDisabledError, match="disabled") as info:
-        dev.set(150)
-    assert "disable.put(0)" in str(info.value)
-    assert ctl.sent == []
-
-
-@pytest.mark.parametrize("mode", [RunMode.SHUTDOWN_OK, RunMode.SHUTDOWN_FAIL,
-                                  RunMode.STARTUP_FAIL])
-def test_shut_down_controller_raises_restart_first(dev, ctl, mode):
-    ctl.set_state(run_mode=mode)
-    with pytest.raises(CS800ShutDownError, match="controller is shut down") as info:
-        dev.set(150)
-    assert "restart it first" in str(info.value)
-    assert ctl.sent == []
-
-
-@pytest.mark.parametrize("mode", [RunMode.STARTUP, RunMode.SETUP])
-def test_starting_or_setup_controller_raises(dev, ctl, mode):
-    ctl.set_state(run_mode=mode)
-    with pytest.raises(CS800ShutDownError, match="needs Ready or Run"):
-        dev.set(150)
-    assert ctl.sent == []
-
-
-def test_stale_controller_raises_before_sending(dev, ctl):
-    dev.temperature.sim_put(300.0, metadata={"severity": 3})
-    with pytest.raises(CS800StaleError, match="not reporting"):
-        dev.set(150)
-    assert ctl.sent == []
-
 
 def test_disconnected_pv_raises_clear_error(dev, ctl, monkeypatch):
     def never(timeout=None):
@@ -363,255 +125,10 @@ def test_disconnected_pv_raises_clear_error(dev, ctl, monkeypatch):
 
 
 # -- set: failures found while following the move ------------------------------------------------
-def test_resends_when_the_command_is_ignored(dev, ctl):
-    ctl.drop = 1
-    status = dev.set(150)
-    status.wait(WAIT)
-    assert status.success and ctl.names() == ["RAMP", "RAMP"]
-
-
-def test_not_accepted_after_bounded_resends(dev, ctl):
-    ctl.drop = 100
-    exc = failure(dev.set(150))
-    assert isinstance(exc, CS800NotAcceptedError)
-    assert "did not accept the ramp to 150.00 K at 360 K/h after 3 attempts" in str(exc)
-    assert ctl.names() == ["RAMP"] * 3
-
-
-def test_timeout_sends_hold_and_names_the_state():
-    dev = make_device()
-    ctl = FakeController(dev, instant=False)
-    exc = failure(dev.set(150, timeout=0.3))
-    assert isinstance(exc, CS800TimeoutError) and isinstance(exc, TimeoutError)
-    assert "did not finish within 0 s" in str(exc) and "HOLD was sent" in str(exc)
-    assert ctl.names() == ["RAMP", "HOLD"]
-
-
-def test_default_timeout_from_distance_and_rate(dev, ctl):
-    dev.timeout_margin = 60
-    dev.settle_time.put(5.0)
-    ctl.instant = False
-    dev.set(120, rate=360)  # 180 K at 360 K/h: 1800 s * 1.1 + 60 + 5
-    assert dev._runner.job.timeout == pytest.approx(1980 + 65)
-    dev.timeout = 42.0
-    dev.set(130)
-    assert dev._runner.job.timeout == 42.0
-    dev.stop()
-
-
-def test_stale_during_move_fails_clearly():
-    dev = make_device()
-    ctl = FakeController(dev, instant=False)
-    status = dev.set(150)
-    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
-    dev.temperature.sim_put(250.0, metadata={"severity": 3})
-    exc = failure(status)
-    assert isinstance(exc, CS800StaleError)
-    assert "stopped reporting" in str(exc) and "250.00 K" in str(exc)
-    assert "HOLD" not in ctl.names()
-
-
-def test_no_updates_for_too_long_fails_as_stale():
-    dev = make_device(stale_after=0.3)
-    FakeController(dev, instant=False)
-    exc = failure(dev.set(150))
-    assert isinstance(exc, CS800StaleError) and "no status update" in str(exc)
-
-
-def test_shutdown_during_move_fails(dev):
-    ctl = FakeController(dev, instant=False)
-    status = dev.set(150)
-    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
-    ctl.set_state(run_mode=RunMode.SHUTDOWN_FAIL, alarm="Low flow rate")
-    exc = failure(status)
-    assert isinstance(exc, CS800ShutDownError) and "Low flow rate" in str(exc)
-
-
-def test_hold_from_elsewhere_interrupts_the_move(dev):
-    ctl = FakeController(dev, instant=False)
-    status = dev.set(150)
-    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
-    ctl.set_state(phase=Phase.HOLD, setpoint=240.0, temp=240.0)
-    exc = failure(status)
-    assert isinstance(exc, CS800InterruptedError) and "240.00 K" in str(exc)
-
-
-def test_write_failure_is_reported(dev, ctl):
-    def broken(value):
-        raise ConnectionError("virtual circuit disconnected")
-
-    dev.cmd_ramp.sim_set_putter(broken)
-    exc = failure(dev.set(150))
-    assert isinstance(exc, CS800Error)
-    assert "could not send the ramp" in str(exc) and "virtual circuit" in str(exc)
-
-
-def test_ioc_clamping_rtemp_is_reported(dev, ctl):
-    dev.rtemp.sim_set_putter(lambda value: dev.rtemp.sim_put(min(value, 360.0)))
-    exc = failure(dev.set(380))
-    assert isinstance(exc, CS800RangeError) and "limited X:CS0:RTEMP to 360.00 K" in str(exc)
-    assert ctl.sent == []
-
-
-def test_new_move_supersedes_the_running_one(dev):
-    ctl = FakeController(dev, instant=False)
-    first = dev.set(150)
-    first_runner = dev._runner
-    second = dev.set(200)
-    first.wait(WAIT)  # replaced by a newer command: over, not failed (like an ophyd motor)
-    assert first.success and not second.done
-    first_runner.thread.join(WAIT)
-    assert not first_runner.thread.is_alive()  # one poll thread per device, not per move
-    ctl.arrive()
-    second.wait(WAIT)
-    assert second.success
-    # the two commands' parameter writes never interleave: each RAMP carries its own target
-    assert [params["rtemp"] for name, params in ctl.sent if name == "RAMP"][-1] == 200.0
-    assert dev.target.get() == 200.0
-
-
-def test_plan_may_start_commands_without_waiting_then_send_others(dev):
-    """plateau (wait=False by default), ramp(wait=False), hold in ONE plan: no FailedStatus."""
-    from bluesky import RunEngine
-
-    from ophyd_cs800 import plans
-
-    ctl = FakeController(dev, instant=False)
-    engine = RunEngine({}, context_managers=[])
-
-    def plan():
-        yield from plans.plateau(dev, 5)
-        yield from plans.ramp(dev, 150, wait=False, record=False)
-        yield from plans.hold(dev)
-
-    engine(plan())
-    assert ctl.names() == ["PLAT", "RAMP", "HOLD"]
-    assert dev.active_job is None and not dev.moving
-
-
-def test_same_command_again_takes_over_and_both_finish(dev):
-    ctl = FakeController(dev, instant=False)
-    first = dev.set(150)
-    second = dev.set(150)  # e.g. the RunEngine replaying the set after a pause
-    ctl.arrive()
-    second.wait(WAIT)
-    first.wait(WAIT)
-    assert first.success and second.success
-
-
-def test_same_command_again_shares_a_failure(dev):
-    ctl = FakeController(dev, instant=False)
-    first = dev.set(150)
-    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
-    second = dev.set(150)
-    assert ctl.names() == ["RAMP"]  # already acting on it: followed, not sent again
-    dev.stop()
-    assert isinstance(failure(second), CS800InterruptedError)
-    assert isinstance(failure(first), CS800InterruptedError)
-
 
 # -- stop -----------------------------------------------------------------------------------------
-def test_stop_success_true_does_nothing(dev):
-    ctl = FakeController(dev, instant=False)
-    status = dev.set(150)
-    assert wait_until(lambda: ctl.names() == ["RAMP"])
-    dev.stop(success=True)
-    assert ctl.names() == ["RAMP"] and not status.done
-    ctl.arrive()
-    status.wait(WAIT)
-    assert status.success
-
-
-def test_stop_during_move_sends_hold_and_fails_the_move(dev):
-    ctl = FakeController(dev, instant=False)
-    status = dev.set(150)
-    assert wait_until(lambda: ctl.names() == ["RAMP"])
-    dev.stop()
-    exc = failure(status)
-    assert isinstance(exc, CS800InterruptedError) and "HOLD was sent" in str(exc)
-    assert ctl.names() == ["RAMP", "HOLD"]
-    assert not dev.moving
-
-
-def test_stop_when_idle_sends_nothing_but_stops_a_foreign_ramp(dev, ctl):
-    dev.stop()
-    assert ctl.sent == []
-    ctl.set_state(phase=Phase.RAMP, target=100.0)  # ramp started from a screen
-    dev.stop()
-    assert ctl.names() == ["HOLD"]
-
 
 # -- other commands ------------------------------------------------------------------------------
-def test_plateau_waits_for_the_plat_phase_to_end(dev, ctl):
-    status = dev.plateau(5)
-    assert wait_until(lambda: ctl.names() == ["PLAT"])
-    assert ctl.sent[0][1]["ptime"] == 5
-    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
-    assert not status.done
-    ctl.set_state(phase=Phase.HOLD)
-    status.wait(WAIT)
-    assert status.success
-
-
-@pytest.mark.parametrize("minutes", [0, 1441, 2.5])
-def test_plateau_range(dev, ctl, minutes):
-    with pytest.raises(CS800RangeError, match="plateau duration"):
-        dev.plateau(minutes)
-    assert ctl.sent == []
-
-
-def test_hold_ends_a_move(dev):
-    ctl = FakeController(dev, instant=False)
-    move = dev.set(150)
-    assert wait_until(lambda: ctl.names() == ["RAMP"])
-    dev.hold().wait(WAIT)
-    move.wait(WAIT)
-    assert move.done and ctl.names() == ["RAMP", "HOLD"]
-    assert dev.phase.get() == Phase.HOLD and not dev.moving
-
-
-def test_end_then_ramp_raises_shut_down_then_restart(dev, ctl):
-    dev.end(rate=200).wait(WAIT)
-    assert ctl.sent[-1] == ("END", ctl.sent[-1][1]) and ctl.sent[-1][1]["erate"] == 200
-    assert dev.run_mode.get() == RunMode.SHUTDOWN_OK
-    with pytest.raises(CS800ShutDownError, match="controller is shut down"):
-        dev.set(150)
-    assert dev.end().done  # already shut down: nothing sent
-    assert ctl.names() == ["END"]
-    dev.restart().wait(WAIT)
-    assert dev.run_mode.get() == RunMode.STARTUP_OK
-    assert dev.restart().done and ctl.names() == ["END", "RESTART"]
-    dev.set(150).wait(WAIT)
-
-
-@pytest.mark.parametrize("rate", [0, 361, 1.5])
-def test_end_rate_range(dev, ctl, rate):
-    with pytest.raises(CS800RangeError, match="end rate"):
-        dev.end(rate)
-
-
-def test_purge_and_shutdown_fail(dev, ctl):
-    dev.purge().wait(WAIT)
-    assert ctl.names() == ["PURGE"] and dev.run_mode.get() == RunMode.SHUTDOWN_OK
-    ctl.set_state(run_mode=RunMode.RUN, phase=Phase.HOLD)
-    ctl.instant = False
-    status = dev.purge()
-    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
-    ctl.set_state(run_mode=RunMode.SHUTDOWN_FAIL)
-    assert "shut down with an error" in str(failure(status))
-
-
-def test_restart_startup_fail_and_setup(dev, ctl):
-    ctl.set_state(run_mode=RunMode.SHUTDOWN_FAIL)
-    ctl.instant = False
-    status = dev.restart()
-    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
-    ctl.set_state(run_mode=RunMode.STARTUP_FAIL)
-    assert "failed its start-up checks" in str(failure(status))
-    ctl.set_state(run_mode=RunMode.SETUP)
-    with pytest.raises(CS800ShutDownError, match="Setup mode"):
-        dev.restart()
-
 
 class PausedMove:
     """A move to 150 K under way (controller at 250 K), its runner on a clock the test skews,
@@ -691,19 +208,6 @@ def test_a_pause_requested_while_resume_is_written_stays_in_force():
     move.finish(["RAMP", "PAUSE", "RESUME", "PAUSE", "RESUME"])
 
 
-def test_turbo_writes_turbo_pv(dev, ctl):
-    dev.set_turbo(True).wait(WAIT)
-    assert dev.turbo.get() == 1
-    dev.set_turbo("Off").wait(WAIT)
-    assert dev.turbo.get() == 0
-
-
-def test_actions_call_device_methods(dev, ctl):
-    dev.actions.plateau.set(3)
-    assert wait_until(lambda: ctl.names() == ["PLAT"])
-    dev.actions.hold.set(1).wait(WAIT)
-    assert ctl.names() == ["PLAT", "HOLD"]
-
 
 def test_error_message_unwraps_causes():
     inner = CS800StaleError("cs0: the controller stopped reporting")
@@ -717,10 +221,6 @@ def test_error_message_unwraps_causes():
     assert error_message(ValueError("plain")) == "plain"
 
 
-def test_describe_state(dev, ctl):
-    text = dev.describe_state()
-    assert text == "cs0: TEMP 300.00 K, phase Hold, run mode Run, target 300.00 K"
-
 
 def test_destroy_ends_a_running_move():
     dev = make_device()
@@ -729,18 +229,6 @@ def test_destroy_ends_a_running_move():
     dev.destroy()
     assert "destroyed" in str(failure(status))
 
-
-def test_stop_still_ends_the_move_when_hold_cannot_be_sent(dev):
-    ctl = FakeController(dev, instant=False)
-    status = dev.set(150)
-    assert wait_until(lambda: ctl.names() == ["RAMP"])
-
-    def broken(value):
-        raise ConnectionError("no circuit")
-
-    dev.cmd_hold.sim_set_putter(broken)
-    dev.stop()
-    assert "sending HOLD failed: no circuit" in str(failure(status))
 
 
 def test_repr_shows_the_settle_time_signal_not_a_number(dev):
@@ -752,98 +240,11 @@ def test_purge_when_already_shut_down_sends_nothing(dev, ctl):
     assert dev.purge().done and ctl.sent == []
 
 
-def test_explicit_timeouts_for_plateau_and_end(dev):
-    ctl = FakeController(dev, instant=False)
-    exc = failure(dev.plateau(1, timeout=0.2))  # accepted, but never leaves Plat
-    assert isinstance(exc, CS800TimeoutError) and "plateau of 1 min" in str(exc)
-    exc = failure(dev.end(timeout=0.2))
-    assert isinstance(exc, CS800TimeoutError) and "end at 360 K/h" in str(exc)
-    assert "HOLD" not in ctl.names()  # only a move holds on timeout
-
-
-def test_pause_write_failure_is_a_sentence(dev, ctl):
-    def broken(value):
-        raise ConnectionError("put timed out")
-
-    dev.cmd_pause.sim_set_putter(broken)
-    exc = failure(dev.pause_program())
-    assert str(exc) == "cs0: could not send pause: put timed out"
-    assert not dev.paused  # the controller never paused: moves keep their timeout
-
 
 def test_action_put_starts_the_command_without_waiting(dev, ctl):
     dev.actions.hold.put(1)
     assert wait_until(lambda: ctl.names() == ["HOLD"])
 
-
-def test_unreadable_disable_counts_as_disabled(dev, ctl):
-    dev.disable.sim_put(None)
-    with pytest.raises(CS800CommsDisabledError):
-        dev.set(150)
-
-
-def test_stop_while_the_command_is_being_written_holds_after_it_not_before(dev):
-    """A slow RTEMP write in flight: stop() waits for it, so HOLD is the last command."""
-    ctl = FakeController(dev, instant=False)
-    entered, gate = threading.Event(), threading.Event()
-
-    def slow_rtemp(value):
-        entered.set()
-        gate.wait(WAIT)
-        dev.rtemp.sim_put(value)
-
-    dev.rtemp.sim_set_putter(slow_rtemp)
-    status = dev.set(150)
-    assert entered.wait(WAIT)
-    stopper = threading.Thread(target=dev.stop)
-    stopper.start()
-    assert not wait_until(lambda: "HOLD" in ctl.names(), timeout=0.3)  # waits for the write
-    gate.set()
-    stopper.join(WAIT)
-    assert isinstance(failure(status), CS800InterruptedError)
-    assert ctl.names() == ["RAMP", "HOLD"]
-    assert dev._runner is None or dev._runner.closed
-
-
-def test_a_stopped_runner_never_resends():
-    """The controller ignores RAMP; stop() lands between re-sends: no RAMP after the HOLD."""
-    dev = make_device()
-    ctl = FakeController(dev, instant=False)
-    ctl.drop = 100
-    status = dev.set(150)
-    assert wait_until(lambda: ctl.names().count("RAMP") >= 2)
-    runner = dev._runner
-    dev.stop()
-    assert isinstance(failure(status), CS800InterruptedError)
-    runner.thread.join(WAIT)
-    assert not runner.thread.is_alive()  # the poll thread ends with the job
-    assert ctl.names()[-1] == "HOLD"
-
-
-def test_two_devices_move_independently():
-    dev_a, dev_b = make_device(name="cs0"), make_device(name="cs1")
-    ctl_a = FakeController(dev_a, instant=False)
-    ctl_b = FakeController(dev_b, instant=False)
-    move_a, move_b = dev_a.set(150), dev_b.set(250)
-    assert wait_until(lambda: ctl_a.names() == ["RAMP"] and ctl_b.names() == ["RAMP"])
-    ctl_b.arrive()
-    move_b.wait(WAIT)
-    assert move_b.success and not move_a.done and dev_a.moving and not dev_b.moving
-    dev_b.stop()  # idle device: sends nothing, leaves the other alone
-    assert ctl_b.names() == ["RAMP"] and not move_a.done
-    ctl_a.arrive()
-    move_a.wait(WAIT)
-    assert (dev_a.position, dev_b.position) == (150.0, 250.0)
-    assert dev_a._runner is None and dev_b._runner is None
-    assert wait_until(lambda: not [t for t in threading.enumerate()
-                                   if t.name.startswith("cs800-cs1-")])  # no thread left
-
-
-def test_target_equal_to_the_device_maximum_is_allowed(dev, ctl):
-    dev.set(400.0000001).wait(WAIT)  # DEVICEMAXTEMP up to float noise
-    assert ctl.sent[-1][1]["rtemp"] == 400.0
-    with pytest.raises(CS800RangeError, match="target 400.01 K is out of range"):
-        dev.set(400.006)  # rounds to 400.01 K on the wire: refused
 
 
 def test_not_available_max_temp_falls_back_to_default_range(dev, ctl):
@@ -855,22 +256,6 @@ def test_not_available_max_temp_falls_back_to_default_range(dev, ctl):
     dev.max_temp.sim_put(0.0)
     assert dev.limits == (80.0, 400.0)
 
-
-def test_rate_zero_points_at_cool(dev, ctl):
-    with pytest.raises(CS800RangeError, match="use cool") as info:
-        dev.set(150, rate=0)
-    assert "nothing was sent" in str(info.value) and ctl.sent == []
-
-
-def test_reissued_plateau_is_followed_not_restarted(dev, ctl):
-    """RE.resume() replays the set: a running plateau must not be sent (restarted) again."""
-    first = dev.plateau(5)
-    assert wait_until(lambda: dev._runner is not None and dev._runner.accepted)
-    second = dev.plateau(5)
-    ctl.set_state(phase=Phase.HOLD)
-    second.wait(WAIT)
-    first.wait(WAIT)
-    assert first.success and second.success and ctl.names() == ["PLAT"]
 
 
 def test_actions_work_when_the_cs800_is_a_component_of_another_device():

@@ -211,14 +211,14 @@ def test_cli_default_names_multiple_inputs_and_verbose(tmp_path):
     proc = _solfmt(["--compat", "hoxslp", "laser"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "Output written to file hoxslp.sft" in proc.stdout
-    ref3 = ref_bytes("arp-hoxotope__TM__laser@b93458c", 3)
-    assert (tmp_path / "hoxslp.sft").read_bytes() == ref3
+    ref4 = ref_bytes("arp-hoxotope__TM__laser@b93458c", 4)
+    assert (tmp_path / "hoxslp.sft").read_bytes() == ref4  # --format 4 is the default
     proc = _solfmt(
-        ["-v", "hoxslp.sol", "-olaser", "--compat", "laser.sol", "--format", "4"], tmp_path
+        ["-v", "hoxslp.sol", "-olaser", "--compat", "laser.sol", "--format", "3"], tmp_path
     )
     assert proc.returncode == 0, proc.stderr
     assert "Output written to file laser.sft" in proc.stdout
-    assert (tmp_path / "laser.sft").read_bytes() == ref_bytes("arp-hoxotope__TM__laser@b93458c", 4)
+    assert (tmp_path / "laser.sft").read_bytes() == ref_bytes("arp-hoxotope__TM__laser@b93458c", 3)
     assert "Mode 1 is defined with length" in proc.stdout
     assert "Proxies defined are:\n  Etalon\n    O    ID: 1 index: 0" in proc.stdout
 

@@ -185,7 +185,7 @@ ERRORS = [
         id="e59",
     ),
     pytest.param(
-        S + "resolution = 70000/1\nmode 1 {\n A: O_\n}",
+        S + "resolution = 3999/1\nmode 1 {\n A: O_\n}",  # the search starts at 1000
         "Solfmt - Can't deal with long resolution",
         5,
         1,
@@ -476,7 +476,7 @@ def test_cli_keeps_the_mode_of_an_existing_output(tmp_path, monkeypatch, capsys)
     (tmp_path / "c.sft").chmod(0o640)
     assert _run(main_solfmt, ["c.sol"], capsys)[0] == 0
     assert (tmp_path / "c.sft").stat().st_mode & 0o777 == 0o640
-    assert (tmp_path / "c.sft").read_bytes()[:3] == b"\x00\x03A"
+    assert (tmp_path / "c.sft").read_bytes()[:3] == b"\x00\x04A"  # --format 4 by default
 
 
 def test_cli_odd_inputs(tmp_path, monkeypatch, capsys):
@@ -491,8 +491,9 @@ def test_cli_odd_inputs(tmp_path, monkeypatch, capsys):
     (tmp_path / "empty.sol").write_bytes(b"")
     status, out, err = _run(main_solfmt, ["empty"], capsys)
     assert (status, out, err) == (0, "Output written to file empty.sft\n", "")
-    # version, command set 'A', no solenoids, set points, proxies, modes, code
-    assert (tmp_path / "empty.sft").read_bytes() == bytes.fromhex("0003 41" + "0000" * 5)
+    # version, command set 'A', no solenoids, set points, proxies, modes, code; v4: an
+    # empty string table (its byte count and string count)
+    assert (tmp_path / "empty.sft").read_bytes() == bytes.fromhex("0004 41" + "0000" * 7)
     (tmp_path / "bin.sol").write_bytes(bytes(range(256)))
     status, out, err = _run(main_solfmt, ["bin.sol"], capsys)
     assert status == 1 and err.startswith("bin.sol:1:1: Unknown Character\n    \\x00\\x01")
@@ -505,7 +506,7 @@ def test_cli_verbose_layout_is_the_reference_one(tmp_path, monkeypatch, capsys):
         S + "dtoa D 0x10 { a:10 b:11 }\nmode 0 {\n Initialize D: a\n A: O_^\n}\n"
         "mode 2 { select 0 }\n"
     )
-    status, out, err = _run(main_solfmt, ["-v", "v.sol"], capsys)
+    status, out, err = _run(main_solfmt, ["-v", "v.sol", "--format", "3"], capsys)
     assert status == 0
     assert out == (
         "Solenoids defined are:\n"
@@ -559,6 +560,8 @@ def test_soldump_command_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c.sol").write_text(S + "mode 1 { select 0 }\n")
     status, out, err = _run(main_soldump, ["c.sol"], capsys)
+    assert status == 0 and out.startswith("version 0x0400  cmd_set 'A'\n")  # the default
+    status, out, err = _run(main_soldump, ["c.sol", "--format", "3"], capsys)
     assert status == 0 and out.startswith("version 0x0300  cmd_set 'A'\n")
     assert "select-only mode gets SELECT 0" in err  # warnings of the compilation are shown
     for args, msg in [
@@ -587,3 +590,15 @@ def test_warnings_before_a_fatal_error_are_kept_and_printed(tmp_path, monkeypatc
         "pw.sol:2:13: warning: Reuse of Proxy ID 3",
         "pw.sol:4:2: Unexpected token in read_mode",
     ]
+
+
+def test_cli_writes_format_4_by_default_and_3_on_request(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f.sol").write_text(S + "mode 1 {\n A: O_\n}\n")
+    assert _run(main_solfmt, ["f.sol"], capsys)[0] == 0
+    v4 = (tmp_path / "f.sft").read_bytes()  # ends with the v4 string table
+    assert v4[:2] == b"\x00\x04" and v4.endswith(b"D1\n\x00D2\n\x00\x02\x00\x00\x00\x04\x00")
+    assert _run(main_solfmt, ["f.sol", "--format", "3"], capsys)[0] == 0
+    assert (tmp_path / "f.sft").read_bytes()[:2] == b"\x00\x03"
+    status, out, _ = _run(main_solfmt, ["--help"], capsys)
+    assert status == 0 and "--format 4, the QNX6 .sft, is the default" in out
