@@ -39,6 +39,8 @@ autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": False}
 napoleon_numpy_docstring = True
 napoleon_google_docstring = True
+# The screens' widgets need PyDM and Qt (the [screens] extra); their API page does not.
+autodoc_mock_imports = ["pydm", "qtpy", "PyQt5"]
 # Type hints name classes of ophyd, caproto, numpy ... that have no page here: not an error.
 nitpicky = False
 

@@ -304,13 +304,18 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
     (:class:`Phase`, :class:`RunMode`). Connect with ``init_devices()`` (``mock=True`` for
     tests) or ``await cs0.connect()``.
 
-    Parameters:
-        prefix: the controller's PV prefix ``$(P)$(R)``, e.g. ``"xxx:CS0:"``.
-        name: the device name; the readback TEMP is reported under it.
-        tolerance, settle_time, ramp_rate, status_period, max_resends, timeout_margin,
-        stale_after, put_timeout, timeout, status_packet_pv: as for the ophyd device (K, s,
-            K/h). The status-packet PV is the heartbeat when it connects (not a child: an
-            IOC without it still connects; then the monitors are the heartbeat).
+    The keyword-only ``tolerance``, ``settle_time``, ``ramp_rate``, ``status_period``,
+    ``max_resends``, ``timeout_margin``, ``stale_after``, ``put_timeout``, ``timeout`` and
+    ``status_packet_pv`` are as for the ophyd device (K, s, K/h). The status-packet PV is the
+    heartbeat when it connects (not a child: an IOC without it still connects; then the
+    monitors are the heartbeat).
+
+    Parameters
+    ----------
+    prefix : str
+        The controller's PV prefix ``$(P)$(R)``, e.g. ``"xxx:CS0:"``.
+    name : str
+        The device name; the readback TEMP is reported under it.
     """
 
     def __init__(self, prefix: str = "", name: str = "", *, tolerance: float = 0.2,
