@@ -363,20 +363,24 @@ class Compiler:
                 return
             kw = tok.keyword
             if kw == "command_set":
-                t1 = self.lx.next()
-                if not t1.is_punct("=") or self.lx.next().kind != "charconst":
+                if not self.lx.next().is_punct("="):
                     raise self._err("Command_Set Statement Requires '='")
-                val = self.lx.last.value
+                t2 = self.lx.next()
+                if t2.kind != "charconst":
+                    raise self._err("Command_Set Statement Requires '='")
+                val = t2.value
                 if not ord("A") <= val <= ord("J"):
                     raise self._err("Command_Set Value Out of Range")
                 self.cmd_set = chr(val)
             elif kw == "solenoid":
                 self._read_solenoid()
             elif kw in ("open", "close"):
-                t1 = self.lx.next()
-                if not t1.is_punct("=") or self.lx.next().kind != "charconst":
+                if not self.lx.next().is_punct("="):
                     raise self._err("Open/Close Statement Syntax Error")
-                ch = chr(self.lx.last.value)
+                t2 = self.lx.next()
+                if t2.kind != "charconst":
+                    raise self._err("Open/Close Statement Syntax Error")
+                ch = chr(t2.value)
                 if kw == "open":
                     self.open_char = ch
                 else:

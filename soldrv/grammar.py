@@ -334,6 +334,8 @@ class Lexer:
         """Read the next token (skipping blanks and comments); raise on a lexical error."""
         text = self.text
         m = _TOKEN_MATCH(text, self.pos)
+        # the token pattern ends in catch-all alternatives: it always matches a named group
+        assert m is not None and m.lastgroup is not None
         kind = m.lastgroup
         start, end = m.span(kind)
         tok = _new_token(Token, (kind, text[start:end], start, end))
@@ -359,6 +361,7 @@ class Lexer:
         Returns (text without the LF, offset of its first character).
         """
         m = _REST_RE.match(self.text, self.pos)
+        assert m is not None  # matches the empty string too
         start = self.pos
         self.pos = m.end()
         if self.pos < len(self.text):
@@ -372,6 +375,7 @@ class Lexer:
         Returns (character or None, its offset).
         """
         m = _SPCHAR_RE.match(self.text, self.pos)
+        assert m is not None  # matches the empty string too
         text = m.group()
         self.pos = end = m.end()
         if not text or text[-1] in _C_SPACE:

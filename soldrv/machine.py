@@ -191,7 +191,7 @@ class Action:
             parts = []
             for c in self.commands:
                 owner = program.command_owner(c) if program is not None else None
-                if owner is None:
+                if program is None or owner is None:
                     parts.append(f"cmd {c}")
                 else:
                     name = program.solenoid_label(owner[0])
