@@ -377,17 +377,17 @@ class StatusPacket:
     @property
     def temp(self) -> float | None:
         """Sample (gas) temperature in kelvin (id 1051): the readback."""
-        return self.value(1051)  # type: ignore[return-value]
+        return self.value(1051)
 
     @property
     def setpoint(self) -> float | None:
         """Current (ramping) gas set point in kelvin (id 1050)."""
-        return self.value(1050)  # type: ignore[return-value]
+        return self.value(1050)
 
     @property
     def target_temp(self) -> float | None:
         """Final target of the current phase in kelvin (id 1056)."""
-        return self.value(1056)  # type: ignore[return-value]
+        return self.value(1056)
 
     @property
     def ramp_rate(self) -> int | None:
@@ -410,14 +410,14 @@ class StatusPacket:
         raw = self.raw.get(1052)
         if raw is None or (raw == NOT_AVAILABLE and self.run_mode is not RunMode.RUN):
             return None
-        return raw_to_value(1052, raw)  # type: ignore[return-value]
+        return raw_to_value(1052, raw)
 
     @property
     def gas_flow(self) -> float | None:
         """Gas flow in l/min: id 1060 (dl/min), or the flow block's id 1100 (cl/min) when 1060
         reads 0xFFFE, as on real 800s."""
         legacy = self.value(1060)
-        return legacy if legacy is not None else self.value(1100)  # type: ignore[return-value]
+        return legacy if legacy is not None else self.value(1100)
 
     @property
     def suspended(self) -> bool | None:
@@ -862,7 +862,7 @@ def mac_to_words(mac: str) -> tuple[int, int, int]:
     MAC raises ``ValueError`` (see :func:`normalise_mac`).
     """
     octets = bytes.fromhex(normalise_mac(mac).replace("-", ""))
-    return struct.unpack(">3H", octets)  # type: ignore[return-value]
+    return struct.unpack(">3H", octets)
 
 
 def mac_from_words(word1: int, word2: int, word3: int) -> str:
