@@ -98,7 +98,7 @@ class Action(Signal):
         self._method = method
         self._takes_value = takes_value
 
-    def set(self, value: Any = 1, **kwargs: Any) -> StatusBase:  # type: ignore[override]
+    def set(self, value: Any = 1, **kwargs: Any) -> StatusBase:
         """Run the command on the CS800 device that owns it; returns its status."""
         self._readback = value
         # Action -> CS800Actions -> CS800: not ``self.root``, which is the outermost device
@@ -163,6 +163,9 @@ class CS800(FollowedState, Device, PositionerBase):
     (``cs0.tolerance.put(0.3)``) and so appear in the run's configuration.
     """
 
+    #: Last valid TEMP in K (PositionerBase's cache; None until the first reading).
+    _position: float | None
+
     # -- readings (read()) -------------------------------------------------------------------
     temperature = Cpt(EpicsSignalRO, "TEMP", kind="hinted", auto_monitor=True)
     setpoint = Cpt(EpicsSignalRO, "SETPOINT", kind="normal", auto_monitor=True)
@@ -174,7 +177,7 @@ class CS800(FollowedState, Device, PositionerBase):
     # -- configuration -----------------------------------------------------------------------
     ramp_rate = Cpt(Signal, value=360, kind="config")
     tolerance = Cpt(Signal, value=0.2, kind="config")
-    settle_time = Cpt(Signal, value=5.0, kind="config")  # type: ignore[assignment]
+    settle_time = Cpt(Signal, value=5.0, kind="config")
     controller_number = Cpt(EpicsSignalRO, "CTRLNUM", kind="config", auto_monitor=True)
     firmware = Cpt(EpicsSignalRO, "VER", kind="config")
 
@@ -587,7 +590,7 @@ class CS800(FollowedState, Device, PositionerBase):
 
 
     # -- the positioner interface -------------------------------------------------------------
-    def set(  # type: ignore[override]
+    def set(
         self,
         new_position: float,
         *,
@@ -668,7 +671,7 @@ class CS800(FollowedState, Device, PositionerBase):
                 self.cmd_hold.put(1, wait=False)
             except Exception as exc:  # still end the move; say that HOLD did not go out
                 hold_error = exc
-            if active:
+            if runner is not None and active:
                 runner.cancel(rules.stopped_error(self.name, runner.job.what, snap, hold_error))
 
     # -- other commands (each returns a status; plans use them through cs.actions) ------------
@@ -805,7 +808,7 @@ class CS800(FollowedState, Device, PositionerBase):
 
 def error_message(exc: BaseException) -> str:
     """Return the CS800 sentence behind ``exc`` (unwrapping bluesky's ``FailedStatus``)."""
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None and not isinstance(seen, CS800Error):
         seen = seen.__cause__ or seen.__context__
     return str(seen if seen is not None else exc)
