@@ -303,7 +303,15 @@ class CS800(FollowedState, Device, PositionerBase):
             sig.subscribe(self._status_changed, run=False)
         self.alarm_code.subscribe(self._alarm_changed, run=False)
         if self._use_status_packet:
-            self.status_packet.subscribe(self._packet_arrived, run=False)
+            # Created now but connected in the background like the other monitors: ophyd
+            # would otherwise wait for a lazy component's connection here, and a device made
+            # while its IOC is down (an IPython profile) would raise in its constructor.
+            self.lazy_wait_for_connection = False
+            try:
+                packet = self.status_packet
+            finally:
+                del self.lazy_wait_for_connection  # back to ophyd's default for the others
+            packet.subscribe(self._packet_arrived, run=False)
 
     # -- positioner basics -------------------------------------------------------------------
     @property
