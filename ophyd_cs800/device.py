@@ -150,6 +150,11 @@ class CS800(Device, PositionerBase):
     target = Cpt(EpicsSignalRO, "TARGETTEMP", kind="normal", auto_monitor=True)
     phase = Cpt(EpicsSignalRO, "PHASE", kind="normal", auto_monitor=True)
     run_mode = Cpt(EpicsSignalRO, "RUNMODE", kind="normal", auto_monitor=True)
+    # The same PHASE/RUNMODE as text ("Hold", "Run") for tables and documents: cs0_phase_name,
+    # cs0_run_mode_name; cs0_phase and cs0_run_mode stay the ints (protocol.Phase / RunMode).
+    phase_name = Cpt(EpicsSignalRO, "PHASE", kind="normal", auto_monitor=True, string=True)
+    run_mode_name = Cpt(EpicsSignalRO, "RUNMODE", kind="normal", auto_monitor=True,
+                        string=True)
     alarm = Cpt(EpicsSignalRO, "ALARM", kind="normal", auto_monitor=True, string=True)
 
     # -- configuration -----------------------------------------------------------------------
@@ -238,6 +243,7 @@ class CS800(Device, PositionerBase):
         timeout: float | None = None,
         **kwargs: Any,
     ):
+        kwargs.setdefault("labels", {"cryostreams"})  # listed by %wa / wh_pos-style helpers
         super().__init__(prefix, name=name, timeout=timeout, **kwargs)
         self.temperature.name = self.name
         self.tolerance.put(float(tolerance))
@@ -825,6 +831,24 @@ class CS800(Device, PositionerBase):
         snap = self.snapshot()
         target = "unknown" if snap.target is None else f"{snap.target:.2f} K"
         return f"{self.name}: {snap.describe()}, target {target}"
+
+    def summary_text(self) -> str:
+        """One line: TEMP, target, phase, run mode, alarm and the age of the last status (s)."""
+        snap = self.snapshot()
+        target = "unknown" if snap.target is None else f"{snap.target:.2f} K"
+        return (f"{self.name} ({self.prefix}): {snap.describe()}, target {target}, "
+                f"last status {snap.update_age:.1f} s ago")
+
+    def summary(self) -> None:  # type: ignore[override]
+        """Print :meth:`summary_text` (ophyd's component listing: ``Device.summary(self)``)."""
+        print(self.summary_text())
+
+    def __repr__(self) -> str:
+        try:
+            state = self.summary_text()
+        except Exception:  # never let a repr fail (disconnected, destroyed)
+            state = f"{self.name} ({self.prefix})"
+        return f"<CS800 {state}>"
 
     def destroy(self) -> None:
         """End any command being followed (its status fails), then disconnect all PVs."""
