@@ -25,11 +25,13 @@ from typing import Any
 
 from ophyd import Component as Cpt
 from ophyd import Device, EpicsSignal, EpicsSignalRO, Signal
+from ophyd import FormattedComponent as FCpt
 from ophyd.device import required_for_connection
 from ophyd.positioner import PositionerBase
 from ophyd.status import DeviceStatus, MoveStatus, StatusBase
 
 from ophyd_cs800 import protocol as P
+from ophyd_cs800.alarms import AlarmCallback, AlarmWatch
 from ophyd_cs800.errors import (
     CS800CommsDisabledError,
     CS800Error,
@@ -38,18 +40,25 @@ from ophyd_cs800.errors import (
     CS800ShutDownError,
     CS800StaleError,
 )
+from ophyd_cs800.heartbeat import StatusClock, datagram_bytes, packet_controller
+from ophyd_cs800.limits import Range, available, check_in_ranges, ioc_range
+from ophyd_cs800.logs import command_meaning, device_logger
 from ophyd_cs800.move_status import (
+    AUTO,
     SAME_TEMP_K,
     SHUT_DOWN_MODES,
     Job,
     JobRunner,
     MoveJob,
     PhaseJob,
+    ResponseTimes,
     RestartJob,
     ShutdownJob,
     Snapshot,
     phase_name,
     run_mode_name,
+    silence_error,
+    stale_limit,
 )
 from ophyd_cs800.protocol import MOVING_PHASES, Phase, RunMode
 
@@ -63,6 +72,20 @@ END_TEMP_K = 300.0
 MAX_PLAUSIBLE_TEMP_K = 500.0
 #: The fastest rate (Cool), K/h, used to size Cool timeouts.
 FASTEST_RATE_K_PER_H = 360
+#: Record name of the status server's datagram PV, after the IOC's ``$(P)`` (both IOCs).
+STATUS_PACKET_RECORD = "CS:status_packet"
+
+
+def default_status_packet_pv(prefix: str) -> str:
+    """The usual status-packet PV of a controller prefix: ``xxx:CS0:`` -> ``xxx:CS:status_packet``.
+
+    Both the synApps ``iocsh`` examples and ``cs800-ioc`` put the status server at
+    ``$(P)CS:`` and the controllers at ``$(P)CS0:``, ``$(P)CS1:``...: ``$(P)`` is the prefix
+    without its last ``:``-separated part.
+    """
+    head = prefix[:-1] if prefix.endswith(":") else prefix
+    ioc_prefix = head.rsplit(":", 1)[0] + ":" if ":" in head else ""
+    return ioc_prefix + STATUS_PACKET_RECORD
 
 
 def _hk(suffix: str, **kwargs: Any) -> Cpt:
@@ -130,12 +153,26 @@ class CS800(Device, PositionerBase):
         settle_time: seconds (wall clock) TEMP must stay within tolerance, out of
             Ramp/Cool/Wait, before a move is done (default 5 s).
         ramp_rate: K/h used by ``set`` / ``ramp`` when no rate is given (1-360, default 360).
-        status_period: seconds between the controller's status updates (1.0 on hardware);
-            scales the confirmation window, the stale checks and the poll interval.
-        max_resends: re-sends of a command the controller has not acted on (default 2).
+        status_period: the shortest status period to plan with, seconds (1.0: a real
+            controller reports once a second). The period actually used is learned from the
+            arrival of status (:attr:`learned_status_period`) and never below this floor: an
+            IOC that delivers status late or seldom widens the confirmation window and the
+            stale limit instead of causing re-sends. Sets the poll interval too.
+        max_resends: re-sends of a command the controller has not acted on (default 2; the
+            confirmation window doubles at each).
         timeout_margin: seconds added to the computed ramp time for the default timeout.
-        stale_after: seconds without any status update before a move fails as stale
-            (default 30; ``None`` disables; INVALID severity on TEMP fails it sooner).
+        stale_after: seconds without any status before the controller counts as silent: a
+            running move fails, and every command is refused before anything is written.
+            ``"auto"`` (default): 3 status periods + 0.5 s, so a move fails within 3 status
+            periods + 1 s of the last datagram; a number: that many seconds; ``None``: only
+            INVALID severity on TEMP counts (the synApps C IOC never sets it).
+        status_packet_pv: the status server's datagram PV, which moves with every datagram
+            whatever the values (``$(P)CS:status_packet`` on the synApps IOC and ours), used as
+            the heartbeat. ``"auto"`` (default): derived from ``prefix``
+            (``xxx:CS0:`` -> ``xxx:CS:status_packet``, see :func:`default_status_packet_pv`);
+            ``None``: no packet heartbeat. Without it (or while it is not connected) the
+            heartbeat is the monitors of the noisy status PVs (TEMP, SUCTTEMP, EVAPTEMP,
+            GASHEAT, ...): a controller whose readings do not change at all then looks silent.
         put_timeout: seconds allowed for each PV write.
         timeout: a fixed default timeout for moves (seconds) instead of the computed one.
 
@@ -161,13 +198,21 @@ class CS800(Device, PositionerBase):
     ramp_rate = Cpt(Signal, value=360, kind="config")
     tolerance = Cpt(Signal, value=0.2, kind="config")
     settle_time = Cpt(Signal, value=5.0, kind="config")  # type: ignore[assignment]
-    controller_number = Cpt(EpicsSignalRO, "CTRLNUM", kind="config")
+    controller_number = Cpt(EpicsSignalRO, "CTRLNUM", kind="config", auto_monitor=True)
     firmware = Cpt(EpicsSignalRO, "VER", kind="config")
 
     # -- used by the checks before a command ------------------------------------------------
     disable = Cpt(EpicsSignal, "DISABLE", kind="omitted", auto_monitor=True)
     min_temp = Cpt(EpicsSignalRO, "DEVICEMINTEMP", kind="omitted", auto_monitor=True)
     max_temp = Cpt(EpicsSignalRO, "DEVICEMAXTEMP", kind="omitted", auto_monitor=True)
+
+    # -- the heartbeat (see status_packet_pv) and the alarm path ------------------------------
+    status_packet = FCpt(EpicsSignalRO, "{_status_packet_pv}.BINP", kind="omitted", lazy=True,
+                         auto_monitor=True)
+    alarm_code = Cpt(EpicsSignalRO, "ALARMI", kind="omitted", auto_monitor=True)
+    evap_temp = Cpt(EpicsSignalRO, "EVAPTEMP", kind="omitted", auto_monitor=True)
+    suct_temp = Cpt(EpicsSignalRO, "SUCTTEMP", kind="omitted", auto_monitor=True)
+    gas_heat = Cpt(EpicsSignalRO, "GASHEAT", kind="omitted", auto_monitor=True)
 
     # -- command parameters and command records (never STOP) --------------------------------
     rrate = _param("RRATE")
@@ -192,14 +237,10 @@ class CS800(Device, PositionerBase):
     error = _hk("ERROR")
     status_ramp_rate = _hk("RAMPRATE")
     remaining = _hk("REMAINING")
-    evap_temp = _hk("EVAPTEMP")
-    suct_temp = _hk("SUCTTEMP")
     gas_flow = _hk("GASFLOW")
-    gas_heat = _hk("GASHEAT")
     evap_heat = _hk("EVAPHEAT")
     suct_heat = _hk("SUCTHEAT")
     back_pressure = _hk("BACKPRESS")
-    alarm_code = _hk("ALARMI")
     run_time = _hk("RUNTIME")
     evap_adjust = _hk("EVAPADJUST")
     turbo_mode = _hk("TURBOMODE")
@@ -237,14 +278,23 @@ class CS800(Device, PositionerBase):
         status_period: float = 1.0,
         max_resends: int = 2,
         timeout_margin: float = 300.0,
-        stale_after: float | None = 30.0,
+        stale_after: float | str | None = AUTO,
+        status_packet_pv: str | None = AUTO,
         put_timeout: float = 10.0,
         connection_timeout: float = 5.0,
         timeout: float | None = None,
         **kwargs: Any,
     ):
         kwargs.setdefault("labels", {"cryostreams"})  # listed by %wa / wh_pos-style helpers
+        if status_packet_pv == AUTO:
+            status_packet_pv = default_status_packet_pv(prefix)
+        self._status_packet_pv = status_packet_pv or f"{prefix}status_packet-unused"
+        self._use_status_packet = bool(status_packet_pv)
         super().__init__(prefix, name=name, timeout=timeout, **kwargs)
+        #: This device's logger, ``ophyd_cs800.device.<name>`` (see :mod:`ophyd_cs800.logs`).
+        self.log = device_logger(self.name)
+        self._alarms = AlarmWatch(self.name, self.log)
+        self._responses = ResponseTimes()
         self.temperature.name = self.name
         self.tolerance.put(float(tolerance))
         self.settle_time.put(float(settle_time))
@@ -266,10 +316,16 @@ class CS800(Device, PositionerBase):
         # PAUSE was requested does not clear the paused flag of that newer pause.
         self._pause_gen = 0
         self._pause_lock = threading.Lock()
-        self._last_update = time.monotonic()
+        self._clock = StatusClock(time.monotonic())
+        self._packet_bytes = b""
+        self._silent_logged = False
         self.temperature.subscribe(self._temperature_changed, run=False)
-        for sig in (self.setpoint, self.target, self.phase, self.run_mode):
+        for sig in (self.setpoint, self.target, self.phase, self.run_mode, self.alarm_code,
+                    self.evap_temp, self.suct_temp, self.gas_heat):
             sig.subscribe(self._status_changed, run=False)
+        self.alarm_code.subscribe(self._alarm_changed, run=False)
+        if self._use_status_packet:
+            self.status_packet.subscribe(self._packet_arrived, run=False)
 
     # -- positioner basics -------------------------------------------------------------------
     @property
@@ -287,7 +343,7 @@ class CS800(Device, PositionerBase):
         """The current sample gas temperature TEMP in kelvin (``None`` if never received)."""
         if self._position is None and self.temperature.connected:
             try:
-                self._position = self.temperature.get()
+                self._position = available(self.temperature.get())
             except Exception:
                 return None
         return self._position
@@ -317,16 +373,81 @@ class CS800(Device, PositionerBase):
     @required_for_connection
     def _temperature_changed(self, value: Any = None, timestamp: float | None = None,
                              **kwargs: Any) -> None:
-        self._last_update = time.monotonic()
-        self._set_position(value, timestamp=timestamp if timestamp is not None else time.time())
+        self._status_changed(obj=self.temperature)
+        if available(value) is not None:  # a "not available" reading is no position
+            self._set_position(value,
+                               timestamp=timestamp if timestamp is not None else time.time())
 
-    def _status_changed(self, **kwargs: Any) -> None:
-        self._last_update = time.monotonic()
+    def _status_changed(self, obj: Signal | None = None, **kwargs: Any) -> None:
+        """A status PV changed: a datagram arrived (unless it only turned INVALID)."""
+        severity = None if obj is None else obj.metadata.get("severity")
+        if severity is None or int(severity) < INVALID_SEVERITY:
+            self._clock.beat(time.monotonic())
+
+    def _packet_arrived(self, value: Any = None, obj: Signal | None = None,
+                        **kwargs: Any) -> None:
+        """``status_packet.BINP`` posted: a beat if it is a new datagram of this controller.
+
+        The C IOC processes the record on every 1 s read timeout too (NORD 0, READ/MAJOR
+        alarm), and one status port serves every controller: only a NO_ALARM datagram that
+        carries this controller's number and differs from the last one counts.
+        """
+        severity = None if obj is None else obj.metadata.get("severity")
+        if severity is not None and int(severity) != 0:
+            return
+        data = datagram_bytes(value)
+        mine = self._controller_number()
+        if mine is None or packet_controller(data) != mine:
+            return
+        if data != self._packet_bytes:
+            self._packet_bytes = data
+            self._clock.beat(time.monotonic())
+
+    def _controller_number(self) -> int | None:
+        """CTRLNUM from its monitor cache (``None`` until known; never a CA read)."""
+        sig = self.controller_number
+        value = available(getattr(sig, "_readback", None)) if sig.connected else None
+        return None if value is None or value <= 0 else int(value)
+
+    def _alarm_changed(self, value: Any = None, **kwargs: Any) -> None:
+        code = available(value)
+        try:
+            text = str(self.alarm.get()) if self.alarm.connected else ""
+        except Exception:
+            text = ""
+        self._alarms.update(None if code is None else int(code), text)
+
+    def add_alarm_callback(self, callback: AlarmCallback) -> Callable[[], None]:
+        """Call ``callback(change)`` with an :class:`~ophyd_cs800.alarms.AlarmChange` on every
+        change of the controller's alarm code (ALARMI); returns a function that unsubscribes.
+
+        Every change is also logged on :attr:`log` (WARNING from Oxford level 2). Callbacks
+        run on a Channel Access monitor thread: keep them short.
+        """
+        return self._alarms.subscribe(callback)
+
+    @property
+    def learned_status_period(self) -> float | None:
+        """The status period learned from the arrival of status, s (``None`` until known)."""
+        return self._clock.learned_period
+
+    @property
+    def effective_status_period(self) -> float:
+        """The status period the device plans with: learned, never below ``status_period``."""
+        return self._clock.period(self.status_period)
+
+    @property
+    def status_age(self) -> float:
+        """Seconds since the last status datagram seen (the heartbeat's age)."""
+        return self._clock.age(time.monotonic())
 
     # -- reading the cached state ------------------------------------------------------------
     @staticmethod
     def _valid_value(sig: Signal) -> float | None:
-        """The cached value of a monitored PV as a float, or None if absent/invalid/NaN."""
+        """The cached value of a monitored PV as a float, or None if absent/invalid/NaN.
+
+        The synApps "not available" readings (655.34, 65534, 6553.4) are ``None`` too.
+        """
         try:
             if not sig.connected:
                 return None
@@ -336,11 +457,7 @@ class CS800(Device, PositionerBase):
             value = sig.get()
         except Exception:
             return None
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            return None
-        return number if math.isfinite(number) else None
+        return available(value)
 
     def _int_value(self, sig: Signal) -> int | None:
         value = self._valid_value(sig)
@@ -364,11 +481,25 @@ class CS800(Device, PositionerBase):
         setpoint, target = self._valid_value(self.setpoint), self._valid_value(self.target)
         phase, run_mode = self._int_value(self.phase), self._int_value(self.run_mode)
         now = time.monotonic()  # after the reads: the values are at least this recent
-        return Snapshot(
+        period = self.effective_status_period
+        snap = Snapshot(
             now=now, temp=temp, temp_invalid=temp_invalid,
-            update_age=now - self._last_update, setpoint=setpoint, target=target,
-            phase=phase, run_mode=run_mode, alarm=alarm,
+            update_age=self._clock.age(now), setpoint=setpoint, target=target,
+            phase=phase, run_mode=run_mode, alarm=alarm, status_period=period,
+            stale_limit=stale_limit(self.stale_after, period),
         )
+        self._log_silence(snap)
+        return snap
+
+    def _log_silence(self, snap: Snapshot) -> None:
+        """Log once when the controller falls silent, once when it reports again."""
+        if snap.silent and not self._silent_logged:
+            self._silent_logged = True
+            self.log.warning("%s: %s: the controller is silent (stale)", self.name,
+                             snap.describe())
+        elif not snap.silent and self._silent_logged:
+            self._silent_logged = False
+            self.log.info("%s: status arrives again (%s)", self.name, snap.describe())
 
     # -- checks before sending anything -------------------------------------------------------
     def _pvname(self, sig: Signal) -> str:
@@ -410,6 +541,9 @@ class CS800(Device, PositionerBase):
                 "admin screen)."
             )
         snap = self.snapshot()
+        stale = silence_error(snap, self.name, f"so the {what} was not sent")
+        if stale is not None:
+            raise stale
         if snap.temp_invalid:
             raise CS800StaleError(
                 f"{self.name}: the controller is not reporting (TEMP "
@@ -432,27 +566,52 @@ class CS800(Device, PositionerBase):
         return snap
 
     def check_value(self, value: Any) -> None:
-        """Raise :class:`CS800RangeError` unless ``value`` is a finite temperature within limits."""
-        self._target_kelvin(value, self.limits)
+        """Raise :class:`CS800RangeError` unless ``value`` is a finite temperature that both the
+        controller (:attr:`limits`) and the IOC (RTEMP's control limits) accept."""
+        self._target_kelvin(value, self.limits, self.rtemp)
 
-    def _target_kelvin(self, value: Any, limits: tuple[float, float]) -> float:
+    def ioc_limits(self, sig: EpicsSignal) -> Range | None:
+        """The IOC's own limits on a parameter PV (its CA control limits, DRVL/DRVH), or None.
+
+        Read fresh from the IOC (a CA read of the control form, no write), falling back to the
+        values cached at connection; 0..0 (no limits) or a missing value give ``None``.
+        """
+        meta: dict[str, Any] = dict(sig.metadata)
+        pv = getattr(sig, "_read_pv", None)
+        if pv is not None and hasattr(pv, "get_ctrlvars"):
+            try:
+                meta.update(pv.get_ctrlvars(timeout=self.put_timeout) or {})
+            except Exception:  # use the cached values
+                pass
+        record = self._pvname(sig).rsplit(":", 1)[-1]
+        return ioc_range(meta.get("lower_ctrl_limit"), meta.get("upper_ctrl_limit"), record)
+
+    def _target_kelvin(self, value: Any, limits: tuple[float, float],
+                       param: EpicsSignal) -> float:
+        """``value`` in K at the wire resolution, checked against the controller and ``param``."""
         try:
             target = float(value)
         except (TypeError, ValueError):
             raise CS800RangeError(
                 f"{self.name}: target {value!r} is not a temperature in kelvin; nothing was sent."
             ) from None
-        low, high = limits
-        # Compared in centikelvin, the controller's resolution: a target equal to
-        # DEVICEMAXTEMP up to float noise (400.0000001) is 400.00 K and allowed.
-        if not math.isfinite(target) or not (
-            P.kelvin_to_ck(low) <= P.kelvin_to_ck(target) <= P.kelvin_to_ck(high)
-        ):
+        if not math.isfinite(target):
             raise CS800RangeError(
-                f"{self.name}: target {target:.2f} K is out of range: the controller accepts "
-                f"{low:.2f} K to {high:.2f} K; nothing was sent."
-            )
-        return P.ck_to_kelvin(P.kelvin_to_ck(target))
+                f"{self.name}: target {target} K is not a finite temperature; nothing was sent.")
+        # Compared at the controller's resolution (0.01 K): a target equal to DEVICEMAXTEMP up
+        # to float noise (400.0000001) is 400.00 K and allowed.
+        target = P.ck_to_kelvin(P.kelvin_to_ck(target))
+        check_in_ranges(self.name, "target", target, "K",
+                        Range(limits[0], limits[1], "the controller's limit"),
+                        self.ioc_limits(param), resolution=0.01)
+        return target
+
+    def _check_param(self, what: str, value: float, unit: str, allowed: tuple[float, float],
+                     param: EpicsSignal) -> None:
+        """Check a rate or duration against the controller's range and the IOC's limits."""
+        check_in_ranges(self.name, what, value, unit,
+                        Range(allowed[0], allowed[1], "the controller's limit"),
+                        self.ioc_limits(param), decimals=0)
 
     def _validated(self, build: Callable[[], P.Command]) -> P.Command:
         """Run a protocol command builder, turning its ValueError into a CS800RangeError."""
@@ -516,8 +675,8 @@ class CS800(Device, PositionerBase):
                     # over, not failed (as an ophyd motor's status when a new move is sent),
                     # so a plan may start a ramp or plateau without waiting and later send
                     # another command without the RunEngine raising FailedStatus.
-                    logger.info("%s: the %s was superseded by the %s", self.name,
-                                old.job.what, job.what)
+                    self.log.info("%s: the %s was superseded by the %s", self.name,
+                                  old.job.what, job.what)
                     old.cancel(None)
             self._paused = False  # any new command ends a suspended programme
             runner = JobRunner(
@@ -526,7 +685,8 @@ class CS800(Device, PositionerBase):
                 self.snapshot,
                 status_period=self.status_period,
                 max_resends=self.max_resends,
-                stale_after=self.stale_after,
+                responses=self._responses,
+                log=self.log,
                 paused=lambda: self._paused,
                 on_timeout=self._send_hold if isinstance(job, MoveJob) else None,
                 on_finish=self._job_finished,
@@ -558,6 +718,7 @@ class CS800(Device, PositionerBase):
     def _send_hold(self) -> None:
         self._paused = False
         with self._send_lock:
+            self.log.info("%s: sending HOLD (the move timed out)", self.name)
             self._put(self.cmd_hold, 1)
 
     @property
@@ -598,12 +759,12 @@ class CS800(Device, PositionerBase):
         """
         snap = self._check_commandable("move", modes=(RunMode.STARTUP_OK, RunMode.RUN))
         low, high = self.limits
-        target = self._target_kelvin(new_position, (low, high))
+        target = self._target_kelvin(new_position, (low, high), self.ctemp if cool else self.rtemp)
         if cool:
             if rate is not None:
                 raise CS800RangeError(
                     f"{self.name}: Cool runs as fast as possible; do not give a rate.")
-            self._validated(lambda: P.cool(target, min_temp=low, max_temp=high))
+            cmd = self._validated(lambda: P.cool(target, min_temp=low, max_temp=high))
             rate_k_h = FASTEST_RATE_K_PER_H
             what = f"cool to {target:.2f} K"
 
@@ -624,7 +785,8 @@ class CS800(Device, PositionerBase):
                 raise CS800RangeError(
                     f"{self.name}: ramp rate {rate_k_h:g} K/h is out of range: allowed 1 to "
                     "360 K/h; nothing was sent.")
-            self._validated(lambda: P.ramp(rate_k_h, target, min_temp=low, max_temp=high))
+            cmd = self._validated(lambda: P.ramp(rate_k_h, target, min_temp=low, max_temp=high))
+            self._check_param("ramp rate", rate_k_h, "K/h", (1, 360), self.rrate)
             rate_k_h = int(rate_k_h)
             what = f"ramp to {target:.2f} K at {rate_k_h} K/h"
 
@@ -642,8 +804,9 @@ class CS800(Device, PositionerBase):
             target=target,
             tolerance=float(self.tolerance.get()),
             settle_time=settle,
-            interrupt_after=3 * self.status_period,
+            interrupt_after=3 * snap.status_period,
         )
+        job.meaning = command_meaning(cmd)
         status = MoveStatus(self, target, timeout=None, settle_time=0,
                             call_stop_on_failure=False)
         if moved_cb is not None:
@@ -683,6 +846,7 @@ class CS800(Device, PositionerBase):
                 return
             self._paused = False
             try:
+                self.log.info("%s: sending HOLD (stop())", self.name)
                 self.cmd_hold.put(1, wait=False)
                 held = "HOLD was sent, so the controller holds its current temperature."
             except Exception as exc:  # still end the move; say that HOLD did not go out
@@ -693,8 +857,11 @@ class CS800(Device, PositionerBase):
                     f"{snap.temp if snap.temp is not None else float('nan'):.2f} K; {held}"))
 
     # -- other commands (each returns a status; plans use them through cs.actions) ------------
-    def _command(self, job: Job, status: StatusBase | None = None) -> StatusBase:
-        return self._start(job, status or DeviceStatus(self, call_stop_on_failure=False))
+    def _command(self, job: Job, cmd: P.Command | None) -> StatusBase:
+        """Follow ``job`` (whose bytes are ``cmd``, for the log) with a new device status."""
+        if cmd is not None:
+            job.meaning = command_meaning(cmd)
+        return self._start(job, DeviceStatus(self, call_stop_on_failure=False))
 
     def plateau(self, minutes: float, *, timeout: float | None = None) -> StatusBase:
         """Hold the current temperature for ``minutes`` (whole minutes, 1-1440), then Hold.
@@ -704,11 +871,12 @@ class CS800(Device, PositionerBase):
         """
         self._check_commandable("plateau", modes=(RunMode.STARTUP_OK, RunMode.RUN))
         cmd = self._validated(lambda: P.plat(minutes))
+        self._check_param("plateau duration", cmd.param1, "min", (1, 1440), self.ptime)
         send = self._writer((self.ptime, cmd.param1), (self.cmd_plat, 1))
         if timeout is None:
             timeout = cmd.param1 * 60 + self.timeout_margin
         return self._command(PhaseJob(self.name, f"plateau of {cmd.param1} min", send, timeout,
-                                      phases=frozenset({Phase.PLAT})))
+                                      phases=frozenset({Phase.PLAT})), cmd)
 
     def hold(self, *, timeout: float | None = None) -> StatusBase:
         """Hold the current temperature indefinitely (ends the programme and any move).
@@ -718,7 +886,7 @@ class CS800(Device, PositionerBase):
         self._check_commandable("hold", modes=(RunMode.STARTUP_OK, RunMode.RUN))
         return self._command(PhaseJob(
             self.name, "hold", self._writer((self.cmd_hold, 1)), timeout or self.timeout_margin,
-            phases=frozenset({Phase.HOLD}), done_in_phase=True))
+            phases=frozenset({Phase.HOLD}), done_in_phase=True), P.hold())
 
     def end(self, rate: float = 360, *, timeout: float | None = None) -> StatusBase:
         """Ramp to 300 K at ``rate`` (whole K/h, 1-360), then shut down (Shutdown OK).
@@ -730,12 +898,13 @@ class CS800(Device, PositionerBase):
         snap = self._check_commandable("end", modes=None)
         if snap.run_mode == RunMode.SHUTDOWN_OK:
             return self._finished_status()
+        self._check_param("end rate", cmd.param1, "K/h", (1, 360), self.erate)
         start = snap.temp if snap.temp is not None else END_TEMP_K
         send = self._writer((self.erate, cmd.param1), (self.cmd_end, 1))
         if timeout is None:
             timeout = 1.1 * abs(END_TEMP_K - start) / cmd.param1 * 3600 + self.timeout_margin
         return self._command(ShutdownJob(self.name, f"end at {cmd.param1} K/h", send, timeout,
-                                         phases=frozenset({Phase.END})))
+                                         phases=frozenset({Phase.END})), cmd)
 
     def purge(self, *, timeout: float = 4 * 3600.0) -> StatusBase:
         """Warm up to room temperature, then shut down; the status finishes at Shutdown OK."""
@@ -744,7 +913,8 @@ class CS800(Device, PositionerBase):
             return self._finished_status()
         return self._command(ShutdownJob(self.name, "purge", self._writer((self.cmd_purge, 1)),
                                          timeout,
-                                         phases=frozenset({Phase.PURGE, Phase.SOAK})))
+                                         phases=frozenset({Phase.PURGE, Phase.SOAK})),
+                             P.purge())
 
     def restart(self, *, timeout: float = 120.0) -> StatusBase:
         """Restart after a shutdown; the status finishes in Ready (Startup OK) or Run.
@@ -760,7 +930,7 @@ class CS800(Device, PositionerBase):
                 "front panel before restarting.")
         writes = ((self.cmd_restart, 1),) if snap.run_mode in SHUT_DOWN_MODES else ()
         job = RestartJob(self.name, "restart", self._writer(*writes), timeout)  # Startup: wait
-        return self._command(job)
+        return self._command(job, P.restart() if writes else None)
 
     def _fire(self, sig: EpicsSignal, value: Any, what: str,
               before: Callable[[], None] | None = None,
@@ -778,6 +948,8 @@ class CS800(Device, PositionerBase):
         def write() -> None:
             try:
                 with self._send_lock:
+                    self.log.info("%s: sending %s (%s = %r)", self.name, what.upper(),
+                                  self._pvname(sig), value)
                     self._put(sig, value)
             except Exception as exc:
                 if undo is not None:
@@ -827,17 +999,20 @@ class CS800(Device, PositionerBase):
 
     # -- presentation -------------------------------------------------------------------------
     def describe_state(self) -> str:
-        """One line for people: TEMP, target, phase, run mode and alarm."""
+        """One line for people: TEMP, target, phase, run mode and alarm.
+
+        A silent controller reads ``cs0: no status for 4 s (last TEMP 150.00 K)``; values the
+        IOC reports as "not available" read ``unknown``.
+        """
         snap = self.snapshot()
+        if snap.silent:  # the phase and run mode are frozen: not shown
+            return f"{self.name}: {snap.describe()}"
         target = "unknown" if snap.target is None else f"{snap.target:.2f} K"
         return f"{self.name}: {snap.describe()}, target {target}"
 
     def summary_text(self) -> str:
-        """One line: TEMP, target, phase, run mode, alarm and the age of the last status (s)."""
-        snap = self.snapshot()
-        target = "unknown" if snap.target is None else f"{snap.target:.2f} K"
-        return (f"{self.name} ({self.prefix}): {snap.describe()}, target {target}, "
-                f"last status {snap.update_age:.1f} s ago")
+        """:meth:`describe_state` with the prefix and the age of the last status (s)."""
+        return f"{self.describe_state()}, last status {self.status_age:.1f} s ago [{self.prefix}]"
 
     def summary(self) -> None:  # type: ignore[override]
         """Print :meth:`summary_text` (ophyd's component listing: ``Device.summary(self)``)."""

@@ -14,9 +14,11 @@ the jobs' ``send`` callables. Times are ``time.monotonic()`` seconds, temperatur
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -37,6 +39,14 @@ from ophyd_cs800.protocol import MOVING_PHASES, PHASE_STRINGS, RUN_MODE_STRINGS,
 #: 0.01 K, so a commanded 150.004 K reads back as 150.00 K).
 SAME_TEMP_K = 0.006
 
+#: Status periods of silence after which a controller counts as silent ...
+STALE_PERIODS = 3.0
+#: ... plus this margin (s) for the jitter of delivery (a status period is 1 s on hardware).
+STALE_MARGIN_S = 0.5
+#: ``stale_after`` value meaning "from the status period": :data:`STALE_PERIODS` periods plus
+#: :data:`STALE_MARGIN_S`.
+AUTO = "auto"
+
 #: Run modes in which the controller no longer runs a programme.
 SHUT_DOWN_MODES = frozenset({RunMode.SHUTDOWN_OK, RunMode.SHUTDOWN_FAIL, RunMode.STARTUP_FAIL})
 
@@ -55,6 +65,11 @@ class Snapshot:
         phase: PHASE as an int (:class:`~ophyd_cs800.protocol.Phase` value) or ``None``.
         run_mode: RUNMODE as an int (:class:`~ophyd_cs800.protocol.RunMode` value) or ``None``.
         alarm: the ALARM text ("" if unknown).
+        status_period: the status period to plan with, s: learned from the arrival of status
+            (:class:`ophyd_cs800.heartbeat.StatusClock`), never below the device's
+            ``status_period``.
+        stale_limit: seconds of silence (``update_age``) after which the controller counts as
+            silent (``None``: never); see :func:`stale_limit`.
     """
 
     now: float
@@ -66,14 +81,57 @@ class Snapshot:
     phase: int | None
     run_mode: int | None
     alarm: str = ""
+    status_period: float = 1.0
+    stale_limit: float | None = None
+
+    @property
+    def silent(self) -> bool:
+        """True when no status arrived for longer than :attr:`stale_limit`."""
+        return self.stale_limit is not None and self.update_age > self.stale_limit
 
     def describe(self) -> str:
-        """Return a short human description, e.g. ``TEMP 212.31 K, phase Ramp, run mode Run``."""
+        """Return a short human description, e.g. ``TEMP 212.31 K, phase Ramp, run mode Run``.
+
+        A silent controller reads ``no status for 4 s (last TEMP 150.00 K)``: its phase and run
+        mode are frozen, not current, so they are not shown.
+        """
+        if self.silent:
+            return f"no status for {self.update_age:.0f} s (last TEMP {_fmt_k(self.temp)})"
         parts = [f"TEMP {_fmt_k(self.temp)}", f"phase {phase_name(self.phase)}",
                  f"run mode {run_mode_name(self.run_mode)}"]
         if self.alarm and self.alarm.lower() not in ("no errors or warnings", "no error", "unset"):
             parts.append(f"alarm {self.alarm!r}")
         return ", ".join(parts)
+
+
+def stale_limit(stale_after: float | str | None, status_period: float) -> float | None:
+    """Seconds of silence after which the controller counts as silent.
+
+    ``stale_after`` is :data:`AUTO` (``STALE_PERIODS * status_period + STALE_MARGIN_S``: a
+    running move fails within 3 status periods + 1 s of the last datagram), a number of
+    seconds, or ``None`` (never: only INVALID severity on TEMP, as the fixed IOC sets, counts).
+    """
+    if stale_after is None:
+        return None
+    if stale_after == AUTO:
+        return STALE_PERIODS * status_period + STALE_MARGIN_S
+    return float(stale_after)
+
+
+def silence_error(snap: Snapshot, device: str, doing: str) -> CS800StaleError | None:
+    """The error for a controller silent for longer than ``snap.stale_limit``, else ``None``.
+
+    ``doing`` ends the sentence's first part: ``"during the ramp to 150.00 K at 360 K/h"`` or
+    ``"so the move was not sent"``.
+    """
+    if not snap.silent:
+        return None
+    return CS800StaleError(
+        f"{device}: no status update from the controller for {snap.update_age:.1f} s "
+        f"(more than {snap.stale_limit:.1f} s, about {STALE_PERIODS:g} status periods of "
+        f"{snap.status_period:.2f} s) {doing} (last TEMP {_fmt_k(snap.temp)}); check the "
+        "controller's power and network link and the IOC (its DISABLE and status port)."
+    )
 
 
 def _fmt_k(value: float | None) -> str:
@@ -108,9 +166,12 @@ class Job:
         send: callable that writes the PVs of the command once (raises on a CA failure).
         timeout: seconds from the first send until the job fails with a timeout.
         confirm_periods: status periods to wait for acceptance before a re-send.
+        meaning: what the command's bytes mean, for the log (``"RAMP 150.00 K at 360 K/h"``);
+            set by the device, ``what`` is used when empty.
     """
 
     confirm_periods: float = 3.0
+    meaning: str = ""
 
     def __init__(self, device: str, what: str, send: Callable[[], None], timeout: float):
         self.device = device
@@ -192,29 +253,43 @@ class MoveJob(Job):
         return self._settled_in_band(snap)
 
     def failure(self, snap: Snapshot, *, paused: bool) -> CS800Error | None:
-        """Shutdown (base class), or interrupted: idle with the set point away from the target."""
+        """Shutdown (base class), or interrupted for ``interrupt_after`` s.
+
+        Interrupted means either *replaced*: TARGETTEMP shows another target (another client,
+        e.g. a second RunEngine, sent its own RAMP or COOL), or *left*: the controller sits out
+        of Ramp/Cool/Wait with its set point away from the target (a HOLD, PLAT or PAUSE from
+        elsewhere). The message says which was seen, never a guess.
+        """
         err = super().failure(snap, paused=paused)
         if err is not None:
             return err
-        idle_elsewhere = (
+        replaced = snap.target is not None and not close(snap.target, self.target, 0.05)
+        left = (
             snap.phase is not None
             and snap.phase not in MOVING_PHASES
             and snap.setpoint is not None
             and not close(snap.setpoint, self.target, 0.05)
             and not close(snap.temp, self.target, self.tolerance)
         )
-        if paused or not idle_elsewhere:
+        if paused or not (replaced or left):
             self._off_since = None
             return None
         if self._off_since is None:
             self._off_since = snap.now
-        if snap.now - self._off_since >= self.interrupt_after:
+        if snap.now - self._off_since < self.interrupt_after:
+            return None
+        if replaced:
             return CS800InterruptedError(
-                f"{self.device}: the {self.what} was interrupted: the controller left the "
-                f"programme at set point {_fmt_k(snap.setpoint)} ({snap.describe()}); "
-                "was HOLD or PLAT sent from another client?"
+                f"{self.device}: another command replaced this one: the {self.what} was "
+                f"interrupted, the controller now goes to {_fmt_k(snap.target)} "
+                f"({snap.describe()}); another client or RunEngine commands this controller."
             )
-        return None
+        return CS800InterruptedError(
+            f"{self.device}: the {self.what} was interrupted: the controller left the "
+            f"programme for phase {phase_name(snap.phase)} at set point "
+            f"{_fmt_k(snap.setpoint)} ({snap.describe()}), a command this device did not send "
+            "(HOLD, PLAT or PAUSE from another client or the front panel)."
+        )
 
 
 class PhaseJob(Job):
@@ -292,6 +367,49 @@ class RestartJob(Job):
         return None
 
 
+#: The confirmation window is at least this many times the slowest recent acceptance ...
+LAG_FACTOR = 2.0
+#: ... but never longer than this (s) on that account.
+MAX_LAG_WINDOW_S = 60.0
+
+
+class ResponseTimes:
+    """Seconds from the first send of a command to its acceptance, for one device's last few.
+
+    An IOC that lags behind the controller (the synApps C IOC decodes at most 10 datagrams a
+    second and queues the rest) shows acceptance seconds late; the confirmation window then
+    grows to :data:`LAG_FACTOR` times the slowest recent acceptance, instead of re-sending.
+    Thread safe.
+    """
+
+    def __init__(self, keep: int = 5) -> None:
+        """Remember the last ``keep`` acceptance times."""
+        self._times: deque[float] = deque(maxlen=keep)
+        self._lock = threading.Lock()
+
+    def record(self, seconds: float) -> None:
+        """Remember one acceptance that took ``seconds`` from the first send."""
+        with self._lock:
+            self._times.append(max(0.0, float(seconds)))
+
+    def window_floor(self) -> float:
+        """The shortest confirmation window the recent acceptances allow (s, 0 if none)."""
+        with self._lock:
+            slowest = max(self._times, default=0.0)
+        return min(LAG_FACTOR * slowest, MAX_LAG_WINDOW_S)
+
+
+def confirm_window(job: Job, snap: Snapshot, sends: int, responses: ResponseTimes) -> float:
+    """Seconds to wait for acceptance after send number ``sends`` (1 for the first).
+
+    ``confirm_periods`` status periods (learned, see :attr:`Snapshot.status_period`), doubled
+    at each re-send (a lagging IOC gets time instead of the same command again), and never
+    shorter than :meth:`ResponseTimes.window_floor`.
+    """
+    base = job.confirm_periods * snap.status_period * 2 ** max(0, sends - 1)
+    return max(base, responses.window_floor())
+
+
 class JobRunner:
     """Follows one :class:`Job` on a daemon thread and finishes its ophyd status.
 
@@ -299,10 +417,10 @@ class JobRunner:
         job: what to follow.
         status: the ophyd status to finish (``set_finished`` / ``set_exception``).
         snapshot: callable returning the current :class:`Snapshot`.
-        status_period: seconds between controller status updates (1.0 on real hardware).
-        max_resends: re-sends allowed when the command is not accepted in time.
-        stale_after: seconds without any status update before the job fails as stale
-            (``None`` disables); INVALID severity on TEMP for one status period also fails it.
+        status_period: the device's status period floor, s (1.0 on real hardware): sets the
+            poll interval; the windows use each snapshot's learned ``status_period``.
+        max_resends: re-sends allowed when the command is not accepted in time (the window
+            doubles at each, see :func:`confirm_window`).
         poll_interval: seconds between checks (default ``min(0.25, status_period / 4)``).
         paused: callable, True while the programme is paused (time does not count then).
         on_timeout: called (on the runner thread) before a timeout error is set, e.g. HOLD.
@@ -311,6 +429,9 @@ class JobRunner:
         send_lock: lock held around every send, shared by all commands of one device, so a
             re-send can never interleave its parameter writes with another command's or land
             after a HOLD sent by ``stop()`` (a closed runner sends nothing once it holds it).
+        responses: the device's :class:`ResponseTimes` (acceptance times feed it and widen the
+            confirmation window); a private one if not given.
+        log: the device's logger: sends, re-sends, acceptance and the end are logged on it.
         already_accepted: the controller is already acting on this very command (the same
             command issued again takes over a running job): follow it without sending.
     """
@@ -323,13 +444,14 @@ class JobRunner:
         *,
         status_period: float = 1.0,
         max_resends: int = 2,
-        stale_after: float | None = 30.0,
         poll_interval: float | None = None,
         paused: Callable[[], bool] = lambda: False,
         on_timeout: Callable[[], None] | None = None,
         on_finish: Callable[[JobRunner], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         send_lock: AbstractContextManager[object] | None = None,
+        responses: ResponseTimes | None = None,
+        log: logging.Logger | None = None,
         already_accepted: bool = False,
     ):
         self.job = job
@@ -338,7 +460,8 @@ class JobRunner:
         self._snapshot = snapshot
         self.status_period = float(status_period)
         self.max_resends = int(max_resends)
-        self.stale_after = stale_after
+        self.responses = responses if responses is not None else ResponseTimes()
+        self.log = log if log is not None else logging.getLogger("ophyd_cs800.device")
         self.poll_interval = (
             float(poll_interval) if poll_interval is not None else min(0.25, status_period / 4)
         )
@@ -404,27 +527,35 @@ class JobRunner:
                 return False
             self._closed = True
         if exc is None:
+            self.log.info("%s: %s finished", self.job.device, self.job.what)
             self.status.set_finished()
         else:
+            self.log.warning("%s", exc)
             self.status.set_exception(exc)
         if self._on_finish is not None:
             self._on_finish(self)
         return True
 
     # -- the loop ----------------------------------------------------------------------------
-    def _send(self) -> bool:
+    def _send(self, why: str = "") -> bool:
         """Send the job once under the device's send lock; False if closed or it failed."""
         with self.send_lock:
             if self._closed:  # cancelled, superseded or stopped meanwhile: send nothing
                 return False
             self.sends += 1
+            job = self.job
+            if self.sends == 1:
+                self.log.info("%s: sending %s (%s)", job.device, job.meaning or job.what,
+                              job.what)
+            else:
+                self.log.info("%s: re-sending %s (attempt %d: %s)", job.device,
+                              job.meaning or job.what, self.sends, why)
             try:
-                self.job.send()
+                job.send()
             except CS800Error as exc:  # already a sentence (e.g. the IOC clamped a parameter)
                 error: CS800Error = exc
             except Exception as exc:  # a CA write failed: say which and why
-                error = CS800Error(
-                    f"{self.job.device}: could not send the {self.job.what}: {exc}")
+                error = CS800Error(f"{job.device}: could not send the {job.what}: {exc}")
             else:
                 return True
         self._finish(error)
@@ -435,9 +566,7 @@ class JobRunner:
         job = self.job
         if not self.accepted and not self._send():
             return
-        start = last = self._clock()
-        window = job.confirm_periods * self.status_period
-        confirm_deadline = start + window
+        start = last = last_send = self._clock()
         paused_total = 0.0
         invalid_since: float | None = None
         while not self._closed:
@@ -450,9 +579,13 @@ class JobRunner:
             exc = self._check_stale(snap, now, invalid_since)
             invalid_since = (invalid_since or now) if snap.temp_invalid else None
             if exc is None and not self.accepted:
+                window = confirm_window(job, snap, self.sends, self.responses)
                 if job.accepted(snap):
                     self.accepted = True
-                elif now >= confirm_deadline and not paused:
+                    self.responses.record(now - start)
+                    self.log.info("%s: the controller accepted the %s after %.2f s",
+                                  job.device, job.what, now - start)
+                elif now >= last_send + window and not paused:
                     if self.sends > self.max_resends:
                         exc = CS800NotAcceptedError(
                             f"{job.device}: the controller did not accept the {job.what} after "
@@ -460,9 +593,9 @@ class JobRunner:
                             f"TARGETTEMP {_fmt_k(snap.target)}); check that the controller "
                             "number and IP address of the IOC are right."
                         )
-                    elif not self._send():
+                    elif not self._send(f"not accepted within {window:.2f} s"):
                         return
-                    confirm_deadline = now + window
+                    last_send = now
             if exc is None and self.accepted:
                 exc = job.failure(snap, paused=paused)
                 if exc is None and job.done(snap):
@@ -496,17 +629,15 @@ class JobRunner:
                     f"(last reading {_fmt_k(snap.temp)}); check the controller's network "
                     "link and the IOC."
                 )
-        if self.stale_after is not None and snap.update_age > self.stale_after:
-            return CS800StaleError(
-                f"{self.job.device}: no status update from the controller for "
-                f"{snap.update_age:.0f} s during the {self.job.what} (last TEMP "
-                f"{_fmt_k(snap.temp)}); check the controller's network link and the IOC."
-            )
-        return None
+        return silence_error(snap, self.job.device, f"during the {self.job.what}")
 
 
 __all__ = [
+    "AUTO",
+    "LAG_FACTOR",
     "SAME_TEMP_K",
+    "STALE_MARGIN_S",
+    "STALE_PERIODS",
     "SHUT_DOWN_MODES",
     "Job",
     "JobRunner",
@@ -514,8 +645,12 @@ __all__ = [
     "PhaseJob",
     "RestartJob",
     "ShutdownJob",
+    "ResponseTimes",
     "Snapshot",
     "close",
+    "confirm_window",
+    "silence_error",
+    "stale_limit",
     "phase_name",
     "run_mode_name",
 ]

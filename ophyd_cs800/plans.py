@@ -19,7 +19,7 @@ a string) raises ``TypeError`` naming what was given.
 Temperatures are kelvin, rates K/h (whole numbers, 1-360), durations minutes.
 """
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from bluesky import plan_stubs as bps
@@ -28,8 +28,9 @@ from bluesky import preprocessors as bpp
 from bluesky.protocols import Readable
 from bluesky.utils import Msg, RunEngineControlException
 
+from ophyd_cs800.alarms import AlarmChange
 from ophyd_cs800.device import CS800
-from ophyd_cs800.enums import alarm_for
+from ophyd_cs800.enums import Alarm
 
 Plan = Generator[Msg, Any, Any]
 
@@ -50,13 +51,14 @@ def monitored_signals(cs: CS800) -> list[Any]:
 def checkpointed_wait(cs: CS800, group: str | None, period: float | None = None) -> Plan:
     """Wait for the statuses of ``group`` with a checkpoint every ``period`` s.
 
-    ``period`` defaults to ``cs.status_period`` (at least 0.1 s), so one
+    ``period`` defaults to the device's status period (``cs.effective_status_period``, the
+    learned one, at least ``cs.status_period``; never below 0.1 s), so one
     ``RE.request_pause(defer=True)`` (one Ctrl-C) pauses within a status period instead of
     at the end of the move, and ``RE.resume()`` continues the same wait: nothing before the
     last checkpoint (the set, an earlier reading) is replayed. A failed status raises as with
     ``bps.wait``.
     """
-    period = max(0.1, float(period if period is not None else cs.status_period))
+    period = max(0.1, float(period if period is not None else cs.effective_status_period))
     while True:
         yield from bps.checkpoint()
         done = yield from bps.wait(group, timeout=period, error_on_timeout=False)
@@ -65,28 +67,27 @@ def checkpointed_wait(cs: CS800, group: str | None, period: float | None = None)
 
 
 class _AlarmRecord:
-    """The worst alarm of one device seen between :meth:`start` and :meth:`stop`."""
+    """The worst alarm that appeared on one device between :meth:`start` and :meth:`stop`.
+
+    Fed by the device's one alarm path (:meth:`CS800.add_alarm_callback`, which also logs).
+    """
 
     def __init__(self, cs: CS800) -> None:
         self.cs = cs
-        self.worst: Any = None
-        self._token: int | None = None
+        self.worst: Alarm | None = None
+        self._unsubscribe: Callable[[], None] | None = None
 
-    def _seen(self, value: Any = None, **kwargs: Any) -> None:
-        try:
-            alarm = alarm_for(int(value))
-        except (TypeError, ValueError):  # not available (NaN, None)
-            return
-        if self.worst is None or alarm.level > self.worst.level:
-            self.worst = alarm
+    def _seen(self, change: AlarmChange) -> None:
+        if self.worst is None or change.new.level > self.worst.level:
+            self.worst = change.new
 
     def start(self) -> None:
-        self._token = self.cs.alarm_code.subscribe(self._seen, run=True)
+        self._unsubscribe = self.cs.add_alarm_callback(self._seen)
 
     def stop(self) -> None:
-        if self._token is not None:
-            self.cs.alarm_code.unsubscribe(self._token)
-            self._token = None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
     def reason(self, error: str = "") -> str:
         """The stop document's reason: ``error`` and/or the alarm of level >= 3 seen."""

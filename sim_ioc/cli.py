@@ -29,7 +29,9 @@ from caproto.server import template_arg_parser
 
 from ophyd_cs800 import protocol as P
 from sim_ioc.cli_args import bounded_positive, port
+from sim_ioc.flavors import DEFAULT_FLAVOR, FLAVORS
 from sim_ioc.ioc import CS800IOC, DEFAULT_STALE_TIMEOUT, ControllerConfig
+from sim_ioc.udp_sim import DEFAULT_MAX_RATE_HZ
 
 log = logging.getLogger("sim_ioc.cli")
 
@@ -88,7 +90,12 @@ def _common_parser(prog: str, desc: str, default_prefix: str) -> tuple[argparse.
                         help="R of the status-server PVs (default CS:)")
     parser.add_argument("--stale-timeout", type=_positive, default=DEFAULT_STALE_TIMEOUT,
                         metavar="S", help="seconds without a datagram before a controller's "
-                        f"status PVs go INVALID/COMM (default {DEFAULT_STALE_TIMEOUT:g})")
+                        f"status PVs go INVALID/COMM (default {DEFAULT_STALE_TIMEOUT:g}; "
+                        "fixed flavour only)")
+    parser.add_argument("--flavor", choices=tuple(FLAVORS), default=DEFAULT_FLAVOR,
+                        help="what clients see: 'fixed' (default: checked limits, INVALID "
+                        "when silent) or 'synapps' (the synApps C IOC: clamping, values "
+                        "freeze when silent, 10 decodes/s, DISABLE 1 at boot)")
     return parser, split_args
 
 
@@ -193,7 +200,8 @@ def main_ioc(argv: Sequence[str] | None = None) -> int:
     try:
         ioc = CS800IOC(ioc_options["prefix"], controllers, status_r=args.status_r,
                        status_host=args.listen, status_port=args.status_port,
-                       command_host=args.command_host, stale_timeout=args.stale_timeout)
+                       command_host=args.command_host, stale_timeout=args.stale_timeout,
+                       flavor=args.flavor)
     except ValueError as exc:
         parser.error(str(exc))
     return _run(_serve(ioc, run_options))
@@ -229,8 +237,12 @@ def main_sim_ioc(argv: Sequence[str] | None = None) -> int:
                         help="status datagram layout: 928 bytes (firmware 115) or long "
                         "(1236 bytes, firmware 153)")
     parser.add_argument("--seed", type=int, default=None, help="noise seed (reproducible runs)")
-    parser.add_argument("--max-rate-hz", type=_positive, default=20.0,
-                        help="cap on status datagrams per wall second per controller")
+    parser.add_argument("--max-rate-hz", type=_positive, default=DEFAULT_MAX_RATE_HZ,
+                        help="cap on status datagrams per wall second per controller (default "
+                        f"{DEFAULT_MAX_RATE_HZ:g}: the synApps C IOC decodes at most 10/s)")
+    parser.add_argument("--enable-comms", action="store_true",
+                        help="synapps flavour: set DISABLE to Enabled once the simulators run "
+                        "(the C IOC boots Disabled); no effect in the fixed flavour")
     args = parser.parse_args(argv)
     if not 1 <= args.controllers <= 1000:
         parser.error(f"--controllers must be 1..1000, got {args.controllers}")
@@ -253,7 +265,8 @@ def main_sim_ioc(argv: Sequence[str] | None = None) -> int:
     try:
         ioc = CS800IOC(prefix, configs, status_r=args.status_r, status_host="127.0.0.1",
                        status_port=0, command_host="127.0.0.1",
-                       stale_timeout=args.stale_timeout, sims=sims, private_status_port=True)
+                       stale_timeout=args.stale_timeout, sims=sims, private_status_port=True,
+                       flavor=args.flavor)
     except ValueError as exc:
         parser.error(str(exc))
     if args.valves:
@@ -268,6 +281,8 @@ def main_sim_ioc(argv: Sequence[str] | None = None) -> int:
         await server.start()
         for group in ioc.controllers:
             group.config.command_addr = ("127.0.0.1", server.command_ports[group.config.cid])
+            if args.enable_comms and group.disabled:
+                await group.disable.write("Enabled")
         if args.valves:
             print(f"{prefix}VB:  simulated valve bank, {args.valves} valves", flush=True)
 

@@ -27,16 +27,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from caproto import AlarmSeverity, AlarmStatus, ChannelType
+from caproto import AlarmSeverity, AlarmStatus, CaprotoConversionError, ChannelType
 from caproto.server import PVGroup, pvproperty
-from caproto.server.server import PvpropertyByteRO, PvpropertyDouble
+from caproto.server.server import PvpropertyByteRO, PvpropertyDouble, PvpropertyEnum
 
 from ophyd_cs800 import protocol as P
+from sim_ioc.flavors import FIXED, Flavor, get_flavor
 from sim_ioc.lazy_records import LazyFieldsMixin, LazyRecordGroup
 from sim_ioc.pvs import (
     ALARM_TEXT_UNSET,
@@ -46,6 +48,13 @@ from sim_ioc.pvs import (
     STATUS_PVS,
     extract,
 )
+from sim_ioc.records import (
+    COMMAND_PORT_RECORD,
+    HELPER_RECORDS,
+    SPLIT_PARAMS,
+    raw_word,
+    split_word,
+)
 from sim_ioc.status_server import (
     REJECT_REASONS,
     StatusCounters,
@@ -54,6 +63,7 @@ from sim_ioc.status_server import (
     open_private_status_socket,
     open_status_socket,
 )
+from sim_ioc.synapps import C_IOC_PREC, ScanLimitedReceiver, extract_c_ioc, initial_reading
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +104,22 @@ class ControllerConfig:
 
 
 class _ParamDouble(LazyFieldsMixin, PvpropertyDouble):
-    """An ``ao`` parameter: a put outside DRVL..DRVH (the control limits) is refused."""
+    """An ``ao`` parameter: a put outside DRVL..DRVH (the control limits) is refused, or, in a
+    flavour that clamps (synApps), clamped silently to the nearer limit as an EPICS ao does."""
 
     whole = False
 
     async def verify_value(self, value):
-        """Refuse values outside the control limits (and fractions for whole-number PVs)."""
+        """Refuse (or clamp) values outside the control limits; refuse NaN; whole numbers for
+        whole-number PVs (refused in the fixed flavour, rounded as the ao's RVAL when clamping)."""
         lo, hi = self.lower_ctrl_limit, self.upper_ctrl_limit
         units = f" {self.units}" if self.units else ""
+        clamp = getattr(getattr(self, "group", None), "flavor", FIXED).clamp
+        if not math.isfinite(value):
+            raise ValueError(f"{self.pvname} must be a finite number, got {value!r}; "
+                             "nothing was sent")
+        if clamp:
+            value = min(max(round(value) if self.whole else value, lo), hi)
         if not lo <= value <= hi:
             raise ValueError(
                 f"{self.pvname} {value:g}{units} is out of range: allowed {lo:g} to {hi:g}"
@@ -119,6 +137,42 @@ class _WholeParamDouble(_ParamDouble):
     """An ``ao`` parameter holding a whole number (K/h, minutes)."""
 
     whole = True
+
+
+class _CheckedEnum(LazyFieldsMixin, PvpropertyEnum):
+    """A writable enum (bo, mbbo): a put that is not one of its strings, or an index outside
+    them (e.g. -1 sent as an integer), is refused with a sentence naming the choices."""
+
+    def _refusal(self, value: Any) -> ValueError:
+        choices = ", ".join(f"{i} ({text})" for i, text in enumerate(self.enum_strings))
+        if isinstance(value, (list, tuple)) and len(value) == 1:
+            value = value[0]
+        if hasattr(value, "tolist"):  # a numpy scalar or array from the wire
+            value = value.tolist()
+        return ValueError(f"{self.pvname} accepts {choices}; got {value!r}; nothing was sent")
+
+    async def write_from_dbr(self, data, data_type, metadata, *, flags=0):
+        """A CA put: a value caproto cannot convert to one of the strings gets the sentence."""
+        try:
+            return await super().write_from_dbr(data, data_type, metadata, flags=flags)
+        except CaprotoConversionError:
+            raise self._refusal(data) from None
+
+    async def verify_value(self, value):
+        """Accept a state string or its index; refuse anything else before any putter runs."""
+        strings = self.enum_strings
+        if isinstance(value, str) and value in strings:
+            return await super().verify_value(value)
+        if isinstance(value, numbers.Real) and not isinstance(value, str) \
+                and float(value).is_integer() and 0 <= int(value) < len(strings):
+            return await super().verify_value(strings[int(value)])
+        raise self._refusal(value)
+
+
+def _enum(name: str, value: str, strings: tuple[str, ...], record: str, doc: str) -> pvproperty:
+    """A writable, checked enum record."""
+    return pvproperty(name=name, value=value, dtype=_CheckedEnum, enum_strings=strings,
+                      record=record, alarm_group=name, doc=doc)
 
 
 def _status_property(pv) -> pvproperty:
@@ -148,12 +202,44 @@ _StatusRecords = type(
 )
 
 
-def _param(name: str, value: float, units: str, lo: float, hi: float, *, precision: int,
-           whole: bool, doc: str) -> pvproperty:
-    return pvproperty(name=name, value=value, dtype=_WholeParamDouble if whole else _ParamDouble,
-                      record="ao", units=units, precision=precision, lower_ctrl_limit=lo,
-                      upper_ctrl_limit=hi, lower_disp_limit=lo, upper_disp_limit=hi,
-                      alarm_group=name, doc=doc)
+def _param(name: str, *, precision: int, doc: str) -> pvproperty:
+    """A command parameter (ao); value, units and limits come from the flavour (FIXED here,
+    the IOC's flavour at group creation). A put also updates the byte-split helpers."""
+    spec = FIXED.params[name]
+
+    async def put(group: CS800ControllerGroup, instance, value):
+        await group.split_param(name, value)
+        return value
+
+    return pvproperty(name=name, value=spec.default,
+                      dtype=_WholeParamDouble if spec.whole else _ParamDouble,
+                      record="ao", units=spec.units, precision=precision,
+                      lower_ctrl_limit=spec.low, upper_ctrl_limit=spec.high,
+                      lower_disp_limit=spec.low, upper_disp_limit=spec.high,
+                      alarm_group=name, doc=doc, put=put)
+
+
+def _helper(name: str) -> pvproperty:
+    """A byte-split helper: ``XH``/``XL`` (ao) or ``XCH``/``XCL`` (calcout), computed only."""
+    record = "calcout" if name.endswith(("CH", "CL")) else "ao"
+    return pvproperty(name=name, value=0.0, dtype=float, read_only=True, record=record,
+                      alarm_group=name, doc=f"Signed byte of {name.rstrip('CHL')} (computed)")
+
+
+#: The byte-split helpers and command_port, the records of Oxford_CS800.db that clients only
+#: read (:mod:`sim_ioc.records`).
+_HelperRecords = type(
+    "_HelperRecords",
+    (_StatusRecords,),
+    {
+        "__doc__": "Status records plus the byte-split helpers and command_port.",
+        "__module__": __name__,
+        **{name.lower(): _helper(name) for name in HELPER_RECORDS},
+        "command_port": pvproperty(name=COMMAND_PORT_RECORD, value=0, dtype=int, read_only=True,
+                                   record="asyn", alarm_group=COMMAND_PORT_RECORD,
+                                   doc="asyn record of the command port (VAL unused)"),
+    },
+)
 
 
 def _action(name: str, build: Callable[[CS800ControllerGroup], P.Command], doc: str):
@@ -164,7 +250,7 @@ def _action(name: str, build: Callable[[CS800ControllerGroup], P.Command], doc: 
     return pvproperty(name=name, value=0.0, record="ao", alarm_group=name, doc=doc, put=put)
 
 
-class CS800ControllerGroup(_StatusRecords):
+class CS800ControllerGroup(_HelperRecords):
     """Every PV of ``Oxford_CS800.db`` for one controller at ``$(P)$(R)``.
 
     Status PVs are read-only and change only when a datagram of this controller arrives (or
@@ -172,34 +258,25 @@ class CS800ControllerGroup(_StatusRecords):
     """
 
     # ------------------------------------------------------------------ control / diagnostics
-    disable = pvproperty(name="DISABLE", value="Enabled", dtype=ChannelType.ENUM,
-                         enum_strings=ENABLE_STRINGS, record="bo", alarm_group="DISABLE",
-                         doc="Comms: Enabled (default here) or Disabled")
-    debug = pvproperty(name="DEBUG", value="Warning", dtype=ChannelType.ENUM,
-                       enum_strings=DEBUG_STRINGS, record="mbbo", alarm_group="DEBUG",
-                       doc="Log level of this controller")
+    disable = _enum("DISABLE", "Enabled", ENABLE_STRINGS, "bo",
+                    "Comms: Enabled or Disabled (the flavour's boot value)")
+    debug = _enum("DEBUG", "Warning", DEBUG_STRINGS, "mbbo", "Log level of this controller")
 
     # ------------------------------------------------------------------ command parameters
-    rrate = _param("RRATE", 360.0, "K/h", 0, 360, precision=0, whole=True,
-                   doc="Ramp rate for RAMP (K/h)")
-    rtemp = _param("RTEMP", 100.0, "K", P.DEFAULT_MIN_TEMP_K, P.DEFAULT_MAX_TEMP_K, precision=2,
-                   whole=False, doc="Ramp target for RAMP (K)")
-    ptime = _param("PTIME", 10.0, "min", 1, 1440, precision=0, whole=True,
-                   doc="Plateau duration for PLAT (min)")
-    ctemp = _param("CTEMP", 100.0, "K", P.DEFAULT_MIN_TEMP_K, P.DEFAULT_MAX_TEMP_K, precision=2,
-                   whole=False, doc="Cool target for COOL (K)")
-    erate = _param("ERATE", 360.0, "K/h", 1, 360, precision=0, whole=True,
-                   doc="End ramp rate for END (K/h)")
-    turbo = pvproperty(name="TURBO", value="Off", dtype=ChannelType.ENUM,
-                       enum_strings=OFF_ON_STRINGS, record="bo", alarm_group="TURBO",
-                       doc="Turbo flow; a put sends the command")
+    rrate = _param("RRATE", precision=0, doc="Ramp rate for RAMP (K/h)")
+    rtemp = _param("RTEMP", precision=2, doc="Ramp target for RAMP (K)")
+    ptime = _param("PTIME", precision=0, doc="Plateau duration for PLAT (min)")
+    ctemp = _param("CTEMP", precision=2, doc="Cool target for COOL (K)")
+    erate = _param("ERATE", precision=0, doc="End ramp rate for END (K/h)")
+    turbo = _enum("TURBO", "Off", OFF_ON_STRINGS, "bo", "Turbo flow; a put sends the command")
 
     # ------------------------------------------------------------------ actions
-    ramp = _action("RAMP", lambda g: P.ramp(g.rrate.value, g.rtemp.value, **g.temp_limits()),
+    ramp = _action("RAMP", lambda g: P.ramp(g.rrate.value, g.rtemp.value,
+                                            **g.temp_limits(g.rtemp)),
                    "Send Ramp (RRATE, RTEMP)")
     plat = _action("PLAT", lambda g: P.plat(g.ptime.value), "Send Plat (PTIME)")
     hold = _action("HOLD", lambda g: P.hold(), "Send Hold")
-    cool = _action("COOL", lambda g: P.cool(g.ctemp.value, **g.temp_limits()),
+    cool = _action("COOL", lambda g: P.cool(g.ctemp.value, **g.temp_limits(g.ctemp)),
                    "Send Cool (CTEMP)")
     end = _action("END", lambda g: P.end(g.erate.value), "Send End (ERATE)")
     purge = _action("PURGE", lambda g: P.purge(), "Send Purge")
@@ -212,9 +289,14 @@ class CS800ControllerGroup(_StatusRecords):
 
     def __init__(self, prefix: str, *, config: ControllerConfig,
                  send_datagram: Callable[[bytes, tuple[str, int]], None] | None = None,
-                 **kwargs: Any) -> None:
-        """Create the group at ``prefix`` for ``config``; commands go out via ``send_datagram``."""
+                 flavor: Flavor | str = FIXED, **kwargs: Any) -> None:
+        """Create the group at ``prefix`` for ``config``; commands go out via ``send_datagram``.
+
+        ``flavor`` (:mod:`sim_ioc.flavors`) sets the parameters' limits and defaults, DISABLE
+        at boot, the DEBUG and PHASE strings and how status is shown.
+        """
         super().__init__(prefix, **kwargs)
+        self.flavor = get_flavor(flavor)
         self.config = config
         self.bound_cid: int | None = config.cid or None
         self.send_datagram = send_datagram
@@ -228,9 +310,51 @@ class CS800ControllerGroup(_StatusRecords):
         self.stale = False
         self._posted: dict[str, tuple[Any, AlarmSeverity, AlarmStatus]] = {}
         self.status_channels = {pv.suffix: getattr(self, pv.suffix.lower()) for pv in STATUS_PVS}
-        for suffix in self.status_channels:  # no data yet: INVALID/UDF, as an EPICS record
-            self.alarms[suffix]._data.update(status=AlarmStatus.UDF,
-                                             severity=AlarmSeverity.INVALID_ALARM)
+        self.params = {name: getattr(self, name.lower()) for name in self.flavor.params}
+        self._apply_flavor()
+
+    def _apply_flavor(self) -> None:
+        """Set the flavour's boot state (before serving: no client can see the change)."""
+        flavor = self.flavor
+        for name, spec in flavor.params.items():
+            self.params[name]._data.update(
+                value=spec.default, lower_ctrl_limit=spec.low, upper_ctrl_limit=spec.high,
+                lower_disp_limit=spec.low, upper_disp_limit=spec.high)
+        for name in SPLIT_PARAMS:
+            self._set_split(name, self.params[name].value)
+        self.disable._data["value"] = "Disabled" if flavor.disabled_at_boot else "Enabled"
+        self.debug._data.update(enum_strings=flavor.debug_strings, value=flavor.debug_default)
+        self.phase._data.update(enum_strings=flavor.phase_strings, value=flavor.phase_strings[0])
+        if flavor.c_ioc_status:  # PINI records that read 0 (NO_ALARM) until the first datagram
+            for pv in STATUS_PVS:
+                channel = self.status_channels[pv.suffix]
+                value, severity, status = initial_reading(pv.suffix, channel.enum_strings
+                                                          if pv.record == "mbbi" else ())
+                channel._data["value"] = value
+                if pv.record == "ai":
+                    channel._data["precision"] = C_IOC_PREC.get(pv.suffix, 0)
+                    for limit in ("lower_ctrl_limit", "upper_ctrl_limit",
+                                  "lower_disp_limit", "upper_disp_limit"):
+                        channel._data[limit] = 0.0
+                self.alarms[pv.suffix]._data.update(status=status, severity=severity)
+        else:
+            for suffix in self.status_channels:  # no data yet: INVALID/UDF, as an EPICS record
+                self.alarms[suffix]._data.update(status=AlarmStatus.UDF,
+                                                 severity=AlarmSeverity.INVALID_ALARM)
+
+    def _set_split(self, name: str, value: float) -> dict[Any, float]:
+        """The helper channels of parameter ``name`` and the values they take for ``value``."""
+        high, low = split_word(raw_word(name, value))
+        channels = {getattr(self, f"{name}{s}".lower()): v
+                    for s, v in (("CH", high), ("H", high), ("CL", low), ("L", low))}
+        for channel, byte in channels.items():
+            channel._data["value"] = float(byte)
+        return channels
+
+    async def split_param(self, name: str, value: float) -> None:
+        """Process the calcouts ``XCH``/``XCL`` and ao ``XH``/``XL`` after a put of ``name``."""
+        for channel, byte in self._set_split(name, value).items():
+            await channel.write(byte, verify_value=False)
 
     # ------------------------------------------------------------------ state
     @property
@@ -238,9 +362,13 @@ class CS800ControllerGroup(_StatusRecords):
         """True when DISABLE reads Disabled: no commands sent, no status applied."""
         return self.disable.value == "Disabled"
 
-    def temp_limits(self) -> dict[str, float]:
-        """Device temperature limits (DEVICEMINTEMP, DEVICEMAXTEMP) as builder keywords."""
-        return {"min_temp": self.min_temp, "max_temp": self.max_temp}
+    def temp_limits(self, channel: Any) -> dict[str, float]:
+        """Temperature limits a command built from ``channel`` (RTEMP, CTEMP) is checked with,
+        as builder keywords: DEVICEMINTEMP..DEVICEMAXTEMP in the fixed flavour; the channel's
+        own DRVL..DRVH where the IOC does not check the device's limits (synApps)."""
+        if self.flavor.limits_follow_device:
+            return {"min_temp": self.min_temp, "max_temp": self.max_temp}
+        return {"min_temp": channel.lower_ctrl_limit, "max_temp": channel.upper_ctrl_limit}
 
     # ------------------------------------------------------------------ commands
     def send(self, command: P.Command) -> None:
@@ -250,6 +378,9 @@ class CS800ControllerGroup(_StatusRecords):
         no command address is known, or when the socket refuses the datagram.
         """
         name = command.command.name
+        if self.disabled and self.flavor.disabled_put_succeeds:  # SDIS: skipped, no error
+            self.clog.info("%sDISABLE is Disabled: %s was not sent", self.prefix, name)
+            return
         if self.disabled:
             raise RuntimeError(f"{self.prefix}DISABLE is Disabled: {name} was not sent")
         addr = self.config.command_addr
@@ -301,11 +432,16 @@ class CS800ControllerGroup(_StatusRecords):
 
     async def apply(self, packet: P.StatusPacket, timestamp: float) -> None:
         """Show one decoded packet of this controller on the status PVs."""
-        readings = extract(packet)
+        if self.flavor.c_ioc_status:
+            enums = {"RUNMODE": self.runmode.enum_strings, "PHASE": self.phase.enum_strings}
+            readings = extract_c_ioc(packet, enums)
+        else:
+            readings = extract(packet)
         for suffix, (value, severity, status) in readings.items():
             await self._post(suffix, value, severity, status, timestamp)
         self.stale = False
-        await self._update_temp_limits(readings)
+        if self.flavor.limits_follow_device:
+            await self._update_temp_limits(readings)
 
     async def _update_temp_limits(self, readings) -> None:
         lo, lo_sev, _ = readings["DEVICEMINTEMP"]
@@ -337,19 +473,16 @@ class SimControllerGroup(CS800ControllerGroup):
     ``sim`` is the :class:`sim_ioc.controller.SimulatedCS800` behind this controller.
     """
 
-    sim_broadcast = pvproperty(name="SIM:BROADCAST", value="On", dtype=ChannelType.ENUM,
-                               enum_strings=OFF_ON_STRINGS, record="bo",
-                               alarm_group="SIM:BROADCAST",
-                               doc="Simulator sends status datagrams")
+    sim_broadcast = _enum("SIM:BROADCAST", "On", OFF_ON_STRINGS, "bo",
+                          "Simulator sends status datagrams")
     sim_alarm = pvproperty(name="SIM:ALARM", value=0, dtype=int, record="longout",
                            lower_ctrl_limit=0, upper_ctrl_limit=65533, alarm_group="SIM:ALARM",
                            doc="Inject an alarm code into the simulator")
     sim_drop = pvproperty(name="SIM:DROP", value=0.0, dtype=_ParamDouble, record="ao",
                           lower_ctrl_limit=0.0, upper_ctrl_limit=1.0, precision=3,
                           alarm_group="SIM:DROP", doc="Fraction of status datagrams dropped")
-    sim_sensorfail = pvproperty(name="SIM:SENSORFAIL", value="Off", dtype=ChannelType.ENUM,
-                                enum_strings=OFF_ON_STRINGS, record="bo",
-                                alarm_group="SIM:SENSORFAIL", doc="Simulate a sensor failure")
+    sim_sensorfail = _enum("SIM:SENSORFAIL", "Off", OFF_ON_STRINGS, "bo",
+                           "Simulate a sensor failure")
 
     def __init__(self, prefix: str, *, sim: Any, **kwargs: Any) -> None:
         """Create the group; ``sim`` is the simulated controller these PVs act on."""
@@ -418,6 +551,31 @@ class _StatusPacketChannel(LazyFieldsMixin, PvpropertyByteRO):
         if self.field_inst is not None and "NORD" in self.fields:
             self.fields["NORD"]._data["value"] = nbytes
 
+    async def asyn_read(self, data: bytes | None) -> None:
+        """Process as the C IOC's asyn record after one read (synApps flavour).
+
+        ``data``: the bytes read (NORD = their number, NO_ALARM); None on a read timeout
+        (NORD 0, READ/MAJOR, the last bytes kept). Either way the record is processed: a
+        monitor with a new time stamp. ``.NORD`` is written before the value, so a client
+        that sees the value's update reads the matching NORD.
+        """
+        self._nord = 0 if data is None else len(data)
+        if self.field_inst is not None and "NORD" in self.fields:
+            await self.fields["NORD"].write(self._nord, verify_value=False)
+        if data is None:
+            await self.write(self.value, verify_value=False, status=AlarmStatus.READ,
+                             severity=AlarmSeverity.MAJOR_ALARM)
+        else:
+            await self.write(data, verify_value=False, status=AlarmStatus.NO_ALARM,
+                             severity=AlarmSeverity.NO_ALARM)
+
+    _nord = 0
+
+    def _build_fields(self) -> None:
+        super()._build_fields()
+        if "NORD" in self.fields:
+            self.fields["NORD"]._data["value"] = self._nord
+
 
 class StatusServerGroup(_StatusServerBase):
     """The status-server PVs at ``$(P)$(R)`` (``Oxford_CS800_status.db`` plus counters)."""
@@ -450,12 +608,16 @@ class StatusServerGroup(_StatusServerBase):
         if counters.last_reject and self.last_reject.value != counters.last_reject:
             await self.last_reject.write(counters.last_reject[:255], verify_value=False)
         packet = counters.last_datagram[:STATUS_PACKET_NELM]
+        if self.scan_owned:  # the synApps flavour's asyn read processes status_packet
+            return
         if packet and packet != self._last_packet:
             self._last_packet = packet
             await self.status_packet.write(packet, verify_value=False)
             self.status_packet.note_length(len(packet))
 
     _last_packet = b""
+    #: True when :class:`~sim_ioc.synapps.ScanLimitedReceiver` writes ``status_packet``.
+    scan_owned = False
 
 
 class ControllerStatsGroup(LazyRecordGroup):
@@ -493,6 +655,7 @@ class CS800IOC:
         stale_timeout: float = DEFAULT_STALE_TIMEOUT,
         sims: Sequence[Any] | None = None,
         private_status_port: bool = False,
+        flavor: Flavor | str = FIXED,
     ) -> None:
         """Create the PV groups.
 
@@ -502,7 +665,10 @@ class CS800IOC:
         be positive (seconds). ``private_status_port`` (for an IOC fed only by its own
         simulators) ignores ``status_port`` and binds an exclusive port outside the kernel's
         ephemeral range (:func:`sim_ioc.status_server.open_private_status_socket`).
+        ``flavor``: ``"fixed"`` (default) or ``"synapps"`` (:mod:`sim_ioc.flavors`); an unknown
+        name raises ``ValueError``.
         """
+        self.flavor = get_flavor(flavor)
         if not controllers:
             raise ValueError("the IOC needs at least one controller (--controller R:CID@HOST)")
         if stale_timeout <= 0 or not math.isfinite(stale_timeout):
@@ -524,17 +690,18 @@ class CS800IOC:
         self.stale_timeout = float(stale_timeout)
         self.counters = StatusCounters()
         self.status = StatusServerGroup(prefix + status_r)
+        self.status.scan_owned = self.flavor.scan_limited
         self.controllers: list[CS800ControllerGroup] = []
         self.stats: list[ControllerStatsGroup] = []
         for i, config in enumerate(controllers):
+            common = dict(config=config, send_datagram=self._send_datagram, flavor=self.flavor)
             if sims is None:
-                group = CS800ControllerGroup(prefix + config.r, config=config,
-                                             send_datagram=self._send_datagram)
+                group = CS800ControllerGroup(prefix + config.r, **common)
             else:
-                group = SimControllerGroup(prefix + config.r, config=config, sim=sims[i],
-                                           send_datagram=self._send_datagram)
+                group = SimControllerGroup(prefix + config.r, sim=sims[i], **common)
             self.controllers.append(group)
-            self.stats.append(ControllerStatsGroup(prefix + status_r + config.r))
+            if self.flavor.per_controller_stats:
+                self.stats.append(ControllerStatsGroup(prefix + status_r + config.r))
         self.pvdb: dict[str, Any] = {}
         for group in (self.status, *self.controllers, *self.stats):
             self.add_group(group)
@@ -607,11 +774,16 @@ class CS800IOC:
             self._status_sock = open_status_socket(self.status_host, self.requested_status_port)
         self.status_port = self._status_sock.getsockname()[1]
         self._command_sock = open_command_socket(self.command_host)
-        self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: StatusReceiver(self.route, self.counters), sock=self._status_sock)
+        receiver: asyncio.DatagramProtocol = StatusReceiver(self.route, self.counters)
+        if self.flavor.scan_limited:
+            receiver = ScanLimitedReceiver(receiver, self.status.status_packet.asyn_read)
+        self._transport, _ = await loop.create_datagram_endpoint(lambda: receiver,
+                                                                 sock=self._status_sock)
         await self.status.port.write(self.status_port, verify_value=False)
         self._started = time.monotonic()
         self._tasks = [loop.create_task(self._consume()), loop.create_task(self._housekeeping())]
+        if isinstance(receiver, ScanLimitedReceiver):
+            self._tasks.append(loop.create_task(receiver.scan()))
 
     async def close(self) -> None:
         """Stop the tasks and close the sockets (safe to call twice or after a failed open)."""
@@ -649,7 +821,8 @@ class CS800IOC:
                 for group in self.controllers:
                     last = group.last_applied
                     silent_for = now - (last if last is not None else self._started)
-                    if not group.stale and silent_for > self.stale_timeout:
+                    if (self.flavor.marks_stale and not group.stale
+                            and silent_for > self.stale_timeout):
                         await group.mark_stale()
                 if now >= next_age:
                     next_age = now + AGE_PERIOD
@@ -659,7 +832,7 @@ class CS800IOC:
             await asyncio.sleep(HOUSEKEEPING_PERIOD)
 
     async def _publish_ages(self, now: float) -> None:
-        for group, stats in zip(self.controllers, self.stats, strict=True):
+        for group, stats in zip(self.controllers, self.stats, strict=False):  # synApps: none
             if group.last_heard is None:
                 continue
             await stats.age.write(round(now - group.last_heard, 1), verify_value=False,
@@ -669,7 +842,8 @@ class CS800IOC:
 
     def describe(self) -> list[str]:
         """One line per served prefix (printed by the command-line tools)."""
-        lines = [f"{self.status.prefix}  status server, UDP {self.status_host}:{self.status_port}"]
+        lines = [f"{self.status.prefix}  status server, UDP {self.status_host}:{self.status_port}"
+                 f" ({self.flavor.name} flavour)"]
         for group in self.controllers:
             cid = group.config.cid or "0 (first heard)"
             addr = group.config.command_addr

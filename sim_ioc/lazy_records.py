@@ -26,6 +26,10 @@ _STATIC_FIELDS = (
     ("DRVL", "lower_ctrl_limit"),
 )
 
+#: Limit fields a client may read but not write: what the IOC accepts must not be widened
+#: (or narrowed) over CA (issue 10 item 4). The limits are the IOC's, per flavour.
+LIMIT_FIELDS = ("HOPR", "LOPR", "DRVH", "DRVL")
+
 #: EPICS base ``menuAlarmStat`` (caproto 1.3 ships only the first 16, up to SOFT).
 EPICS_ALARM_STAT: tuple[str, ...] = tuple(AlarmStatus(i).name for i in range(len(AlarmStatus)))
 
@@ -54,6 +58,11 @@ class LazyFieldsMixin:
         stat = getattr(fields, "alarm_status", None)
         if stat is not None:  # caproto's menu stops at SOFT: .STAT could not show UDF
             stat._data["enum_strings"] = EPICS_ALARM_STAT
+        for name in LIMIT_FIELDS:
+            if name in self.fields:
+                self.fields[name].putter = _refuse_limit_write
+        if "PROC" in self.fields:  # a record never processed reads 0 (caproto: an empty array)
+            self.fields["PROC"]._data["value"] = 0
         for attr, prop in (("severity", "current_alarm_severity"), ("status", "alarm_status")):
             channel = getattr(fields, prop, None)
             if alarm is None or channel is None:
@@ -86,6 +95,14 @@ class LazyFieldsMixin:
         if self.field_inst is None and self._lazy_record is not None:
             self._build_fields()
         return self.fields[field]
+
+
+async def _refuse_limit_write(instance: Any, value: Any) -> None:
+    """Putter of a limit field: refuse with a sentence (the record's limits are fixed)."""
+    field = instance.pvname.rpartition(".")[2]
+    record = instance.group.parent.pvname
+    raise ValueError(f"{record}.{field} cannot be written: the limits of {record} are fixed "
+                     f"by the IOC (read {field} to see them); nothing was changed")
 
 
 def _lazy(cls: type) -> type:

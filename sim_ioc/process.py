@@ -152,16 +152,21 @@ class IocProcess:
             by :meth:`stop` when the IOC exited cleanly).
         startup_timeout: seconds to wait for ``ready_pv``; ``RuntimeError`` (with the end of
             the log) if it does not answer in time or the process exits.
+        flavor: ``"fixed"`` or ``"synapps"`` (adds ``--flavor``); None: the IOC's default
+            (fixed). Kept in :attr:`flavor`.
     """
 
     def __init__(self, args: Sequence[str], *, prefix: str | None = None,
                  ready_pv: str = "CS:PORT", ca_port: int | None = None,
                  log_path: str | os.PathLike[str] | None = None,
-                 startup_timeout: float = 30.0) -> None:
+                 startup_timeout: float = 30.0, flavor: str | None = None) -> None:
         """Prepare the process (nothing runs until :meth:`start`)."""
         self.prefix = prefix or random_prefix()
         self.ca_port = ca_port or free_port()
         self.args = list(args)
+        self.flavor = flavor or "fixed"
+        if flavor is not None:
+            self.args += ["--flavor", flavor]
         self.ready_pv = ready_pv
         self.startup_timeout = startup_timeout
         self.env: dict[str, str] = loopback_ca_env(self.ca_port)
@@ -197,6 +202,10 @@ class IocProcess:
     def read(self, pv: str, *, timeout: float = CA_TIMEOUT, **kwargs: Any):
         """``caproto.sync.client.read`` of ``pv`` against this IOC (its env, no repeater)."""
         return ca_read(pv, self.env, timeout=timeout, **kwargs)
+
+    def write(self, pv: str, value: Any, *, timeout: float = CA_TIMEOUT, **kwargs: Any):
+        """``caproto.sync.client.write`` of ``pv`` (with put completion) against this IOC."""
+        return ca_write(pv, value, self.env, timeout=timeout, **kwargs)
 
     def start(self) -> IocProcess:
         """Start the IOC and wait until :attr:`ready_pv` answers (bounded)."""
@@ -268,6 +277,10 @@ class SimIocProcess(IocProcess):
         speed: simulated seconds per wall second.
         valves: N > 0 also serves the simulated valve bank at ``{prefix}VB:``.
         stale_timeout: seconds before silent controllers' PVs go INVALID (None: IOC default).
+        max_rate_hz: simulator datagrams per wall second per controller (None: the default, 5).
+        flavor: ``"fixed"`` (None: the default) or ``"synapps"``.
+        enable_comms: synapps flavour: set DISABLE to Enabled after start-up, as a beamline
+            IOC whose autosave restored it (default True); False keeps the C IOC's boot state.
         ca_port, log_path, startup_timeout: as :class:`IocProcess`.
         extra_args: more ``cs800-sim-ioc`` arguments.
     """
@@ -275,19 +288,35 @@ class SimIocProcess(IocProcess):
     def __init__(self, *, prefix: str | None = None, controllers: int = 1, speed: float = 100.0,
                  valves: int = 0, stale_timeout: float | None = None, ca_port: int | None = None,
                  extra_args: Sequence[str] = (), log_path: str | os.PathLike[str] | None = None,
-                 startup_timeout: float = 30.0) -> None:
+                 startup_timeout: float = 30.0, max_rate_hz: float | None = None,
+                 flavor: str | None = None, enable_comms: bool = True) -> None:
         """Prepare the process; see the class docstring."""
         args = ["sim-ioc", "--controllers", str(controllers), "--speed", repr(float(speed))]
         if valves:
             args += ["--valves", str(valves)]
         if stale_timeout is not None:
             args += ["--stale-timeout", repr(float(stale_timeout))]
+        if max_rate_hz is not None:
+            args += ["--max-rate-hz", repr(float(max_rate_hz))]
+        if flavor == "synapps" and enable_comms:
+            args += ["--enable-comms"]
         args += list(extra_args)
         super().__init__(args, prefix=prefix, ready_pv="CS0:CTRLNUM", ca_port=ca_port,
-                         log_path=log_path, startup_timeout=startup_timeout)
+                         log_path=log_path, startup_timeout=startup_timeout, flavor=flavor)
         self.controllers = controllers
         self.speed = speed
         self.valves = valves
+        self.max_rate_hz = max_rate_hz
+
+    def silence(self, i: int = 0, silent: bool = True) -> None:
+        """Stop (``silent``) or resume the status datagrams of simulated controller ``i``.
+
+        Writes ``SIM:BROADCAST`` (Off/On) with put completion: when it returns, the simulator
+        sends no further datagram (one already queued in the IOC may still be decoded: up to
+        ~9 s of backlog in the synapps flavour if the rate exceeded 10/s). Works in both
+        flavours and whatever DISABLE reads.
+        """
+        self.write(self.controller_prefix(i) + "SIM:BROADCAST", "Off" if silent else "On")
 
 
 def ca_read(pv: str, env: Mapping[str, str], *, timeout: float = CA_TIMEOUT,

@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from sim_ioc.cli_args import bounded_positive, host_port, port
 from sim_ioc.clock import MAX_SPEED, ScaledClock
 from sim_ioc.controller import LAYOUTS, SimulatedCS800
-from sim_ioc.udp_sim import SimulatorServer
+from sim_ioc.udp_sim import DEFAULT_MAX_RATE_HZ, SimulatorServer
 
 _speed = bounded_positive("speed", MAX_SPEED)
+_rate = bounded_positive("max rate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed of the noise generators")
     p.add_argument("--start-temp", type=float, default=293.0, metavar="K",
                    help="gas and room temperature at power-up, kelvin (default 293)")
-    p.add_argument("--max-rate", type=float, default=20.0, metavar="HZ",
-                   help="cap on status datagrams per wall second per controller (default 20)")
+    p.add_argument("--max-rate", "--max-rate-hz", type=_rate, default=DEFAULT_MAX_RATE_HZ,
+                   metavar="HZ", help="cap on status datagrams per wall second per controller "
+                   f"(default {DEFAULT_MAX_RATE_HZ:g}, which the synApps C IOC can decode)")
     p.add_argument("-v", "--verbose", action="store_true", help="log ignored commands")
     return p
 

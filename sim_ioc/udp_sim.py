@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 #: Simulated seconds between two status datagrams of one controller (the real unit: 1 s).
 STATUS_PERIOD_S = 1.0
+#: Default wall-clock cap on status datagrams per second per controller: one the synApps C IOC
+#: (10 decodes per second per status port) keeps up with; a real controller sends 1 per second.
+DEFAULT_MAX_RATE_HZ = 5.0
 #: Wall-clock seconds between two identification datagrams of one controller (an announcement:
 #: not scaled by the simulation speed).
 ID_PERIOD_S = 1.0
@@ -122,7 +125,7 @@ class SimulatorServer:
         command_port: int = 0,
         command_ports: Mapping[int, int] | None = None,
         broadcast: bool = False,
-        max_rate_hz: float = 20.0,
+        max_rate_hz: float = DEFAULT_MAX_RATE_HZ,
         id_to: tuple[str, int] | None = None,
     ) -> None:
         """Prepare the server (nothing is bound until :meth:`start`)."""
