@@ -19,6 +19,7 @@ a string) raises ``TypeError`` naming what was given.
 Temperatures are kelvin, rates K/h (whole numbers, 1-360), durations minutes.
 """
 
+import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
@@ -26,7 +27,7 @@ from bluesky import plan_stubs as bps
 from bluesky import plans as bp
 from bluesky import preprocessors as bpp
 from bluesky.protocols import Readable
-from bluesky.utils import Msg, RunEngineControlException
+from bluesky.utils import FailedStatus, Msg, RunEngineControlException
 
 from ophyd_cs800.alarms import AlarmChange
 from ophyd_cs800.device import CS800
@@ -48,22 +49,30 @@ def monitored_signals(cs: CS800) -> list[Any]:
             cs.alarm_code]
 
 
-def checkpointed_wait(cs: CS800, group: str | None, period: float | None = None) -> Plan:
-    """Wait for the statuses of ``group`` with a checkpoint every ``period`` s.
+def checkpointed_wait(cs: CS800, status: Any, group: str | None,
+                      period: float | None = None) -> Plan:
+    """Wait for ``status`` (set in ``group``) with a checkpoint every ``period`` s.
 
     ``period`` defaults to the device's status period (``cs.effective_status_period``, the
     learned one, at least ``cs.status_period``; never below 0.1 s), so one
-    ``RE.request_pause(defer=True)`` (one Ctrl-C) pauses within a status period instead of
-    at the end of the move, and ``RE.resume()`` continues the same wait: nothing before the
-    last checkpoint (the set, an earlier reading) is replayed. A failed status raises as with
-    ``bps.wait``.
+    ``RE.request_pause(defer=True)`` (one Ctrl-C) or a suspender stops the plan within a
+    status period instead of at the end of the move, and ``RE.resume()`` continues the same
+    wait: nothing before the last checkpoint (the set, an earlier reading) is replayed. The
+    loop ends on ``status`` itself, so a wait whose group the RunEngine dropped when it was
+    interrupted still lasts until the move is done. A failed status raises ``FailedStatus``
+    as ``bps.wait`` does. (``status`` ``None``: a plan stepped without a RunEngine.)
     """
     period = max(0.1, float(period if period is not None else cs.effective_status_period))
-    while True:
+    while status is not None and not status.done:
         yield from bps.checkpoint()
-        done = yield from bps.wait(group, timeout=period, error_on_timeout=False)
-        if done is None or done:  # None: a plan runner without a RunEngine (tests, dry runs)
-            return
+        started = time.monotonic()
+        yield from bps.wait(group, timeout=period, error_on_timeout=False)
+        if not status.done and time.monotonic() - started < period / 2:
+            yield from bps.sleep(period)  # the group is gone (dropped at an interruption)
+    if status is None:
+        yield from bps.wait(group)
+    elif not status.success:
+        raise FailedStatus(status)
 
 
 class _AlarmRecord:
@@ -180,8 +189,9 @@ def _move(
 
     def body() -> Plan:
         yield from bps.trigger_and_read([cs])
-        yield from bps.abs_set(cs, target, group=group, **set_kwargs)
-        yield from checkpointed_wait(cs, group)
+        group_ = group or f"{cs.name}-{plan_name}"
+        status = yield from bps.abs_set(cs, target, group=group_, **set_kwargs)
+        yield from checkpointed_wait(cs, status, group_)
         yield from bps.trigger_and_read([cs])
 
     return (yield from recorded_run(cs, body(), md=_md))
@@ -324,8 +334,8 @@ def temperature_series(
         for temp in temps:
             yield from bps.checkpoint()
             group = f"{cs.name}-series-{temp:g}"
-            yield from bps.abs_set(cs, temp, group=group)
-            yield from checkpointed_wait(cs, group)
+            status = yield from bps.abs_set(cs, temp, group=group)
+            yield from checkpointed_wait(cs, status, group)
             yield from bps.trigger_and_read(readables)
 
     return (yield from recorded_run(cs, body(), md=_md))
