@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -105,8 +106,25 @@ def subscribe_store(RE: Any, where: str | os.PathLike[str] | None = None) -> Any
     client = open_catalog(where)
     from bluesky_tiled_plugins import TiledWriter
 
-    RE.subscribe(TiledWriter(client, batch_size=1))
+    RE.subscribe(SerializedCallback(TiledWriter(client, batch_size=1)))
     return client
+
+
+class SerializedCallback:
+    """Calls ``callback(name, doc)`` one document at a time.
+
+    Monitor streams emit their events from Channel Access threads, while the RunEngine emits
+    the others from its own; ``TiledWriter`` is not thread-safe (two threads creating one
+    stream's table collide), so its calls are serialised by a lock.
+    """
+
+    def __init__(self, callback: Any) -> None:
+        self.callback = callback
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> Any:
+        with self._lock:
+            return self.callback(name, doc)
 
 
 def serve_command(directory: str | os.PathLike[str], *, port: int = 8000,
