@@ -134,7 +134,7 @@ def _drive(ioc: Any, args: argparse.Namespace) -> int:
     print(f"cs800-demo: {cs0.describe_state()}", flush=True)
 
     RE = RunEngine({}, context_managers=[])  # noqa: N806 - the conventional name
-    client = None if args.no_store else _open_store(RE, args.data)
+    stored = None if args.no_store else _open_store(RE, args.data)
     table, kind = _table_callback()
     RE.subscribe(table)
     if not args.no_progress and sys.stdout.isatty():  # no bar redraws in a file or CI log
@@ -179,8 +179,8 @@ def _drive(ioc: Any, args: argparse.Namespace) -> int:
     )
     ok = abs(temp - args.target) <= cs0.tolerance.get()
     cs0.destroy()
-    if client is not None:
-        _report_stored(client, uids[0], args.data)
+    if stored is not None:
+        _report_stored(stored, uids[0])
     return 0 if ok else 1
 
 
@@ -190,20 +190,20 @@ def _open_store(RE: Any, data: str | None) -> Any:  # noqa: N803
 
     where = data if data is not None else store.default_data_dir()
     try:
-        client = store.subscribe_store(RE, where)
+        stored = store.subscribe_store(RE, where)
     except store.StoreUnavailableError as exc:
         print(f"cs800-demo: the run is not stored: {exc}", flush=True)
         return None
     print(f"cs800-demo: runs are stored in the Tiled catalog at {where}", flush=True)
-    return client
+    return stored
 
 
-def _report_stored(client: Any, uid: str, data: str | None) -> None:
+def _report_stored(stored: Any, uid: str) -> None:
     """Read the run back from the store and print what it holds."""
     from ophyd_cs800 import store
 
-    where = data if data is not None else store.default_data_dir()
-    summary = store.read_run_summary(client[uid], "cs0")
+    where = stored.where
+    summary = store.read_run_summary(stored.run(uid), "cs0")
     print(f"cs800-demo: read back from the store at {where}: run {uid[:8]} has "
           f"{summary['events']} events, last cs0 {summary['last']:.2f} K; streams "
           f"{', '.join(summary['streams'])}; exit status {summary['exit_status']}.",

@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
+import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,8 @@ from typing import Any
 CATALOG_FILE = "catalog.db"
 TABLES_FILE = "tables.db"
 DATA_DIR = "data"
+
+logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'ophyd-cs800[data]' (from a checkout: pip install -e '.[data]')"
 
@@ -97,34 +102,80 @@ def open_catalog(where: str | os.PathLike[str] | None = None, **from_uri_kwargs:
     return from_context(context)
 
 
-def subscribe_store(RE: Any, where: str | os.PathLike[str] | None = None) -> Any:  # noqa: N803
-    """Subscribe a ``TiledWriter`` on the store ``where`` to ``RE``; returns the Tiled client.
+def subscribe_store(RE: Any, where: str | os.PathLike[str] | None = None) -> Store:  # noqa: N803
+    """Subscribe a ``TiledWriter`` on the store ``where`` to ``RE``; returns the :class:`Store`.
 
-    Every document goes to the store as it is emitted (one event at a time), so a run
-    interrupted half-way keeps what it recorded.
+    Documents are written one at a time, in the order they were emitted, by a writer thread
+    of their own (see :class:`QueuedWriter`): ``store.flush()`` waits until everything
+    emitted so far is in the store (do that before reading a run just recorded).
     """
     client = open_catalog(where)
     from bluesky_tiled_plugins import TiledWriter
 
-    RE.subscribe(SerializedCallback(TiledWriter(client, batch_size=1)))
-    return client
+    writer = QueuedWriter(TiledWriter(client, batch_size=1))
+    RE.subscribe(writer)
+    location = str(where) if where is not None else str(default_data_dir())
+    return Store(client=client, writer=writer, where=location)
 
 
-class SerializedCallback:
-    """Calls ``callback(name, doc)`` one document at a time.
+class QueuedWriter:
+    """Passes ``(name, doc)`` to ``callback`` from one thread of its own, in emission order.
 
-    Monitor streams emit their events from Channel Access threads, while the RunEngine emits
-    the others from its own; ``TiledWriter`` is not thread-safe (two threads creating one
-    stream's table collide), so its calls are serialised by a lock.
+    Monitor streams emit their events from Channel Access callback threads, the RunEngine the
+    others from its own. Writing there would hold those threads (and delay the device's own
+    monitors) for as long as each write to the store takes, and ``TiledWriter`` is not
+    thread-safe; so documents are queued and written by one daemon thread. A document the
+    store refuses is logged (``ophyd_cs800.store`` logger, one sentence) and counted in
+    :attr:`failures`; the writer goes on with the next.
     """
 
     def __init__(self, callback: Any) -> None:
         self.callback = callback
-        self._lock = threading.Lock()
+        self.failures = 0
+        self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self._thread = threading.Thread(target=self._drain, daemon=True, name="tiled-writer")
+        self._thread.start()
 
-    def __call__(self, name: str, doc: dict[str, Any]) -> Any:
-        with self._lock:
-            return self.callback(name, doc)
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        """Queue one document (returns at once)."""
+        self._queue.put((name, doc))
+
+    def _drain(self) -> None:
+        while True:
+            name, doc = self._queue.get()
+            try:
+                self.callback(name, doc)
+            except Exception as exc:
+                self.failures += 1
+                logger.error("the store did not take a %s document: %s: %s", name,
+                             type(exc).__name__, exc)
+            finally:
+                self._queue.task_done()
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Wait up to ``timeout`` s until every document queued so far is written."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not self._queue.unfinished_tasks
+
+
+@dataclass
+class Store:
+    """A store subscribed to a RunEngine: the Tiled ``client``, its ``writer``, ``where``."""
+
+    client: Any
+    writer: QueuedWriter
+    where: str
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Wait until every document emitted so far is in the store; False on timeout."""
+        return self.writer.flush(timeout)
+
+    def run(self, uid: str) -> Any:
+        """The stored run ``uid`` (after :meth:`flush`)."""
+        self.flush()
+        return self.client[uid]
 
 
 def serve_command(directory: str | os.PathLike[str], *, port: int = 8000,
@@ -160,6 +211,8 @@ def read_run_summary(run: Any, key: str = "cs0") -> dict[str, Any]:
 
 __all__ = [
     "CATALOG_FILE",
+    "QueuedWriter",
+    "Store",
     "StoreUnavailableError",
     "default_data_dir",
     "is_uri",
