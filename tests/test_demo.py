@@ -25,12 +25,18 @@ def demo_command() -> list[str]:
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def run_command(tmp_path, command):
+def private_env(tmp_path, **extra):
+    """The environment with the per-user data directory (the default store) under tmp_path."""
+    return {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg-data"), **extra}
+
+
+def run_command(tmp_path, command, env=None):
     """Run ``command`` in its own session, output to a file; kill the group on timeout."""
     out_path = tmp_path / "command.out"
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=env or private_env(tmp_path))
         try:
             rc = proc.wait(timeout=DEMO_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -41,8 +47,8 @@ def run_command(tmp_path, command):
     return rc, out_path.read_text(errors="replace")
 
 
-def run_demo(tmp_path, *args):
-    return run_command(tmp_path, [*demo_command(), *args])
+def run_demo(tmp_path, *args, env=None):
+    return run_command(tmp_path, [*demo_command(), *args], env=env)
 
 
 def test_demo_ramps_to_150_and_says_where_it_ended(tmp_path):
@@ -100,7 +106,7 @@ def test_demo_ctrl_c_stops_the_ioc_it_started(tmp_path):
         with open(out_path, "wb") as out:
             proc = subprocess.Popen([*demo_command(), "--speed", "20"], stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+                                    start_new_session=True, env=private_env(tmp_path))
             try:
                 text = ""
                 deadline = time.monotonic() + DEMO_TIMEOUT

@@ -1,0 +1,126 @@
+"""The Tiled store: ``cs800-demo --data DIR`` leaves a run that ``open_catalog(DIR)`` and
+``tiled serve`` on DIR give back; without Tiled everything else still works."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from polling import wait_for
+from test_demo import private_env, run_demo
+
+from ophyd_cs800 import store
+from sim_ioc.process import free_port
+
+pytestmark = pytest.mark.integration
+
+MONITOR_STREAMS = {"cs0_monitor", "cs0_setpoint_monitor", "cs0_phase_name_monitor",
+                   "cs0_run_mode_name_monitor", "cs0_alarm_monitor", "cs0_alarm_code_monitor"}
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory):
+    """A store directory holding the run of one ``cs800-demo --data DIR``, and its output."""
+    tmp = tmp_path_factory.mktemp("demo")
+    directory = tmp / "runs"
+    rc, text = run_demo(tmp, "--data", str(directory))
+    assert rc == 0, text[-3000:]
+    return directory, text
+
+
+def test_demo_run_reads_back_with_open_catalog(demo_store):
+    directory, text = demo_store
+    assert (directory / "catalog.db").is_file() and (directory / "tables.db").is_file()
+    match = re.search(r"read back from the store at (\S+): run (\w{8}) has 2 events, last cs0 "
+                      r"(\d+\.\d\d) K", text)
+    assert match and match.group(1) == str(directory), text[-3000:]
+    client = store.open_catalog(directory)
+    assert len(client) == 1
+    run = client.values().last()
+    assert run.metadata["start"]["uid"].startswith(match.group(2))
+    assert run.metadata["start"]["plan_name"] == "ramp"
+    assert run.metadata["stop"]["exit_status"] == "success"
+    assert set(run) == {"primary", *MONITOR_STREAMS}
+    temps = run["primary"]["cs0"].read()
+    assert len(temps) == 2 and abs(temps[-1] - 150.0) <= 0.2
+    assert float(match.group(3)) == pytest.approx(temps[-1], abs=0.005)
+    assert list(run["primary"]["cs0_phase_name"].read())[-1] == "Hold"
+    assert run["primary"]["cs0_phase"].read()[-1] == 3  # the int stays available
+    monitored = run["cs0_monitor"]["cs0"].read()
+    assert len(monitored) > 10 and monitored.max() > 250 and monitored.min() < 151
+    assert "Ramp" in list(run["cs0_phase_name_monitor"]["cs0_phase_name"].read())
+    assert len(run["cs0_setpoint_monitor"]["cs0_setpoint"].read()) > 10
+
+
+def test_tiled_serve_gives_the_run_over_http(demo_store, tmp_path):
+    directory, _ = demo_store
+    port = free_port(socket.SOCK_STREAM)
+    command = store.serve_command(directory, port=port)
+    tiled = Path(sys.executable).with_name("tiled")
+    command[0] = str(tiled) if tiled.exists() else command[0]
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        client = wait_for(lambda: store.open_catalog(url), f"tiled serve on {url}", timeout=60,
+                          interval=0.2, tolerate=(Exception,))
+        run = client.values().last()
+        temps = run["primary"]["cs0"].read()
+        assert abs(temps[-1] - 150.0) <= 0.2
+        assert set(run) >= {"primary", "cs0_monitor"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+BLOCK_TILED = textwrap.dedent("""
+    import sys
+
+    class _NoTiled:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tiled", "bluesky_tiled_plugins"):
+                raise ImportError(f"No module named {name!r}", name=name)
+            return None
+
+    sys.meta_path.insert(0, _NoTiled())
+""")
+
+
+def test_without_tiled_the_rest_works_and_the_store_says_why(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(BLOCK_TILED)
+    env = private_env(tmp_path, PYTHONPATH=str(tmp_path))
+    check = textwrap.dedent("""
+        import ophyd_cs800, ophyd_cs800.device, ophyd_cs800.plans, ophyd_cs800.suspenders
+        import sim_ioc.ioc, soldrv.runner, soldrv.plans
+        from ophyd_cs800 import store
+        try:
+            store.open_catalog("runs")
+        except store.StoreUnavailableError as exc:
+            print("SENTENCE:", exc)
+        import tiled
+    """)
+    result = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert "SENTENCE: saving runs needs Tiled and bluesky-tiled-plugins (bluesky_tiled_plugins " \
+           "is not installed): pip install 'ophyd-cs800[data]'" in result.stdout, result.stderr
+    assert "No module named 'tiled'" in result.stderr  # the blocker really blocked it
+    assert not (tmp_path / "runs").exists()
+    rc, text = run_demo(tmp_path, "--target", "260", "--speed", "300", "--data",
+                        str(tmp_path / "runs"), env=env)
+    assert rc == 0, text[-3000:]
+    assert "cs800-demo: the run is not stored: saving runs needs Tiled" in text
+    assert re.search(r"cs0 ended at 2(59|60)\.\d\d K", text), text[-3000:]
+    assert not (tmp_path / "runs").exists()
