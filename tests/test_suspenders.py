@@ -1,0 +1,92 @@
+"""Suspenders against CS0 of the session simulated IOC: an alarm injected (SIM:ALARM) during a
+temperature series suspends it, clearing it resumes, and no point is lost or duplicated; the
+run's stop document names the alarm while its exit status stays "success"."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import test_device_integration as shared
+from ophyd.sim import det
+
+from ophyd_cs800 import plans
+from ophyd_cs800.suspenders import SuspendOnAlarm, SuspendOnShutdown, SuspendWhenStale
+
+pytestmark = pytest.mark.integration
+
+RE = shared.RE
+cs0 = shared.cs0
+usable_cs0 = shared.usable_cs0
+poll = shared.poll
+
+BROWNOUT = 15  # Oxford alarm 15 "Brownout", level 3 (serious warning; no shutdown)
+
+
+def stream_events(docs, stream):
+    streams = {doc["uid"]: doc["name"] for name, doc in docs if name == "descriptor"}
+    return [doc for name, doc in docs
+            if name == "event" and streams[doc["descriptor"]] == stream]
+
+
+def test_alarm_suspends_a_temperature_series_and_clearing_it_resumes(RE, usable_cs0,
+                                                                     cs800_sim_ioc):
+    cs0 = usable_cs0
+    sim_alarm = shared.sim_signal(cs800_sim_ioc, "SIM:ALARM")
+    start = cs0.temperature.get()
+    temps = [round(start - 10, 1), round(start - 20, 1), round(start - 30, 1)]
+    RE.record_interruptions = True  # each suspension's justification: "interruptions" stream
+    RE.install_suspender(SuspendOnAlarm(cs0, level=3))
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    seen = {}
+
+    def inject_then_clear():
+        try:
+            # while it moves to the second temperature
+            if not poll(lambda: len(stream_events(docs, "primary")) == 1, timeout=60):
+                return
+            sim_alarm.put(BROWNOUT, wait=True)
+            seen["suspended"] = poll(lambda: stream_events(docs, "interruptions"), timeout=30)
+            # suspended: no new point while the alarm stands (the ramp itself goes on)
+            seen["points_while_suspended"] = poll(
+                lambda: len(stream_events(docs, "primary")) > 1, timeout=1.5)
+        finally:
+            sim_alarm.put(0, wait=True)
+
+    thread = threading.Thread(target=inject_then_clear, daemon=True)
+    thread.start()
+    try:
+        RE(plans.temperature_series([det], cs0, temps, rate=360))
+    finally:
+        thread.join(timeout=60)
+        sim_alarm.put(0, wait=True)
+    assert seen.get("suspended"), "the alarm did not suspend the plan"
+    assert not seen["points_while_suspended"]
+    interruptions = [e["data"]["interruption"] for e in stream_events(docs, "interruptions")]
+    assert interruptions == ["cs0 has alarm 15 'Brownout' (level 3), at or above level 3"]
+    points = stream_events(docs, "primary")
+    assert [p["seq_num"] for p in points] == [1, 2, 3]
+    for point, temp in zip(points, temps, strict=True):
+        assert abs(point["data"]["cs0"] - temp) <= cs0.tolerance.get()
+    stop = docs[-1][1]
+    assert stop["exit_status"] == "success"
+    assert "raised alarm 15 'Brownout' (level 3) during the run" in stop["reason"]
+    codes = [e["data"]["cs0_alarm_code"] for e in stream_events(docs, "cs0_alarm_code_monitor")]
+    assert BROWNOUT in codes and codes[-1] == 0
+
+
+def test_suspenders_say_why_and_check_their_level(usable_cs0):
+    cs0 = usable_cs0
+    alarm = SuspendOnAlarm(cs0, level=2)
+    assert alarm._should_suspend(5) and not alarm._should_suspend(0)  # 5: Temp warning, lvl 2
+    alarm._last, alarm._tripped = 5, True
+    assert alarm._get_justification() == ("cs0 has alarm 5 'Temp warning' (level 2), at or "
+                                          "above level 2")
+    with pytest.raises(ValueError, match="level must be an Oxford alarm level 1-4, got 7"):
+        SuspendOnAlarm(cs0, level=7)
+    shutdown = SuspendOnShutdown(cs0)
+    assert shutdown._should_suspend(5) and shutdown._should_resume(3)  # Shutdown OK / Run
+    assert not shutdown._should_suspend(3)
+    stale = SuspendWhenStale(cs0)
+    assert not stale._should_suspend(0.0)  # the session controller is talking
