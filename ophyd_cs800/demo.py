@@ -154,7 +154,8 @@ def _drive(ioc: Any, args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, pause_now)
     try:
-        uids = RE(ramp(cs0, args.target, rate=args.rate))
+        # sim_speed: plots of the stored run show simulated time (examples/plot_run.py)
+        uids = RE(ramp(cs0, args.target, rate=args.rate, md={"sim_speed": args.speed}))
     except RunEngineInterrupted:
         signal.signal(signal.SIGINT, previous)
         print("\ncs800-demo: Ctrl-C: aborting the plan.", file=sys.stderr, flush=True)
