@@ -37,6 +37,11 @@ DATA_DIR = "data"
 
 logger = logging.getLogger(__name__)
 
+#: Events of one stream written to the store together (and the rest at the end of the run).
+WRITE_BATCH = 50
+#: Seconds the writer may take at interpreter exit to write what is still queued.
+EXIT_FLUSH_S = 60.0
+
 INSTALL_HINT = "pip install 'ophyd-cs800[data]' (from a checkout: pip install -e '.[data]')"
 
 
@@ -105,14 +110,17 @@ def open_catalog(where: str | os.PathLike[str] | None = None, **from_uri_kwargs:
 def subscribe_store(RE: Any, where: str | os.PathLike[str] | None = None) -> Store:  # noqa: N803
     """Subscribe a ``TiledWriter`` on the store ``where`` to ``RE``; returns the :class:`Store`.
 
-    Documents are written one at a time, in the order they were emitted, by a writer thread
-    of their own (see :class:`QueuedWriter`): ``store.flush()`` waits until everything
-    emitted so far is in the store (do that before reading a run just recorded).
+    Documents are handled one at a time, in the order they were emitted, by a writer thread
+    of their own (see :class:`QueuedWriter`); a stream's events are written every
+    :data:`WRITE_BATCH` events and at the end of the run. ``store.flush()`` waits until
+    everything emitted so far is handled (do that before reading a run just recorded); at
+    interpreter exit the writer finishes its queue (at most :data:`EXIT_FLUSH_S` s) before
+    the in-process Tiled app stops.
     """
     client = open_catalog(where)
     from bluesky_tiled_plugins import TiledWriter
 
-    writer = QueuedWriter(TiledWriter(client, batch_size=1))
+    writer = QueuedWriter(TiledWriter(client, batch_size=WRITE_BATCH))
     RE.subscribe(writer)
     location = str(where) if where is not None else str(default_data_dir())
     return Store(client=client, writer=writer, where=location)
@@ -135,6 +143,9 @@ class QueuedWriter:
         self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
         self._thread = threading.Thread(target=self._drain, daemon=True, name="tiled-writer")
         self._thread.start()
+        # Threading's exit hooks run last-registered first: this one before the hook that
+        # stops the in-process Tiled app (registered when the catalog was opened).
+        threading._register_atexit(self.flush, EXIT_FLUSH_S)  # type: ignore[attr-defined]
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
         """Queue one document (returns at once)."""

@@ -87,16 +87,33 @@ def test_example_temperature_series_runs_against_a_sim(tmp_path):
     assert [round(float(t)) for t in rows] == [280, 270], text[-3000:]
 
 
-def test_example_plot_ramp_writes_a_png(tmp_path):
+def test_example_plot_ramp_writes_a_png_from_the_store(tmp_path):
     pytest.importorskip("matplotlib")
     rc, text = run_command(tmp_path, [sys.executable, str(EXAMPLES / "plot_ramp.py"),
-                                      "--target", "270", "--speed", "500", "--period", "0.05",
+                                      "--target", "270", "--speed", "500", "--data", "runs",
                                       "--out", "ramp.png"])
     assert rc == 0, text[-3000:]
     png = tmp_path / "ramp.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    match = re.search(r"(\d+) readings; ended at (\d+\.\d\d) K", text)
-    assert match and int(match.group(1)) >= 5 and abs(float(match.group(2)) - 270) <= 0.2
+    match = re.search(r"(\d+) TEMP points, (\d+) SETPOINT points, 0 alarm\(s\) marked; ended "
+                      r"at (\d+\.\d\d) K", text)
+    assert match and int(match.group(1)) >= 5, text[-3000:]
+    assert abs(float(match.group(3)) - 270) <= 0.2
+    assert (tmp_path / "runs" / "catalog.db").is_file()
+
+
+def test_ipython_startup_file_stores_runs_and_leaves_no_det_for_hardware(tmp_path):
+    startup = EXAMPLES / "ipython_startup_cs800.py"
+    script = (f"exec(compile(open({str(startup)!r}).read(), 'startup', 'exec'))\n"
+              "RE(ramp(cs0, 285))\n"
+              "print('RUNS', len(db), 'DET', 'det' in globals(), 'LABELS', cs0._ophyd_labels_)\n")
+    env = private_env(tmp_path, CS800_DATA=str(tmp_path / "runs"), CS800_SIM_SPEED="300")
+    rc, text = run_command(tmp_path, [sys.executable, "-c", script], env=env)
+    assert rc == 0, text[-3000:]
+    assert f"runs are stored in the Tiled catalog at {tmp_path / 'runs'}" in text
+    assert "RUNS 1 DET True LABELS {'cryostreams'}" in text, text[-3000:]
+    assert re.search(r"CS800: <CS800 cs0: TEMP \d+\.\d\d K, phase \w+, run mode [\w ]+, .*"
+                     r"last status \d+\.\d s ago", text), text[-3000:]
 
 
 def test_demo_ctrl_c_stops_the_ioc_it_started(tmp_path):

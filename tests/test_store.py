@@ -86,6 +86,20 @@ def test_tiled_serve_gives_the_run_over_http(demo_store, tmp_path):
             proc.wait(timeout=10)
 
 
+def test_plot_run_draws_the_stored_run(demo_store, tmp_path):
+    pytest.importorskip("matplotlib")
+    directory, text = demo_store
+    uid = re.search(r"run (\w{8}) has", text).group(1)
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    result = subprocess.run([sys.executable, str(examples / "plot_run.py"), uid, "--data",
+                             str(directory), "--out", str(tmp_path / "run.png")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"\d{2,} TEMP points, \d{2,} SETPOINT points, 0 alarm\(s\) marked; ended "
+                     r"at 1(49|50)\.\d\d K", result.stdout), result.stdout
+    assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 BLOCK_TILED = textwrap.dedent("""
     import sys
 
