@@ -1,5 +1,6 @@
-"""The Tiled store: ``cs800-demo --data DIR`` leaves a run that ``open_catalog(DIR)`` and
-``tiled serve`` on DIR give back; without Tiled everything else still works."""
+"""The Tiled store: ``cs800-demo --data DIR`` ramps to 150 K and leaves a run that
+``open_catalog(DIR)``, ``tiled serve`` on DIR and ``examples/plot_run.py`` give back; without
+Tiled everything else still works."""
 
 from __future__ import annotations
 
@@ -33,6 +34,16 @@ def demo_store(tmp_path_factory):
     rc, text = run_demo(tmp, "--data", str(directory))
     assert rc == 0, text[-3000:]
     return directory, text
+
+
+def test_demo_ramps_to_150_and_says_where_it_ended(demo_store):
+    _, text = demo_store
+    match = re.search(r"cs0 ended at (\d+\.\d\d) K \(target 150\.00 K", text)
+    assert match, text[-3000:]
+    assert abs(float(match.group(1)) - 150.0) <= 0.2
+    assert "RE(ramp(cs0, 150" in text
+    assert "|         2 |" in text  # the live table's second row: the reading at the end
+    assert "\r" not in text  # no progress bar when stdout is no terminal
 
 
 def test_demo_run_reads_back_with_open_catalog(demo_store):
