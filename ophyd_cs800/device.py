@@ -5,18 +5,20 @@ section 6.4), served by the synApps IOC or by this package's ``cs800-ioc`` / ``c
 It never imports the simulator.
 
 ``cs0.set(150)`` (what ``bps.mv`` and :func:`ophyd_cs800.plans.ramp` use) checks that comms
-are enabled, the controller is Ready or Running, and 150 K lies in DEVICEMINTEMP..DEVICEMAXTEMP;
-writes RRATE and RTEMP and processes RAMP; confirms through TARGETTEMP that the controller took
-the command (re-sending a bounded number of times, since the controller never replies); and
+are enabled, the controller is reporting (its heartbeat, :mod:`ophyd_cs800.heartbeat`), it is
+Ready or Running, and 150 K lies in DEVICEMINTEMP..DEVICEMAXTEMP and in the IOC's own RTEMP
+limits (:mod:`ophyd_cs800.limits`); writes RRATE and RTEMP and processes RAMP; confirms
+through TARGETTEMP that the controller took the command (re-sending a bounded number of times,
+since the controller never replies); and
 finishes when PHASE has left Ramp/Cool/Wait and |TEMP - 150| <= ``tolerance`` has held for
 ``settle_time`` seconds. ``stop(success=True)`` (called by the RunEngine after every plan) does
 nothing; ``stop()`` during a move sends HOLD. The device never sends STOP (command 19), which
-shuts the cooler down.
+shuts the cooler down. Everything it does is logged on ``ophyd_cs800.device.<name>``
+(:mod:`ophyd_cs800.logs`); alarm changes also reach :meth:`CS800.add_alarm_callback`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import time
@@ -40,7 +42,7 @@ from ophyd_cs800.errors import (
     CS800ShutDownError,
     CS800StaleError,
 )
-from ophyd_cs800.heartbeat import StatusClock, datagram_bytes, packet_controller
+from ophyd_cs800.heartbeat import INVALID_SEVERITY, Heartbeat
 from ophyd_cs800.limits import Range, available, check_in_ranges, ioc_range
 from ophyd_cs800.logs import command_meaning, device_logger
 from ophyd_cs800.move_status import (
@@ -62,10 +64,6 @@ from ophyd_cs800.move_status import (
 )
 from ophyd_cs800.protocol import MOVING_PHASES, Phase, RunMode
 
-logger = logging.getLogger(__name__)
-
-#: EPICS INVALID alarm severity (the IOC marks a stale controller's PVs INVALID/COMM).
-INVALID_SEVERITY = 3
 #: Temperature End ramps to before it shuts down, kelvin.
 END_TEMP_K = 300.0
 #: Highest DEVICEMAXTEMP believed (the 500 K "Plus" model); above it the default range is used.
@@ -316,8 +314,7 @@ class CS800(Device, PositionerBase):
         # PAUSE was requested does not clear the paused flag of that newer pause.
         self._pause_gen = 0
         self._pause_lock = threading.Lock()
-        self._clock = StatusClock(time.monotonic())
-        self._packet_bytes = b""
+        self._heartbeat = Heartbeat(time.monotonic())
         self._silent_logged = False
         self.temperature.subscribe(self._temperature_changed, run=False)
         for sig in (self.setpoint, self.target, self.phase, self.run_mode, self.alarm_code,
@@ -379,29 +376,15 @@ class CS800(Device, PositionerBase):
                                timestamp=timestamp if timestamp is not None else time.time())
 
     def _status_changed(self, obj: Signal | None = None, **kwargs: Any) -> None:
-        """A status PV changed: a datagram arrived (unless it only turned INVALID)."""
+        """A status PV changed: a datagram arrived (see :meth:`Heartbeat.on_monitor`)."""
         severity = None if obj is None else obj.metadata.get("severity")
-        if severity is None or int(severity) < INVALID_SEVERITY:
-            self._clock.beat(time.monotonic())
+        self._heartbeat.on_monitor(severity, time.monotonic())
 
     def _packet_arrived(self, value: Any = None, obj: Signal | None = None,
                         **kwargs: Any) -> None:
-        """``status_packet.BINP`` posted: a beat if it is a new datagram of this controller.
-
-        The C IOC processes the record on every 1 s read timeout too (NORD 0, READ/MAJOR
-        alarm), and one status port serves every controller: only a NO_ALARM datagram that
-        carries this controller's number and differs from the last one counts.
-        """
+        """``status_packet.BINP`` posted (see :meth:`Heartbeat.on_packet`)."""
         severity = None if obj is None else obj.metadata.get("severity")
-        if severity is not None and int(severity) != 0:
-            return
-        data = datagram_bytes(value)
-        mine = self._controller_number()
-        if mine is None or packet_controller(data) != mine:
-            return
-        if data != self._packet_bytes:
-            self._packet_bytes = data
-            self._clock.beat(time.monotonic())
+        self._heartbeat.on_packet(value, severity, self._controller_number(), time.monotonic())
 
     def _controller_number(self) -> int | None:
         """CTRLNUM from its monitor cache (``None`` until known; never a CA read)."""
@@ -429,17 +412,17 @@ class CS800(Device, PositionerBase):
     @property
     def learned_status_period(self) -> float | None:
         """The status period learned from the arrival of status, s (``None`` until known)."""
-        return self._clock.learned_period
+        return self._heartbeat.learned_period
 
     @property
     def effective_status_period(self) -> float:
         """The status period the device plans with: learned, never below ``status_period``."""
-        return self._clock.period(self.status_period)
+        return self._heartbeat.period(self.status_period)
 
     @property
     def status_age(self) -> float:
         """Seconds since the last status datagram seen (the heartbeat's age)."""
-        return self._clock.age(time.monotonic())
+        return self._heartbeat.age(time.monotonic())
 
     # -- reading the cached state ------------------------------------------------------------
     @staticmethod
@@ -484,7 +467,7 @@ class CS800(Device, PositionerBase):
         period = self.effective_status_period
         snap = Snapshot(
             now=now, temp=temp, temp_invalid=temp_invalid,
-            update_age=self._clock.age(now), setpoint=setpoint, target=target,
+            update_age=self._heartbeat.age(now), setpoint=setpoint, target=target,
             phase=phase, run_mode=run_mode, alarm=alarm, status_period=period,
             stale_limit=stale_limit(self.stale_after, period),
         )

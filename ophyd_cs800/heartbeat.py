@@ -23,14 +23,16 @@ from collections import deque
 
 from ophyd_cs800.protocol import ProtocolError, decode_status
 
-#: Beats closer than this (s) are one datagram: the IOC posts a datagram's PVs together.
-SAME_DATAGRAM_S = 0.01
+#: Monitor beats closer than this (s) are one datagram: the IOC posts a datagram's PVs together.
+SAME_DATAGRAM_S = 0.02
 #: Intervals kept for the period estimate (the median of these).
 PERIOD_HISTORY = 15
 #: Intervals needed before a learned period is believed.
 MIN_INTERVALS = 3
 #: Status id of the controller number in a status datagram (SetUpControllerNumber).
 CONTROLLER_NUMBER_ID = 1028
+#: EPICS INVALID alarm severity.
+INVALID_SEVERITY = 3
 
 
 class StatusClock:
@@ -43,8 +45,10 @@ class StatusClock:
     Thread safe (monitor callbacks and the job thread use it).
     """
 
-    def __init__(self, start: float) -> None:
-        """Start counting the age from ``start`` (no datagram seen yet)."""
+    def __init__(self, start: float, *, merge: float = SAME_DATAGRAM_S) -> None:
+        """Start counting the age from ``start`` (no datagram seen yet); beats closer than
+        ``merge`` seconds count as one."""
+        self._merge = merge
         self._lock = threading.Lock()
         self._last = start
         self._seen = False
@@ -54,12 +58,17 @@ class StatusClock:
         """Record a status datagram seen at ``now``."""
         with self._lock:
             gap = now - self._last
-            if self._seen and gap < SAME_DATAGRAM_S:
+            if self._seen and gap < self._merge:
                 return
             if self._seen:
                 self._intervals.append(gap)
             self._last = now
             self._seen = True
+
+    @property
+    def seen(self) -> bool:
+        """True once a datagram was recorded."""
+        return self._seen
 
     @property
     def last(self) -> float:
@@ -77,6 +86,63 @@ class StatusClock:
             if len(self._intervals) < MIN_INTERVALS:
                 return None
             return statistics.median(self._intervals)
+
+    def period(self, floor: float) -> float:
+        """The status period to plan with: the learned one, never below ``floor`` seconds."""
+        learned = self.learned_period
+        return floor if learned is None else max(floor, learned)
+
+
+class Heartbeat:
+    """The two sources of beats of one controller, combined.
+
+    :attr:`packets` is fed by the datagram PV (one beat per datagram of this controller),
+    :attr:`monitors` by the status PVs' monitors. The age is that of the freshest evidence
+    from either; the learned period comes from the packets once they beat (their intervals
+    are the datagrams' own), from the monitors otherwise.
+    """
+
+    def __init__(self, start: float) -> None:
+        """Both clocks start at ``start``."""
+        self.packets = StatusClock(start, merge=0.0)
+        self.monitors = StatusClock(start)
+        self._last_packet = b""
+
+    def on_monitor(self, severity: int | None, now: float) -> None:
+        """A status PV posted a monitor at ``now``: a beat unless it only turned INVALID (3).
+
+        The fixed IOC marks a silent controller's PVs INVALID; that post is no datagram.
+        """
+        if severity is None or int(severity) < INVALID_SEVERITY:
+            self.monitors.beat(now)
+
+    def on_packet(self, datagram: object, severity: int | None, controller: int | None,
+                  now: float) -> bool:
+        """``status_packet.BINP`` posted ``datagram`` at ``now``; True if it was a beat.
+
+        It counts only when it has NO_ALARM severity (the C IOC also processes the record on
+        each 1 s read timeout, with READ/MAJOR), carries ``controller``'s number (one status
+        port serves every controller; ``None``, unknown, never matches) and differs from the
+        last counted one (an IOC may post the same datagram again).
+        """
+        if (severity is not None and int(severity) != 0) or controller is None:
+            return False
+        data = datagram_bytes(datagram)
+        if packet_controller(data) != controller or data == self._last_packet:
+            return False
+        self._last_packet = data
+        self.packets.beat(now)
+        return True
+
+    def age(self, now: float) -> float:
+        """Seconds since the newest datagram seen by either source."""
+        return min(self.packets.age(now), self.monitors.age(now))
+
+    @property
+    def learned_period(self) -> float | None:
+        """The learned status period, s (``None`` until known)."""
+        learned = self.packets.learned_period if self.packets.seen else None
+        return learned if learned is not None else self.monitors.learned_period
 
     def period(self, floor: float) -> float:
         """The status period to plan with: the learned one, never below ``floor`` seconds."""
@@ -114,5 +180,5 @@ def packet_controller(datagram: object) -> int | None:
     return packet.get_raw(CONTROLLER_NUMBER_ID)
 
 
-__all__ = ["MIN_INTERVALS", "PERIOD_HISTORY", "SAME_DATAGRAM_S", "StatusClock",
+__all__ = ["MIN_INTERVALS", "PERIOD_HISTORY", "SAME_DATAGRAM_S", "Heartbeat", "StatusClock",
            "datagram_bytes", "packet_controller"]

@@ -96,7 +96,7 @@ class Snapshot:
         mode are frozen, not current, so they are not shown.
         """
         if self.silent:
-            return f"no status for {self.update_age:.0f} s (last TEMP {_fmt_k(self.temp)})"
+            return f"no status for {self.update_age:.1f} s (last TEMP {_fmt_k(self.temp)})"
         parts = [f"TEMP {_fmt_k(self.temp)}", f"phase {phase_name(self.phase)}",
                  f"run mode {run_mode_name(self.run_mode)}"]
         if self.alarm and self.alarm.lower() not in ("no errors or warnings", "no error", "unset"):

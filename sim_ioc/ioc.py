@@ -16,10 +16,15 @@ PV layout (the same names as ``Oxford_CS800_status.db`` and ``Oxford_CS800.db``,
 * in simulated mode only, ``SIM:BROADCAST``, ``SIM:ALARM``, ``SIM:DROP``, ``SIM:SENSORFAIL``
   per controller (:class:`SimControllerGroup`).
 
-Differences from the C IOC (by design): DISABLE starts Enabled; header, length, checksum and
-footer are checked; ERROR is signed; alarm texts are Oxford's; units are honest; 0xFFFE shows
-INVALID severity; no datagram for ``stale_timeout`` seconds puts every status PV of that
-controller in INVALID/COMM until the next datagram.
+Two flavours (:mod:`sim_ioc.flavors`). ``fixed`` (the default) differs from the C IOC by
+design: DISABLE starts Enabled; header, length, checksum and footer are checked; ERROR is
+signed; alarm texts are Oxford's; units are honest; 0xFFFE shows INVALID severity; a put outside
+a parameter's limits is refused; no datagram for ``stale_timeout`` seconds puts every status PV
+of that controller in INVALID/COMM until the next datagram. ``synapps`` shows what a client
+sees from the C IOC (:mod:`sim_ioc.synapps`): clamping, frozen values with NO_ALARM, at most
+10 decodes per second, the ``status_packet`` NORD/alarm cycle, DISABLE 1 at boot. Both serve
+the 86 records of :data:`sim_ioc.records.C_IOC_RECORDS` and refuse enum puts outside their
+strings and writes to limit fields.
 """
 
 from __future__ import annotations
@@ -108,13 +113,15 @@ class _ParamDouble(LazyFieldsMixin, PvpropertyDouble):
     flavour that clamps (synApps), clamped silently to the nearer limit as an EPICS ao does."""
 
     whole = False
+    #: A command parameter: clamped instead of refused in a flavour that clamps.
+    flavor_clamps = False
 
     async def verify_value(self, value):
         """Refuse (or clamp) values outside the control limits; refuse NaN; whole numbers for
         whole-number PVs (refused in the fixed flavour, rounded as the ao's RVAL when clamping)."""
         lo, hi = self.lower_ctrl_limit, self.upper_ctrl_limit
         units = f" {self.units}" if self.units else ""
-        clamp = getattr(getattr(self, "group", None), "flavor", FIXED).clamp
+        clamp = self.flavor_clamps and getattr(self.group, "flavor", FIXED).clamp
         if not math.isfinite(value):
             raise ValueError(f"{self.pvname} must be a finite number, got {value!r}; "
                              "nothing was sent")
@@ -133,8 +140,14 @@ class _ParamDouble(LazyFieldsMixin, PvpropertyDouble):
         return await super().verify_value(value)
 
 
-class _WholeParamDouble(_ParamDouble):
-    """An ``ao`` parameter holding a whole number (K/h, minutes)."""
+class _CommandParam(_ParamDouble):
+    """A command parameter (RTEMP, RRATE, ...): clamped in the synApps flavour, else refused."""
+
+    flavor_clamps = True
+
+
+class _WholeCommandParam(_CommandParam):
+    """A command parameter holding a whole number (K/h, minutes)."""
 
     whole = True
 
@@ -212,7 +225,7 @@ def _param(name: str, *, precision: int, doc: str) -> pvproperty:
         return value
 
     return pvproperty(name=name, value=spec.default,
-                      dtype=_WholeParamDouble if spec.whole else _ParamDouble,
+                      dtype=_WholeCommandParam if spec.whole else _CommandParam,
                       record="ao", units=spec.units, precision=precision,
                       lower_ctrl_limit=spec.low, upper_ctrl_limit=spec.high,
                       lower_disp_limit=spec.low, upper_disp_limit=spec.high,
@@ -333,9 +346,6 @@ class CS800ControllerGroup(_HelperRecords):
                 channel._data["value"] = value
                 if pv.record == "ai":
                     channel._data["precision"] = C_IOC_PREC.get(pv.suffix, 0)
-                    for limit in ("lower_ctrl_limit", "upper_ctrl_limit",
-                                  "lower_disp_limit", "upper_disp_limit"):
-                        channel._data[limit] = 0.0
                 self.alarms[pv.suffix]._data.update(status=status, severity=severity)
         else:
             for suffix in self.status_channels:  # no data yet: INVALID/UDF, as an EPICS record
@@ -848,5 +858,7 @@ class CS800IOC:
             cid = group.config.cid or "0 (first heard)"
             addr = group.config.command_addr
             where = f"{addr[0]}:{addr[1]}" if addr else "no command address"
-            lines.append(f"{group.prefix}  controller {cid}, commands to {where}")
+            lines.append(f"{group.prefix}  controller {cid}, commands to {where}"
+                         + ("; DISABLE is Disabled: nothing decoded or sent until it is "
+                            "Enabled" if group.disabled else ""))
         return lines

@@ -58,9 +58,9 @@ class LazyFieldsMixin:
         stat = getattr(fields, "alarm_status", None)
         if stat is not None:  # caproto's menu stops at SOFT: .STAT could not show UDF
             stat._data["enum_strings"] = EPICS_ALARM_STAT
-        for name in LIMIT_FIELDS:
+        for name in LIMIT_FIELDS:  # CA puts refused; the IOC's own writes (getters) still work
             if name in self.fields:
-                self.fields[name].putter = _refuse_limit_write
+                self.fields[name].write_from_dbr = _limit_write_refuser(self.pvname, name)
         if "PROC" in self.fields:  # a record never processed reads 0 (caproto: an empty array)
             self.fields["PROC"]._data["value"] = 0
         for attr, prop in (("severity", "current_alarm_severity"), ("status", "alarm_status")):
@@ -97,12 +97,15 @@ class LazyFieldsMixin:
         return self.fields[field]
 
 
-async def _refuse_limit_write(instance: Any, value: Any) -> None:
-    """Putter of a limit field: refuse with a sentence (the record's limits are fixed)."""
-    field = instance.pvname.rpartition(".")[2]
-    record = instance.group.parent.pvname
-    raise ValueError(f"{record}.{field} cannot be written: the limits of {record} are fixed "
-                     f"by the IOC (read {field} to see them); nothing was changed")
+def _limit_write_refuser(record: str, field: str):
+    """A ``write_from_dbr`` for limit field ``field`` of ``record``: every CA put is refused
+    with a sentence (the record's limits are the IOC's)."""
+
+    async def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ValueError(f"{record}.{field} cannot be written: the limits of {record} are "
+                         f"fixed by the IOC (read {field} to see them); nothing was changed")
+
+    return refuse
 
 
 def _lazy(cls: type) -> type:

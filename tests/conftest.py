@@ -12,11 +12,16 @@ Fixtures:
 
 * ``cs800_sim_ioc`` (session): :class:`sim_ioc.process.SimIocProcess` with 2 simulated
   controllers (411 at ``{prefix}CS0:``, 412 at ``{prefix}CS1:``), speed 500, stale timeout 2 s,
-  20 datagrams per wall second, and ``SESSION_VALVES`` valves at ``{prefix}VB:``. Tests that disturb it restore it.
+  20 datagrams per wall second, and ``SESSION_VALVES`` valves at ``{prefix}VB:``. Tests that
+  disturb it restore it.
 * ``ioc_factory`` (function): ``ioc_factory(SimIocProcess(...))`` or ``ioc_factory(IocProcess
   (...))`` starts an extra IOC on its own CA port, makes that port searchable by every client in
   this process, and stops the IOC at the end of the test. ``module_ioc_factory`` is the same for
   a module.
+* ``synapps_sim_ioc`` (module): a ``--flavor synapps`` :class:`SimIocProcess` (1 controller at
+  ``{prefix}CS0:``, speed 10, the default 5 datagrams per second, comms enabled).
+  ``either_flavor_ioc`` (function, parametrized ``fixed``/``synapps``): the session IOC or that
+  one, for tests that must hold on both flavours (``ioc.flavor`` says which).
 """
 
 from __future__ import annotations
@@ -113,3 +118,15 @@ def module_ioc_factory():
         yield launcher
     finally:
         launcher.close()
+
+
+@pytest.fixture(scope="module")
+def synapps_sim_ioc(module_ioc_factory):
+    """A synapps-flavour simulated IOC for the tests of one module (comms enabled)."""
+    return module_ioc_factory(SimIocProcess(flavor="synapps", speed=10.0))
+
+
+@pytest.fixture(params=["fixed", "synapps"])
+def either_flavor_ioc(request, cs800_sim_ioc, synapps_sim_ioc):
+    """The session IOC (fixed flavour), then the module's synapps-flavour IOC."""
+    return cs800_sim_ioc if request.param == "fixed" else synapps_sim_ioc

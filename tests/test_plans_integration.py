@@ -1,4 +1,9 @@
-"""Bluesky plans driving CS0 of the session simulated IOC through a real RunEngine."""
+"""Bluesky plans driving CS0 of the simulated IOC through a real RunEngine.
+
+``RE(ramp(cs0, 150))`` with its documents runs against both IOC flavours (``usable_any``: the
+fixed session IOC and a synApps-flavour IOC); the rest, which does not depend on the flavour,
+against the session IOC.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,9 @@ pytestmark = pytest.mark.integration
 RE = shared.RE
 cs0 = shared.cs0
 usable_cs0 = shared.usable_cs0
+flavour_ioc = shared.flavour_ioc
+any_cs0 = shared.any_cs0
+usable_any = shared.usable_any
 poll = shared.poll
 
 
@@ -33,8 +41,8 @@ def at(cs, target):
     return abs(cs.temperature.get() - target) <= cs.tolerance.get()
 
 
-def test_RE_ramp_returns_at_target_with_documents(RE, usable_cs0):  # noqa: N802
-    cs0 = usable_cs0
+def test_RE_ramp_returns_at_target_with_documents(RE, usable_any):  # noqa: N802
+    cs0 = usable_any
     RE(plans.ramp(cs0, 200, record=False))  # well above 150 K whatever ran before: a real ramp
     docs = collect(RE)
     start_temp = cs0.temperature.get()
