@@ -90,7 +90,7 @@ def open_catalog(where: str | os.PathLike[str] | None = None, **from_uri_kwargs:
         from tiled.client import from_uri
 
         return from_uri(str(where), **from_uri_kwargs)
-    directory = Path(where) if where is not None else default_data_dir()
+    directory = Path(where).expanduser() if where is not None else default_data_dir()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / DATA_DIR).mkdir(exist_ok=True)
     catalog_uri, storage = _storage_uris(directory)
@@ -197,7 +197,7 @@ def serve_command(directory: str | os.PathLike[str], *, port: int = 8000,
     ``open_catalog("http://host:port", api_key=...)``. Without ``api_key`` the server is
     public (read-only use on a trusted host).
     """
-    catalog_uri, storage = _storage_uris(Path(directory))
+    catalog_uri, storage = _storage_uris(Path(directory).expanduser())
     command = ["tiled", "serve", "catalog", catalog_uri]
     for item in storage:
         command += ["-w", item]
