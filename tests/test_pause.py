@@ -16,9 +16,7 @@ from ophyd_cs800.protocol import Phase
 
 pytestmark = pytest.mark.integration
 
-RE = shared.RE
-cs0 = shared.cs0
-usable_cs0 = shared.usable_cs0
+RE, cs0, usable_cs0 = shared.RE, shared.cs0, shared.usable_cs0  # the shared fixtures
 poll = shared.poll
 
 #: K/h: at the session IOC's speed 500, 25 K take about 18 s wall, a ramp long enough to pause.

@@ -15,9 +15,7 @@ from ophyd_cs800.suspenders import SuspendOnAlarm, SuspendOnShutdown, SuspendWhe
 
 pytestmark = pytest.mark.integration
 
-RE = shared.RE
-cs0 = shared.cs0
-usable_cs0 = shared.usable_cs0
+RE, cs0, usable_cs0 = shared.RE, shared.cs0, shared.usable_cs0  # the shared fixtures
 poll = shared.poll
 
 BROWNOUT = 15  # Oxford alarm 15 "Brownout", level 3 (serious warning; no shutdown)
