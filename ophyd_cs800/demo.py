@@ -226,6 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--target must be 80-400 K, got {args.target:g}")
     if args.speed <= 0 or args.settle < 0:
         parser.error("--speed must be > 0 and --settle >= 0")
+    from ophyd_cs800.store import is_uri
+
+    data = None if args.data is None or is_uri(args.data) else Path(args.data).expanduser()
+    if data is not None and data.exists() and not data.is_dir():
+        parser.error(f"--data must be a directory (created on first use) or an http(s):// "
+                     f"Tiled server, got the file {args.data}")
     return run_demo(args)
 
 

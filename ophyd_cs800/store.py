@@ -49,11 +49,20 @@ class StoreUnavailableError(ImportError):
     """The Tiled store needs the ``[data]`` extra, which is not installed."""
 
 
-def _require_tiled() -> None:
-    """Raise :class:`StoreUnavailableError` (one sentence) when Tiled or its writer is missing."""
+def _require_tiled(*, local: bool) -> None:
+    """Raise :class:`StoreUnavailableError` (one sentence) when Tiled or its writer is missing.
+
+    ``local``: also what a catalog served in this process needs (Tiled's catalog and app).
+    """
     try:
         import bluesky_tiled_plugins  # noqa: F401
         import tiled.client  # noqa: F401
+
+        if local:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import tiled.catalog  # noqa: F401
+                import tiled.server.app  # noqa: F401
     except ImportError as exc:
         raise StoreUnavailableError(
             f"saving runs needs Tiled and bluesky-tiled-plugins ({exc.name or exc} is not "
@@ -85,12 +94,16 @@ def open_catalog(where: str | os.PathLike[str] | None = None, **from_uri_kwargs:
     ``http(s)://`` address is opened with ``tiled.client.from_uri(where, **from_uri_kwargs)``.
     ``client[uid]`` is a run; ``client.values().last()`` the newest.
     """
-    _require_tiled()
-    if where is not None and is_uri(where):
+    remote = where is not None and is_uri(where)
+    _require_tiled(local=not remote)
+    if remote:
         from tiled.client import from_uri
 
         return from_uri(str(where), **from_uri_kwargs)
     directory = Path(where).expanduser() if where is not None else default_data_dir()
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"the store {directory} is a file, not a directory: give a "
+                                 "directory (created on first use) or an http(s):// address")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / DATA_DIR).mkdir(exist_ok=True)
     catalog_uri, storage = _storage_uris(directory)

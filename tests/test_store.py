@@ -111,6 +111,19 @@ def test_plot_run_draws_the_stored_run(demo_store, tmp_path):
     assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_file_as_the_store_gets_a_sentence_and_is_left_alone(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("keep me")
+    with pytest.raises(NotADirectoryError, match=r"the store .*notes.txt is a file, not a "
+                       r"directory: give a directory \(created on first use\) or an http"):
+        store.open_catalog(path)
+    rc, text = run_demo(tmp_path, "--data", str(path))
+    assert rc == 2 and f"--data must be a directory (created on first use) or an http(s):// " \
+        f"Tiled server, got the file {path}" in text
+    assert "starting the simulated IOC" not in text
+    assert path.read_text() == "keep me"
+
+
 BLOCK_TILED = textwrap.dedent("""
     import sys
 
