@@ -198,6 +198,32 @@ def test_a_silent_controller_freezes_values_and_status_packet_cycles(ioc):
     assert _alarm(ioc, packet)[0] == AlarmSeverity.NO_ALARM
 
 
+def test_status_packet_monitor_fires_for_every_datagram(ioc):
+    """The heartbeat a client can use: one NO_ALARM monitor per decoded datagram (5/s here)."""
+    from caproto.threading.client import Context
+
+    updates: list[tuple[int, float]] = []
+    ctx = Context()
+    try:
+        (pv,) = ctx.get_pvs(ioc.prefix + "CS:status_packet", timeout=10.0)
+        pv.wait_for_connection(timeout=10.0)
+        sub = pv.subscribe(data_type="time")
+
+        def note(sub, response) -> None:
+            updates.append((response.metadata.severity, response.metadata.timestamp))
+
+        sub.add_callback(note)  # caproto keeps a weak reference: ``note`` lives until the end
+        polling.wait_for(lambda: len(updates) >= 11, "11 status_packet monitors", 10.0)
+        sub.clear()
+    finally:
+        ctx.disconnect()
+    fresh = updates[1:]  # the first is the current value
+    assert all(sev == AlarmSeverity.NO_ALARM for sev, _ in fresh)
+    stamps = [stamp for _, stamp in fresh]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert stamps[-1] - stamps[0] < 9 * 0.2 + 1.5   # about one per 0.2 s, generous
+
+
 def test_boot_state_disabled_and_rate_limited(boot_ioc):
     prefix = boot_ioc.controller_prefix(0)
     assert _value(boot_ioc, "DISABLE") == b"Disabled"
@@ -220,3 +246,31 @@ def test_boot_state_disabled_and_rate_limited(boot_ioc):
     polling.wait_for(lambda: boot_ioc.read(boot_ioc.prefix + "CS:status_packet.NORD").data[0]
                      == 0, "the backlog drained", 20.0, interval=0.05)
     assert time.monotonic() - silenced > 1.5
+
+
+# ---------------------------------------------------------------------------- flags
+def test_the_simulators_default_rate_is_one_the_c_ioc_decodes():
+    import inspect
+
+    from sim_ioc import sim_cli
+    from sim_ioc.udp_sim import DEFAULT_MAX_RATE_HZ, SimulatorServer
+
+    assert DEFAULT_MAX_RATE_HZ <= 5
+    assert inspect.signature(SimulatorServer).parameters["max_rate_hz"].default <= 5
+    assert sim_cli.build_parser().parse_args([]).max_rate <= 5
+
+
+def test_bad_flavor_and_rate_flags_get_a_sentence(capsys):
+    from sim_ioc import cli, sim_cli
+    from sim_ioc.flavors import get_flavor
+
+    with pytest.raises(ValueError, match="unknown IOC flavour 'nope': choose one of fixed, "
+                                         "synapps"):
+        get_flavor("nope")
+    with pytest.raises(SystemExit) as info:
+        cli.main_sim_ioc(["--flavor", "nope"])
+    assert info.value.code == 2
+    assert "invalid choice: 'nope' (choose from" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sim_cli.build_parser().parse_args(["--max-rate", "0"])
+    assert "max rate must be a number > 0, got '0'" in capsys.readouterr().err
