@@ -32,7 +32,8 @@ def primary_events(docs):
 
 def start_slow_ramp(RE, cs0, docs, pause):  # noqa: N803
     """Run a slow recorded ramp; ``pause(RE)`` from a thread once it ramps; return timings."""
-    target = round(cs0.temperature.get() - DROP, 2)
+    start = cs0.temperature.get()  # whatever earlier tests left: down if there is room
+    target = round(start - DROP if start - DROP >= 100 else start + DROP, 2)
     timing = {}
 
     def interrupt():
