@@ -19,9 +19,9 @@ pytestmark = pytest.mark.integration
 RE, cs0, usable_cs0 = shared.RE, shared.cs0, shared.usable_cs0  # the shared fixtures
 poll = shared.poll
 
-#: K/h: at the session IOC's speed 500, 25 K take about 18 s wall, a ramp long enough to pause.
+#: K/h: at the session IOC's speed 500, 12 K take about 9 s wall, a ramp long enough to pause.
 SLOW_RATE = 10
-DROP = 25.0
+DROP = 12.0
 
 
 def primary_events(docs):
@@ -61,7 +61,7 @@ def test_one_deferred_pause_pauses_within_a_status_period_and_resumes(RE, usable
     # itself still has well over 10 s to go, which the old single wait would have waited out
     assert latency < cs0.effective_status_period + 2.0, latency
     assert cs0.phase.get() == Phase.RAMP  # the pause leaves the controller ramping
-    assert abs(cs0.temperature.get() - target) > 5
+    assert abs(cs0.temperature.get() - target) > 3
     RE.resume()
     assert abs(cs0.temperature.get() - target) <= cs0.tolerance.get()
     events = primary_events(docs)
@@ -79,7 +79,7 @@ def test_immediate_pause_and_resume_records_no_second_before_event(RE, usable_cs
     RE.resume()  # replays from the checkpoint in the wait: not the set, not the first reading
     events = primary_events(docs)
     assert [e["seq_num"] for e in events] == [1, 2]
-    assert abs(events[0]["data"]["cs0"] - events[1]["data"]["cs0"]) > 20  # before != after
+    assert abs(events[0]["data"]["cs0"] - events[1]["data"]["cs0"]) > 10  # before != after
     assert abs(events[1]["data"]["cs0"] - target) <= cs0.tolerance.get()
     assert docs[-1][1]["exit_status"] == "success"
 

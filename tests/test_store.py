@@ -31,7 +31,7 @@ def demo_store(tmp_path_factory):
     """A store directory holding the run of one ``cs800-demo --data DIR``, and its output."""
     tmp = tmp_path_factory.mktemp("demo")
     directory = tmp / "runs"
-    rc, text = run_demo(tmp, "--data", str(directory))
+    rc, text = run_demo(tmp, "--data", str(directory), "--speed", "300")
     assert rc == 0, text[-3000:]
     return directory, text
 
