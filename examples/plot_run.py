@@ -57,12 +57,15 @@ def draw_run(run: Any, out: str, *, name: str = "cs0") -> str:
     ax.plot(minutes(temp_t), temps, "-", lw=1.2, label="TEMP (sample gas)")
     if targets:
         ax.plot(minutes(target_t), targets, "o", ms=4, color="grey", label="target (TARGETTEMP)")
-    marked = 0
+    marked, previous = 0, None
     for t, code in zip(minutes(alarm_t), codes, strict=True):
         try:
             alarm = alarm_for(int(code))
         except (TypeError, ValueError):
             continue
+        if alarm.code == previous:  # the same alarm again (a severity update): marked once
+            continue
+        previous = alarm.code
         if alarm.level >= 2:
             marked += 1
             ax.axvline(t, color="red", lw=0.8)

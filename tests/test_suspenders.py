@@ -4,13 +4,15 @@ run's stop document names the alarm while its exit status stays "success"."""
 
 from __future__ import annotations
 
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import test_device_integration as shared
 from ophyd.sim import det
 
-from ophyd_cs800 import plans
+from ophyd_cs800 import plans, store
 from ophyd_cs800.suspenders import SuspendOnAlarm, SuspendOnShutdown, SuspendWhenStale
 
 pytestmark = pytest.mark.integration
@@ -28,7 +30,7 @@ def stream_events(docs, stream):
 
 
 def test_alarm_suspends_a_temperature_series_and_clearing_it_resumes(RE, usable_cs0,
-                                                                     cs800_sim_ioc):
+                                                                     cs800_sim_ioc, tmp_path):
     cs0 = usable_cs0
     sim_alarm = shared.sim_signal(cs800_sim_ioc, "SIM:ALARM")
     start = cs0.temperature.get()
@@ -36,6 +38,7 @@ def test_alarm_suspends_a_temperature_series_and_clearing_it_resumes(RE, usable_
     temps = [round(start + step, 1), round(start + 2 * step, 1), round(start + 3 * step, 1)]
     RE.record_interruptions = True  # each suspension's justification: "interruptions" stream
     RE.install_suspender(SuspendOnAlarm(cs0, level=3))
+    stored = store.subscribe_store(RE, tmp_path / "runs")  # the alarm, kept and plotted
     docs = []
     RE.subscribe(lambda name, doc: docs.append((name, doc)))
     seen = {}
@@ -56,7 +59,7 @@ def test_alarm_suspends_a_temperature_series_and_clearing_it_resumes(RE, usable_
     thread = threading.Thread(target=inject_then_clear, daemon=True)
     thread.start()
     try:
-        RE(plans.temperature_series([det], cs0, temps, rate=360))
+        (uid,) = RE(plans.temperature_series([det], cs0, temps, rate=360))
     finally:
         thread.join(timeout=60)
         sim_alarm.put(0, wait=True)
@@ -73,6 +76,18 @@ def test_alarm_suspends_a_temperature_series_and_clearing_it_resumes(RE, usable_
     assert "raised alarm 15 'Brownout' (level 3) during the run" in stop["reason"]
     codes = [e["data"]["cs0_alarm_code"] for e in stream_events(docs, "cs0_alarm_code_monitor")]
     assert BROWNOUT in codes and codes[-1] == 0
+    run = stored.run(uid)
+    assert run.metadata["stop"]["reason"] == stop["reason"]
+    assert BROWNOUT in list(run["cs0_alarm_code_monitor"]["cs0_alarm_code"].read())
+    pytest.importorskip("matplotlib")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    try:
+        from plot_run import draw_run
+    finally:
+        sys.path.pop(0)
+    drawn = draw_run(run, str(tmp_path / "series.png"))
+    assert ", 1 alarm(s) marked;" in drawn, drawn
+    assert (tmp_path / "series.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_suspenders_say_why_and_check_their_level(usable_cs0):
