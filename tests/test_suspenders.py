@@ -21,6 +21,7 @@ RE, cs0, usable_cs0 = shared.RE, shared.cs0, shared.usable_cs0  # the shared fix
 poll = shared.poll
 
 BROWNOUT = 15  # Oxford alarm 15 "Brownout", level 3 (serious warning; no shutdown)
+NUM = 30  # readings of the count that a silence interrupts
 
 
 def stream_events(docs, stream):
@@ -104,3 +105,47 @@ def test_suspenders_say_why_and_check_their_level(usable_cs0):
     assert not shutdown._should_suspend(3)
     stale = SuspendWhenStale(cs0)
     assert not stale._should_suspend(0.0)  # the session controller is talking
+
+
+def test_a_silent_controller_suspends_a_count_until_status_flows_again(RE, usable_cs0,
+                                                                       cs800_sim_ioc):
+    from bluesky import plans as bp
+
+    cs0 = usable_cs0
+    broadcast = shared.sim_signal(cs800_sim_ioc, "SIM:BROADCAST")
+    RE.record_interruptions = True
+    stale = SuspendWhenStale(cs0)
+    RE.install_suspender(stale)
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    seen = {}
+
+    def silence_then_talk():
+        try:
+            if not poll(lambda: len(stream_events(docs, "primary")) >= 2, timeout=60):
+                return
+            broadcast.put("Off", wait=True)
+            seen["suspended"] = poll(lambda: stream_events(docs, "interruptions"), timeout=30)
+            seen["count"] = len(stream_events(docs, "primary"))
+            seen["points_while_suspended"] = poll(
+                lambda: len(stream_events(docs, "primary")) > seen["count"], timeout=1.0)
+        finally:
+            broadcast.put("On", wait=True)
+
+    thread = threading.Thread(target=silence_then_talk, daemon=True)
+    thread.start()
+    try:
+        RE(bp.count([cs0], num=NUM, delay=0.3))  # 9 s: longer than the stale limit
+    finally:
+        thread.join(timeout=60)
+        broadcast.put("On", wait=True)
+        RE.remove_suspender(stale)
+    assert seen.get("suspended"), "the silence did not suspend the count"
+    assert not seen["points_while_suspended"]
+    (why,) = [e["data"]["interruption"] for e in stream_events(docs, "interruptions")]
+    assert why.startswith("cs0: no status from the controller for ")
+    # bp.count re-takes a reading made after its last checkpoint (bluesky's rewind, with the
+    # same seq_num): every reading is there, at most that one twice
+    seq = [p["seq_num"] for p in stream_events(docs, "primary")]
+    assert sorted(set(seq)) == list(range(1, NUM + 1)) and len(seq) <= NUM + 1, seq
+    assert docs[-1][1]["exit_status"] == "success"
