@@ -46,7 +46,14 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"simulation speed-up (default {DEFAULT_SPEED:g})")
     parser.add_argument("--settle", type=float, default=DEFAULT_SETTLE,
                         help=f"settle time in wall-clock seconds (default {DEFAULT_SETTLE:g})")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (there is none anyway when stdout is no terminal)")
+    parser.add_argument("--data", default=None, metavar="DIR",
+                        help="store the run in the Tiled catalog in DIR (created on first use; "
+                        "default: a per-user data directory, printed), or an http(s):// "
+                        "Tiled server")
+    parser.add_argument("--no-store", action="store_true",
+                        help="do not store the run (no Tiled needed)")
     parser.add_argument("--log", type=Path, default=None,
                         help="IOC log file (default: a temporary file, removed at the end)")
     return parser
@@ -130,9 +137,10 @@ def _drive(ioc: Any, args: argparse.Namespace) -> int:
     print(f"cs800-demo: {cs0.describe_state()}", flush=True)
 
     RE = RunEngine({}, context_managers=[])  # noqa: N806 - the conventional name
+    stored = None if args.no_store else _open_store(RE, args.data)
     table, kind = _table_callback()
     RE.subscribe(table)
-    if not args.no_progress:
+    if not args.no_progress and sys.stdout.isatty():  # no bar redraws in a file or CI log
         RE.waiting_hook = ProgressBarManager()
     print(f"cs800-demo: RE(ramp(cs0, {args.target:g}, rate={args.rate:g}))  "
           f"[live table: {kind}]", flush=True)
@@ -149,7 +157,8 @@ def _drive(ioc: Any, args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, pause_now)
     try:
-        RE(ramp(cs0, args.target, rate=args.rate))
+        # sim_speed: plots of the stored run show simulated time (examples/plot_run.py)
+        uids = RE(ramp(cs0, args.target, rate=args.rate, md={"sim_speed": args.speed}))
     except RunEngineInterrupted:
         signal.signal(signal.SIGINT, previous)
         print("\ncs800-demo: Ctrl-C: aborting the plan.", file=sys.stderr, flush=True)
@@ -174,7 +183,37 @@ def _drive(ioc: Any, args: argparse.Namespace) -> int:
     )
     ok = abs(temp - args.target) <= cs0.tolerance.get()
     cs0.destroy()
+    if stored is not None:
+        _report_stored(stored, uids[0])
     return 0 if ok else 1
+
+
+def _open_store(RE: Any, data: str | None) -> Any:  # noqa: N803
+    """Subscribe the Tiled store at ``data`` to ``RE`` and say where it is; None without Tiled."""
+    from ophyd_cs800 import store
+
+    where = data if data is not None else store.default_data_dir()
+    try:
+        stored = store.subscribe_store(RE, where)
+    except store.StoreUnavailableError as exc:
+        print(f"cs800-demo: the run is not stored: {exc}", flush=True)
+        return None
+    print(f"cs800-demo: runs are stored in the Tiled catalog at {where}", flush=True)
+    return stored
+
+
+def _report_stored(stored: Any, uid: str) -> None:
+    """Read the run back from the store and print what it holds."""
+    from ophyd_cs800 import store
+
+    where = stored.where
+    summary = store.read_run_summary(stored.run(uid), "cs0")
+    print(f"cs800-demo: read back from the store at {where}: run {uid[:8]} has "
+          f"{summary['events']} events, last cs0 {summary['last']:.2f} K; streams "
+          f"{', '.join(summary['streams'])}; exit status {summary['exit_status']}.",
+          flush=True)
+    if not store.is_uri(where):
+        print(f"cs800-demo: browse it: {' '.join(store.serve_command(where))}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,6 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--target must be 80-400 K, got {args.target:g}")
     if args.speed <= 0 or args.settle < 0:
         parser.error("--speed must be > 0 and --settle >= 0")
+    from ophyd_cs800.store import is_uri
+
+    data = None if args.data is None or is_uri(args.data) else Path(args.data).expanduser()
+    if data is not None and data.exists() and not data.is_dir():
+        parser.error(f"--data must be a directory (created on first use) or an http(s):// "
+                     f"Tiled server, got the file {args.data}")
     return run_demo(args)
 
 

@@ -172,6 +172,11 @@ class CS800(FollowedState, Device, PositionerBase):
     target = Cpt(EpicsSignalRO, "TARGETTEMP", kind="normal", auto_monitor=True)
     phase = Cpt(EpicsSignalRO, "PHASE", kind="normal", auto_monitor=True)
     run_mode = Cpt(EpicsSignalRO, "RUNMODE", kind="normal", auto_monitor=True)
+    # The same PHASE/RUNMODE as text ("Hold", "Run") for tables and documents: cs0_phase_name,
+    # cs0_run_mode_name; cs0_phase and cs0_run_mode stay the ints (protocol.Phase / RunMode).
+    phase_name = Cpt(EpicsSignalRO, "PHASE", kind="normal", auto_monitor=True, string=True)
+    run_mode_name = Cpt(EpicsSignalRO, "RUNMODE", kind="normal", auto_monitor=True,
+                        string=True)
     alarm = Cpt(EpicsSignalRO, "ALARM", kind="normal", auto_monitor=True, string=True)
 
     # -- configuration -----------------------------------------------------------------------
@@ -265,6 +270,7 @@ class CS800(FollowedState, Device, PositionerBase):
         timeout: float | None = None,
         **kwargs: Any,
     ):
+        kwargs.setdefault("labels", {"cryostreams"})  # listed by %wa / wh_pos-style helpers
         if status_packet_pv == AUTO:
             status_packet_pv = default_status_packet_pv(prefix)
         self._status_packet_pv = status_packet_pv or f"{prefix}status_packet-unused"
@@ -306,7 +312,15 @@ class CS800(FollowedState, Device, PositionerBase):
             sig.subscribe(self._status_changed, run=False)
         self.alarm_code.subscribe(self._alarm_changed, run=False)
         if self._use_status_packet:
-            self.status_packet.subscribe(self._packet_arrived, run=False)
+            # Created now but connected in the background like the other monitors: ophyd
+            # would otherwise wait for a lazy component's connection here, and a device made
+            # while its IOC is down (an IPython profile) would raise in its constructor.
+            self.lazy_wait_for_connection = False
+            try:
+                packet = self.status_packet
+            finally:
+                del self.lazy_wait_for_connection  # back to ophyd's default for the others
+            packet.subscribe(self._packet_arrived, run=False)
 
     # -- positioner basics -------------------------------------------------------------------
     @property
@@ -790,6 +804,21 @@ class CS800(FollowedState, Device, PositionerBase):
         return self._fire(self.turbo, rules.turbo_value(self.name, on), "turbo")
 
     # -- presentation -------------------------------------------------------------------------
+
+    def summary_text(self) -> str:
+        """:meth:`describe_state` with the prefix and the age of the last status (s)."""
+        return f"{self.describe_state()}, last status {self.status_age:.1f} s ago [{self.prefix}]"
+
+    def summary(self) -> None:  # type: ignore[override]
+        """Print :meth:`summary_text` (ophyd's component listing: ``Device.summary(self)``)."""
+        print(self.summary_text())
+
+    def __repr__(self) -> str:
+        try:
+            state = self.summary_text()
+        except Exception:  # never let a repr fail (disconnected, destroyed)
+            state = f"{self.name} ({self.prefix})"
+        return f"<CS800 {state}>"
 
     def destroy(self) -> None:
         """End any command being followed (its status fails), then disconnect all PVs."""

@@ -21,18 +21,124 @@ Temperatures are kelvin, rates K/h (whole numbers, 1-360), durations minutes.
 """
 
 import sys
-from collections.abc import Generator, Sequence
+import time
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from bluesky import plan_stubs as bps
 from bluesky import plans as bp
 from bluesky import preprocessors as bpp
 from bluesky.protocols import Readable
-from bluesky.utils import Msg
+from bluesky.utils import FailedStatus, Msg, RunEngineControlException
 
+from ophyd_cs800.alarms import AlarmChange
 from ophyd_cs800.device import CS800
+from ophyd_cs800.enums import Alarm
 
 Plan = Generator[Msg, Any, Any]
+
+#: Oxford alarm level (3: serious warning) from which a run's stop document names the alarm.
+REASON_ALARM_LEVEL = 3
+
+
+def monitored_signals(cs: CS800) -> list[Any]:
+    """What a recorded run of ``cs`` monitors, one stream each (``<name>_monitor``).
+
+    TEMP (stream ``cs0_monitor``), SETPOINT, PHASE and RUNMODE (as text), ALARM (text) and
+    ALARMI (the alarm code; its Oxford level is ``ophyd_cs800.enums.alarm_for(code).level``).
+    """
+    return [cs.temperature, cs.setpoint, cs.phase_name, cs.run_mode_name, cs.alarm,
+            cs.alarm_code]
+
+
+def checkpointed_wait(cs: CS800, status: Any, group: str | None,
+                      period: float | None = None) -> Plan:
+    """Wait for ``status`` (set in ``group``) with a checkpoint every ``period`` s.
+
+    ``period`` defaults to the device's status period (``cs.effective_status_period``, the
+    learned one, at least ``cs.status_period``; never below 0.1 s), so one
+    ``RE.request_pause(defer=True)`` (one Ctrl-C) or a suspender stops the plan within a
+    status period instead of at the end of the move, and ``RE.resume()`` continues the same
+    wait: nothing before the last checkpoint (the set, an earlier reading) is replayed. The
+    loop ends on ``status`` itself, so a wait whose group the RunEngine dropped when it was
+    interrupted still lasts until the move is done. A failed status raises ``FailedStatus``
+    as ``bps.wait`` does. (``status`` ``None``: a plan stepped without a RunEngine.)
+    """
+    period = max(0.1, float(period if period is not None else cs.effective_status_period))
+    while status is not None and not status.done:
+        yield from bps.checkpoint()
+        started = time.monotonic()
+        yield from bps.wait(group, timeout=period, error_on_timeout=False)
+        if not status.done and time.monotonic() - started < period / 2:
+            yield from bps.sleep(period)  # the group is gone (dropped at an interruption)
+    if status is None:
+        yield from bps.wait(group)
+    elif not status.success:
+        raise FailedStatus(status)
+
+
+class _AlarmRecord:
+    """The worst alarm that appeared on one device between :meth:`start` and :meth:`stop`.
+
+    Fed by the device's one alarm path (:meth:`CS800.add_alarm_callback`, which also logs).
+    """
+
+    def __init__(self, cs: CS800) -> None:
+        self.cs = cs
+        self.worst: Alarm | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def _seen(self, change: AlarmChange) -> None:
+        if self.worst is None or change.new.level > self.worst.level:
+            self.worst = change.new
+
+    def start(self) -> None:
+        self._unsubscribe = self.cs.add_alarm_callback(self._seen)
+
+    def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def reason(self, error: str = "") -> str:
+        """The stop document's reason: ``error`` and/or the alarm of level >= 3 seen."""
+        parts = [error] if error else []
+        if self.worst is not None and self.worst.level >= REASON_ALARM_LEVEL:
+            parts.append(f"{self.cs.name} raised alarm {self.worst.code} {self.worst.text!r} "
+                         f"(level {self.worst.level}) during the run")
+        return "; ".join(parts)
+
+
+def recorded_run(cs: CS800, plan: Plan, *, md: dict[str, Any]) -> Plan:
+    """Run ``plan`` as one run of ``cs``, with its monitor streams and an alarm reason.
+
+    Like ``bluesky.preprocessors.run_wrapper`` inside ``monitor_during_wrapper``
+    (:func:`monitored_signals`), except that an alarm of Oxford level >= 3 seen during the run
+    is named in the stop document's ``reason``; the ``exit_status`` stays what happened
+    (``success`` when the plan finished). Returns the run uid.
+    """
+    record = _AlarmRecord(cs)
+
+    def inner() -> Plan:
+        uid = yield from bps.open_run(md)
+
+        def except_plan(exc: Exception) -> Plan:
+            if isinstance(exc, RunEngineControlException):
+                yield from bps.close_run(exit_status=exc.exit_status, reason=record.reason())
+            else:
+                yield from bps.close_run(exit_status="fail", reason=record.reason(str(exc)))
+
+        def else_plan() -> Plan:
+            yield from bps.close_run(reason=record.reason())
+
+        yield from bpp.contingency_wrapper(plan, except_plan=except_plan, else_plan=else_plan)
+        return uid
+
+    record.start()
+    try:
+        return (yield from bpp.monitor_during_wrapper(inner(), monitored_signals(cs)))
+    finally:
+        record.stop()
 
 
 def _is_cs800(cs: Any) -> bool:
@@ -90,14 +196,14 @@ def _move(
     }
     _md.update(md or {})
 
-    @bpp.monitor_during_decorator([cs.temperature])
-    @bpp.run_decorator(md=_md)
-    def recorded() -> Plan:
+    def body() -> Plan:
         yield from bps.trigger_and_read([cs])
-        yield from bps.abs_set(cs, target, group=group, wait=True, **set_kwargs)
+        group_ = group or f"{cs.name}-{plan_name}"
+        status = yield from bps.abs_set(cs, target, group=group_, **set_kwargs)
+        yield from checkpointed_wait(cs, status, group_)
         yield from bps.trigger_and_read([cs])
 
-    return (yield from recorded())
+    return (yield from recorded_run(cs, body(), md=_md))
 
 
 def ramp(
@@ -219,10 +325,30 @@ def temperature_series(
     if rate is not None:
         yield from bps.mv(cs.ramp_rate, rate)
     rate_now = (yield from bps.rd(cs.ramp_rate))  # a Msg: works for both device families
-    _md = {"plan_name": "temperature_series", "temperatures_K": temps,
-           "ramp_rate_K_per_h": rate_now}
+    readables = [*detectors, cs]
+    _md = {
+        "plan_name": "temperature_series",
+        "detectors": [d.name for d in detectors],
+        "motors": [cs.name],
+        "num_points": len(temps),
+        "num_intervals": len(temps) - 1,
+        "plan_args": {"detectors": [repr(d) for d in detectors], "temperatures": temps,
+                      "rate": rate},
+        "temperatures_K": temps,
+        "ramp_rate_K_per_h": rate_now,
+        "hints": {"dimensions": [([cs.name], "primary")]},
+    }
     _md.update(md or {})
-    return (yield from bp.list_scan(list(detectors), cs, temps, md=_md))
+
+    def body() -> Plan:
+        for temp in temps:
+            yield from bps.checkpoint()
+            group = f"{cs.name}-series-{temp:g}"
+            status = yield from bps.abs_set(cs, temp, group=group)
+            yield from checkpointed_wait(cs, status, group)
+            yield from bps.trigger_and_read(readables)
+
+    return (yield from recorded_run(cs, body(), md=_md))
 
 
 def ramp_and_record(

@@ -25,12 +25,18 @@ def demo_command() -> list[str]:
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def run_command(tmp_path, command):
+def private_env(tmp_path, **extra):
+    """The environment with the per-user data directory (the default store) under tmp_path."""
+    return {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg-data"), **extra}
+
+
+def run_command(tmp_path, command, env=None):
     """Run ``command`` in its own session, output to a file; kill the group on timeout."""
     out_path = tmp_path / "command.out"
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=env or private_env(tmp_path))
         try:
             rc = proc.wait(timeout=DEMO_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -41,18 +47,8 @@ def run_command(tmp_path, command):
     return rc, out_path.read_text(errors="replace")
 
 
-def run_demo(tmp_path, *args):
-    return run_command(tmp_path, [*demo_command(), *args])
-
-
-def test_demo_ramps_to_150_and_says_where_it_ended(tmp_path):
-    rc, text = run_demo(tmp_path)
-    assert rc == 0, text[-3000:]
-    match = re.search(r"cs0 ended at (\d+\.\d\d) K \(target 150\.00 K", text)
-    assert match, text[-3000:]
-    assert abs(float(match.group(1)) - 150.0) <= 0.2
-    assert "RE(ramp(cs0, 150" in text
-    assert "|         2 |" in text  # the live table's second row: the reading at the end
+def run_demo(tmp_path, *args, env=None):
+    return run_command(tmp_path, [*demo_command(), *args], env=env)
 
 
 def test_demo_rejects_bad_arguments_without_starting_anything(tmp_path):
@@ -81,16 +77,33 @@ def test_example_temperature_series_runs_against_a_sim(tmp_path):
     assert [round(float(t)) for t in rows] == [280, 270], text[-3000:]
 
 
-def test_example_plot_ramp_writes_a_png(tmp_path):
+def test_example_plot_ramp_writes_a_png_from_the_store(tmp_path):
     pytest.importorskip("matplotlib")
     rc, text = run_command(tmp_path, [sys.executable, str(EXAMPLES / "plot_ramp.py"),
-                                      "--target", "270", "--speed", "500", "--period", "0.05",
+                                      "--target", "270", "--speed", "500", "--data", "runs",
                                       "--out", "ramp.png"])
     assert rc == 0, text[-3000:]
     png = tmp_path / "ramp.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    match = re.search(r"(\d+) readings; ended at (\d+\.\d\d) K", text)
-    assert match and int(match.group(1)) >= 5 and abs(float(match.group(2)) - 270) <= 0.2
+    match = re.search(r"(\d+) TEMP points, (\d+) SETPOINT points, 0 alarm\(s\) marked; ended "
+                      r"at (\d+\.\d\d) K", text)
+    assert match and int(match.group(1)) >= 5, text[-3000:]
+    assert abs(float(match.group(3)) - 270) <= 0.2
+    assert (tmp_path / "runs" / "catalog.db").is_file()
+
+
+def test_ipython_startup_file_stores_runs_and_leaves_no_det_for_hardware(tmp_path):
+    startup = EXAMPLES / "ipython_startup_cs800.py"
+    script = (f"exec(compile(open({str(startup)!r}).read(), 'startup', 'exec'))\n"
+              "RE(ramp(cs0, 285))\n"
+              "print('RUNS', len(db), 'DET', 'det' in globals(), 'LABELS', cs0._ophyd_labels_)\n")
+    env = private_env(tmp_path, CS800_DATA=str(tmp_path / "runs"), CS800_SIM_SPEED="300")
+    rc, text = run_command(tmp_path, [sys.executable, "-c", script], env=env)
+    assert rc == 0, text[-3000:]
+    assert f"runs are stored in the Tiled catalog at {tmp_path / 'runs'}" in text
+    assert "RUNS 1 DET True LABELS {'cryostreams'}" in text, text[-3000:]
+    assert re.search(r"CS800: <CS800 cs0: TEMP \d+\.\d\d K, phase \w+, run mode [\w ]+, .*"
+                     r"last status \d+\.\d s ago", text), text[-3000:]
 
 
 def test_demo_ctrl_c_stops_the_ioc_it_started(tmp_path):
@@ -100,7 +113,7 @@ def test_demo_ctrl_c_stops_the_ioc_it_started(tmp_path):
         with open(out_path, "wb") as out:
             proc = subprocess.Popen([*demo_command(), "--speed", "20"], stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+                                    start_new_session=True, env=private_env(tmp_path))
             try:
                 text = ""
                 deadline = time.monotonic() + DEMO_TIMEOUT

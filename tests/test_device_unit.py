@@ -55,7 +55,7 @@ def failure(status):
 def test_read_reports_temperature_under_device_name(dev, ctl):
     reading = dev.read()
     assert list(reading) == ["cs0", "cs0_setpoint", "cs0_target", "cs0_phase", "cs0_run_mode",
-                             "cs0_alarm"]
+                             "cs0_phase_name", "cs0_run_mode_name", "cs0_alarm"]
     assert reading["cs0"]["value"] == 300.0
     assert dev.hints == {"fields": ["cs0"]}
     config = dev.read_configuration()
@@ -231,8 +231,14 @@ def test_destroy_ends_a_running_move():
 
 
 
-def test_repr_shows_the_settle_time_signal_not_a_number(dev):
-    assert "settle_time=0.0" not in repr(dev) and "egu='K'" in repr(dev)
+def test_repr_and_summary_show_the_state_at_a_glance(dev, ctl, capsys):
+    text = repr(dev)
+    assert text.startswith("<CS800 cs0: TEMP 300.00 K, phase Hold, run mode Run, "
+                           "target 300.00 K, last status "), text
+    assert text.endswith(" s ago [X:CS0:]>") and "settle_time=0.0" not in text
+    dev.summary()
+    assert capsys.readouterr().out.strip() == dev.summary_text()
+    assert dev._ophyd_labels_ == {"cryostreams"}
 
 
 def test_purge_when_already_shut_down_sends_nothing(dev, ctl):

@@ -55,7 +55,9 @@ def test_RE_ramp_returns_at_target_with_documents(RE, usable_any):  # noqa: N802
     assert start["plan_name"] == "ramp" and start["target_K"] == 150.0
     assert docs[-1][1]["exit_status"] == "success"
     streams = {doc["uid"]: doc["name"] for name, doc in docs if name == "descriptor"}
-    assert set(streams.values()) == {"primary", "cs0_monitor"}
+    assert set(streams.values()) == {"primary", "cs0_monitor", "cs0_setpoint_monitor",
+                                     "cs0_phase_name_monitor", "cs0_run_mode_name_monitor",
+                                     "cs0_alarm_monitor", "cs0_alarm_code_monitor"}
     primary = [doc for name, doc in docs
                if name == "event" and streams[doc["descriptor"]] == "primary"]
     monitor = [doc for name, doc in docs
@@ -158,11 +160,12 @@ def test_temperature_series_reads_detector_at_each_temperature(RE, usable_cs0):
     docs = collect(RE)
     temps = [200.0, 190.0, 185.0]
     RE(plans.temperature_series([det], cs0, temps))
-    events = [doc for name, doc in docs if name == "event"]
+    events = [doc for name, doc in docs if name == "event" and "det" in doc["data"]]
     assert [round(e["data"]["cs0"]) for e in events] == [200, 190, 185]
     assert all(abs(e["data"]["cs0"] - t) <= 0.2 for e, t in zip(events, temps, strict=True))
     assert all("det" in e["data"] for e in events)
     assert docs[0][1]["plan_name"] == "temperature_series"
+    assert [e["data"]["cs0_phase_name"] for e in events] == ["Hold"] * 3
 
 
 def test_ramp_and_record_takes_data_during_the_ramp(RE, usable_cs0):

@@ -96,14 +96,23 @@ def test_RE_end_restart_cycle_with_fake_device(RE, cs):  # noqa: N802
 
 def test_temperature_series_checks_every_temperature_first(RE, cs):
     docs = []
-    RE.subscribe(lambda name, doc: docs.append(name))
+    primary = set()
+
+    def keep(name, doc):
+        docs.append(name)
+        if name == "descriptor" and doc["name"] == "primary":
+            primary.add(doc["uid"])
+        if name == "event" and doc["descriptor"] in primary:
+            docs.append("primary event")
+
+    RE.subscribe(keep)
     with pytest.raises(CS800RangeError, match="500.00 K is out of range"):
         RE(plans.temperature_series([det], cs, [150, 500]))
     assert docs == []
     with pytest.raises(ValueError, match="at least one"):
         RE(plans.temperature_series([det], cs, []))
     RE(plans.temperature_series([det], cs, [150, 140], rate=120))
-    assert docs.count("event") == 2 and cs.ramp_rate.get() == 120
+    assert docs.count("primary event") == 2 and cs.ramp_rate.get() == 120
 
 
 def test_ramp_and_record_raises_when_the_move_fails(RE):

@@ -13,8 +13,12 @@ from test_soldrv_cli import TUT, bank_log, soldrv_cmd
 from sim_ioc.process import SimIocProcess, ca_read
 
 # caproto's client searches for lost channels with a back-off of up to 5 s by default; a site
-# that needs a quick recovery sets this (the test measures soldrv, not the search back-off)
-FAST_SEARCH = {"CAPROTO_CLIENT_MAX_RETRY_SEARCHES_INTERVAL_SEC": "0.1"}
+# that needs a quick recovery sets this (the test measures soldrv, not the search back-off).
+# The knob is caproto's, so soldrv runs on ophyd's caproto layer here: with pyepics installed
+# ophyd would pick libca, whose re-search after a restart waits for the IOC's beacons (through
+# a CA repeater) or its own back-off (about 5 s here, no repeater).
+FAST_SEARCH = {"CAPROTO_CLIENT_MAX_RETRY_SEARCHES_INTERVAL_SEC": "0.1",
+               "OPHYD_CONTROL_LAYER": "caproto"}
 
 
 @pytest.mark.integration
