@@ -141,7 +141,8 @@ def _drive(ioc: Any, args: argparse.Namespace) -> int:
     table, kind = _table_callback()
     RE.subscribe(table)
     if not args.no_progress and sys.stdout.isatty():  # no bar redraws in a file or CI log
-        RE.waiting_hook = ProgressBarManager()
+        # bluesky declares waiting_hook only by assigning None in RunEngine.__init__
+        RE.waiting_hook = ProgressBarManager()  # type: ignore[assignment]
     print(f"cs800-demo: RE(ramp(cs0, {args.target:g}, rate={args.rate:g}))  "
           f"[live table: {kind}]", flush=True)
     started = time.monotonic()
@@ -184,6 +185,7 @@ def _drive(ioc: Any, args: argparse.Namespace) -> int:
     ok = abs(temp - args.target) <= cs0.tolerance.get()
     cs0.destroy()
     if stored is not None:
+        assert isinstance(uids, tuple), "RE() returns the run uids (call_returns_result off)"
         _report_stored(stored, uids[0])
     return 0 if ok else 1
 

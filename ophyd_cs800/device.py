@@ -809,7 +809,7 @@ class CS800(FollowedState, Device, PositionerBase):
         """:meth:`describe_state` with the prefix and the age of the last status (s)."""
         return f"{self.describe_state()}, last status {self.status_age:.1f} s ago [{self.prefix}]"
 
-    def summary(self) -> None:  # type: ignore[override]
+    def summary(self) -> None:
         """Print :meth:`summary_text` (ophyd's component listing: ``Device.summary(self)``)."""
         print(self.summary_text())
 
