@@ -1,7 +1,7 @@
 """The ophyd ``CS800`` device: an Oxford CryoStream 800 as a temperature positioner in kelvin.
 
-It talks to the PVs of synApps ``ip`` ``Oxford_CS800.db`` (prefix like ``xxx:CS0:``, spec
-section 6.4), served by the synApps IOC or by this package's ``cs800-ioc`` / ``cs800-sim-ioc``.
+It talks to the PVs of synApps ``ip`` ``Oxford_CS800.db`` (prefix like ``xxx:CS0:``),
+served by the synApps IOC or by this package's ``cs800-ioc`` / ``cs800-sim-ioc``.
 It never imports the simulator.
 
 ``cs0.set(150)`` (what ``bps.mv`` and :func:`ophyd_cs800.plans.ramp` use) checks that comms

@@ -8,7 +8,7 @@ silent controller's PVs go INVALID, and how fast datagrams are decoded. Pure dat
 no sockets.
 
 Both flavours refuse enum puts outside their strings and writes to the limit fields (``.HOPR
-.LOPR .DRVH .DRVL``) of every record (issue 10, items 3 and 4).
+.LOPR .DRVH .DRVL``) of every record.
 """
 
 from __future__ import annotations

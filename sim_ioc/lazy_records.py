@@ -29,7 +29,7 @@ _STATIC_FIELDS = (
 )
 
 #: Limit fields a client may read but not write: what the IOC accepts must not be widened
-#: (or narrowed) over CA (issue 10 item 4). The limits are the IOC's, per flavour.
+#: (or narrowed) over CA. The limits are the IOC's, per flavour.
 LIMIT_FIELDS = ("HOPR", "LOPR", "DRVH", "DRVL")
 
 #: EPICS base ``menuAlarmStat`` (caproto 1.3 ships only the first 16, up to SOFT).
