@@ -216,19 +216,23 @@ def _status_property(pv) -> pvproperty:
                       lower_ctrl_limit=pv.low, upper_ctrl_limit=pv.high, **common)
 
 
+def _record_group(name: str, base: type, doc: str, properties: dict[str, pvproperty]) -> type:
+    """A group class ``name`` deriving from ``base`` with the generated ``properties``.
+
+    mypy cannot follow a class made this way, so each use gives mypy its base class instead
+    (under ``TYPE_CHECKING``): the generated class only adds pvproperties to it.
+    """
+    return type(name, (base,), {"__doc__": doc, "__module__": __name__, **properties})
+
+
 #: Base class with one read-only record per status PV of :data:`sim_ioc.pvs.STATUS_PVS`.
-if TYPE_CHECKING:  # mypy cannot follow type(); the class only adds pvproperties
+if TYPE_CHECKING:
     _StatusRecords = LazyRecordGroup
 else:
-    _StatusRecords = type(
-        "_StatusRecords",
-        (LazyRecordGroup,),
-        {
-            "__doc__": "The status records of one controller (generated from sim_ioc.pvs).",
-            "__module__": __name__,
-            **{pv.suffix.lower(): _status_property(pv) for pv in STATUS_PVS},
-        },
-    )
+    _StatusRecords = _record_group(
+        "_StatusRecords", LazyRecordGroup,
+        "The status records of one controller (generated from sim_ioc.pvs).",
+        {pv.suffix.lower(): _status_property(pv) for pv in STATUS_PVS})
 
 
 def _param(name: str, *, precision: int, doc: str) -> pvproperty:
@@ -257,21 +261,16 @@ def _helper(name: str) -> pvproperty:
 
 #: The byte-split helpers and command_port, the records of Oxford_CS800.db that clients only
 #: read (:mod:`sim_ioc.records`).
-if TYPE_CHECKING:  # mypy cannot follow type(); the class only adds pvproperties
+if TYPE_CHECKING:
     _HelperRecords = _StatusRecords
 else:
-    _HelperRecords = type(
-        "_HelperRecords",
-        (_StatusRecords,),
-        {
-            "__doc__": "Status records plus the byte-split helpers and command_port.",
-            "__module__": __name__,
-            **{name.lower(): _helper(name) for name in HELPER_RECORDS},
-            "command_port": pvproperty(name=COMMAND_PORT_RECORD, value=0, dtype=int, read_only=True,
-                                       record="asyn", alarm_group=COMMAND_PORT_RECORD,
-                                       doc="asyn record of the command port (VAL unused)"),
-        },
-    )
+    _HelperRecords = _record_group(
+        "_HelperRecords", _StatusRecords,
+        "Status records plus the byte-split helpers and command_port.",
+        {**{name.lower(): _helper(name) for name in HELPER_RECORDS},
+         "command_port": pvproperty(name=COMMAND_PORT_RECORD, value=0, dtype=int, read_only=True,
+                                    record="asyn", alarm_group=COMMAND_PORT_RECORD,
+                                    doc="asyn record of the command port (VAL unused)")})
 
 
 def _action(name: str, build: Callable[[CS800ControllerGroup], P.Command], doc: str):
@@ -550,19 +549,14 @@ def _counter(name: str, doc: str) -> pvproperty:
                       alarm_group=name, doc=doc)
 
 
-if TYPE_CHECKING:  # mypy cannot follow type(); the class only adds pvproperties
+if TYPE_CHECKING:
     _StatusServerBase = LazyRecordGroup
 else:
-    _StatusServerBase = type(
-        "_StatusServerBase",
-        (LazyRecordGroup,),
-        {
-            "__doc__": "Rejection counters of the status server (one per reason).",
-            "__module__": __name__,
-            **{f"rej_{reason}": _counter(f"REJ:{reason.upper()}", f"Rejected: {reason}")
-               for reason in REJECT_REASONS},
-        },
-    )
+    _StatusServerBase = _record_group(
+        "_StatusServerBase", LazyRecordGroup,
+        "Rejection counters of the status server (one per reason).",
+        {f"rej_{reason}": _counter(f"REJ:{reason.upper()}", f"Rejected: {reason}")
+         for reason in REJECT_REASONS})
 
 
 class _StatusPacketChannel(LazyFieldsMixin, PvpropertyByteRO):
