@@ -20,7 +20,8 @@ Prints, side by side in one run:
 The reference is the C v4 ``solfmt`` compiling the same file as a whole process: 6 ms on this
 machine class (``--reference-ms 6``, the default, when no C compiler is around), or measured
 here with ``--reference-cmd 'CMD {src} -o{out}'`` (``{src}`` and ``{out}`` are replaced).
-Needs ``../shared/sol_examples``.
+Needs the folder of example cycle files the corpus tests use (``CORPUS`` below), which is
+not part of the package.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from bluesky.protocols import Locatable, Location, Movable, Stoppable, Subscribable
@@ -212,7 +212,8 @@ class AsyncJobRunner(FollowedJob):
             self._send_once = False
             self.tracker.note_send(why)
             try:
-                await self.job.send()
+                # this family's jobs send with a coroutine function (CS800._writer)
+                await cast("Awaitable[None]", self.job.send())
             except Exception as exc:
                 error = self.tracker.send_error(exc)
             else:
@@ -272,9 +273,12 @@ class Action(Device, Movable[Any]):
         self._takes_value = takes_value
         super().__init__(name=name)
 
-    def set(self, value: Any = 1, **kwargs: Any) -> AsyncStatus:  # type: ignore[override]
+    def set(self, value: Any = 1, **kwargs: Any) -> AsyncStatus:
         """Run the command on the CS800 that owns this action; returns its status."""
-        cs = self.parent.parent  # Action -> CS800Actions -> CS800 (also inside a bigger device)
+        actions = self.parent  # Action -> CS800Actions -> CS800 (also inside a bigger device)
+        if actions is None or actions.parent is None:
+            raise RuntimeError(f"{self.name}: this action is not part of a CS800 device")
+        cs = actions.parent
         run = getattr(cs, self._method)
         return run(value, **kwargs) if self._takes_value else run(**kwargs)
 
@@ -304,13 +308,18 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
     (:class:`Phase`, :class:`RunMode`). Connect with ``init_devices()`` (``mock=True`` for
     tests) or ``await cs0.connect()``.
 
-    Parameters:
-        prefix: the controller's PV prefix ``$(P)$(R)``, e.g. ``"xxx:CS0:"``.
-        name: the device name; the readback TEMP is reported under it.
-        tolerance, settle_time, ramp_rate, status_period, max_resends, timeout_margin,
-        stale_after, put_timeout, timeout, status_packet_pv: as for the ophyd device (K, s,
-            K/h). The status-packet PV is the heartbeat when it connects (not a child: an
-            IOC without it still connects; then the monitors are the heartbeat).
+    The keyword-only ``tolerance``, ``settle_time``, ``ramp_rate``, ``status_period``,
+    ``max_resends``, ``timeout_margin``, ``stale_after``, ``put_timeout``, ``timeout`` and
+    ``status_packet_pv`` are as for the ophyd device (K, s, K/h). The status-packet PV is the
+    heartbeat when it connects (not a child: an IOC without it still connects; then the
+    monitors are the heartbeat).
+
+    Parameters
+    ----------
+    prefix : str
+        The controller's PV prefix ``$(P)$(R)``, e.g. ``"xxx:CS0:"``.
+    name : str
+        The device name; the readback TEMP is reported under it.
     """
 
     def __init__(self, prefix: str = "", name: str = "", *, tolerance: float = 0.2,
@@ -607,7 +616,7 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
         return AsyncStatus(run(), name=self.name)
 
     # -- the positioner interface ---------------------------------------------------------------
-    def set(self, value: float, *, rate: float | None = None,  # type: ignore[override]
+    def set(self, value: float, *, rate: float | None = None,
             cool: bool = False, timeout: float | None = None) -> WatchableAsyncStatus[float]:
         """Ramp (or Cool) to ``value`` K; the status is done when it is there.
 
@@ -654,7 +663,7 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
         readback = snap.temp if snap.temp is not None else math.nan
         return Location(setpoint=setpoint, readback=readback)
 
-    def subscribe(self, function: Callable[[dict[str, Any]], None]) -> None:  # type: ignore[override]
+    def subscribe(self, function: Callable[[dict[str, Any]], None]) -> None:
         """Subscribe to TEMP readings (``{name: reading}``)."""
         self.temperature.subscribe_reading(function)
 

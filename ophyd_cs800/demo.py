@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ophyd_cs800.version import add_version_option
+
 #: Default simulated seconds per wall second: 293 K -> 150 K at 360 K/h takes about 15 s.
 DEFAULT_SPEED = 100.0
 #: Seconds the sample must stay within tolerance before the ramp counts as done (wall clock).
@@ -35,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Start a simulated CryoStream 800 IOC on loopback and run "
         "RE(ramp(cs0, TARGET)) against it with a live table and a progress bar.",
     )
+    add_version_option(parser)
     parser.add_argument("--target", type=float, default=150.0,
                         help="target temperature in K (default 150)")
     parser.add_argument("--rate", type=float, default=360.0,
@@ -138,7 +141,8 @@ def _drive(ioc: Any, args: argparse.Namespace) -> int:
     table, kind = _table_callback()
     RE.subscribe(table)
     if not args.no_progress and sys.stdout.isatty():  # no bar redraws in a file or CI log
-        RE.waiting_hook = ProgressBarManager()
+        # bluesky declares waiting_hook only by assigning None in RunEngine.__init__
+        RE.waiting_hook = ProgressBarManager()  # type: ignore[assignment]
     print(f"cs800-demo: RE(ramp(cs0, {args.target:g}, rate={args.rate:g}))  "
           f"[live table: {kind}]", flush=True)
     started = time.monotonic()
@@ -181,6 +185,7 @@ def _drive(ioc: Any, args: argparse.Namespace) -> int:
     ok = abs(temp - args.target) <= cs0.tolerance.get()
     cs0.destroy()
     if stored is not None:
+        assert isinstance(uids, tuple), "RE() returns the run uids (call_returns_result off)"
         _report_stored(stored, uids[0])
     return 0 if ok else 1
 

@@ -1,7 +1,7 @@
 """The ophyd ``CS800`` device: an Oxford CryoStream 800 as a temperature positioner in kelvin.
 
-It talks to the PVs of synApps ``ip`` ``Oxford_CS800.db`` (prefix like ``xxx:CS0:``, spec
-section 6.4), served by the synApps IOC or by this package's ``cs800-ioc`` / ``cs800-sim-ioc``.
+It talks to the PVs of synApps ``ip`` ``Oxford_CS800.db`` (prefix like ``xxx:CS0:``),
+served by the synApps IOC or by this package's ``cs800-ioc`` / ``cs800-sim-ioc``.
 It never imports the simulator.
 
 ``cs0.set(150)`` (what ``bps.mv`` and :func:`ophyd_cs800.plans.ramp` use) checks that comms
@@ -98,7 +98,7 @@ class Action(Signal):
         self._method = method
         self._takes_value = takes_value
 
-    def set(self, value: Any = 1, **kwargs: Any) -> StatusBase:  # type: ignore[override]
+    def set(self, value: Any = 1, **kwargs: Any) -> StatusBase:
         """Run the command on the CS800 device that owns it; returns its status."""
         self._readback = value
         # Action -> CS800Actions -> CS800: not ``self.root``, which is the outermost device
@@ -163,6 +163,9 @@ class CS800(FollowedState, Device, PositionerBase):
     (``cs0.tolerance.put(0.3)``) and so appear in the run's configuration.
     """
 
+    #: Last valid TEMP in K (PositionerBase's cache; None until the first reading).
+    _position: float | None
+
     # -- readings (read()) -------------------------------------------------------------------
     temperature = Cpt(EpicsSignalRO, "TEMP", kind="hinted", auto_monitor=True)
     setpoint = Cpt(EpicsSignalRO, "SETPOINT", kind="normal", auto_monitor=True)
@@ -179,7 +182,7 @@ class CS800(FollowedState, Device, PositionerBase):
     # -- configuration -----------------------------------------------------------------------
     ramp_rate = Cpt(Signal, value=360, kind="config")
     tolerance = Cpt(Signal, value=0.2, kind="config")
-    settle_time = Cpt(Signal, value=5.0, kind="config")  # type: ignore[assignment]
+    settle_time = Cpt(Signal, value=5.0, kind="config")
     controller_number = Cpt(EpicsSignalRO, "CTRLNUM", kind="config", auto_monitor=True)
     firmware = Cpt(EpicsSignalRO, "VER", kind="config")
 
@@ -601,7 +604,7 @@ class CS800(FollowedState, Device, PositionerBase):
 
 
     # -- the positioner interface -------------------------------------------------------------
-    def set(  # type: ignore[override]
+    def set(
         self,
         new_position: float,
         *,
@@ -682,7 +685,7 @@ class CS800(FollowedState, Device, PositionerBase):
                 self.cmd_hold.put(1, wait=False)
             except Exception as exc:  # still end the move; say that HOLD did not go out
                 hold_error = exc
-            if active:
+            if runner is not None and active:
                 runner.cancel(rules.stopped_error(self.name, runner.job.what, snap, hold_error))
 
     # -- other commands (each returns a status; plans use them through cs.actions) ------------
@@ -806,7 +809,7 @@ class CS800(FollowedState, Device, PositionerBase):
         """:meth:`describe_state` with the prefix and the age of the last status (s)."""
         return f"{self.describe_state()}, last status {self.status_age:.1f} s ago [{self.prefix}]"
 
-    def summary(self) -> None:  # type: ignore[override]
+    def summary(self) -> None:
         """Print :meth:`summary_text` (ophyd's component listing: ``Device.summary(self)``)."""
         print(self.summary_text())
 
@@ -834,7 +837,7 @@ class CS800(FollowedState, Device, PositionerBase):
 
 def error_message(exc: BaseException) -> str:
     """Return the CS800 sentence behind ``exc`` (unwrapping bluesky's ``FailedStatus``)."""
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None and not isinstance(seen, CS800Error):
         seen = seen.__cause__ or seen.__context__
     return str(seen if seen is not None else exc)

@@ -1,6 +1,6 @@
 """Enumerations of the CryoStream 800 status packet: run mode, phase, alarms, turbo, hardware bits.
 
-Sources: ``spec/cs800-protocol.md`` section 4. The alarm table is Oxford's ``Cryostream.xml``
+The alarm table is Oxford's ``Cryostream.xml``
 ``LIST_OF_ALARMS`` (codes 0-62), which the DLS and bliss tables agree with; the synApps SNL table
 is shifted by one from code 34 on, and is deliberately *not* used here. Pure data, no I/O.
 """

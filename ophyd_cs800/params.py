@@ -1,9 +1,9 @@
 """The status parameter table of the CryoStream 800 UDP status packet.
 
-Generated from Appendix A of ``spec/cs800-protocol.md`` (the 230 ids of the 928-byte packet,
-in packet order): id, legacy symbolic name (``prjemian/cs800sim`` ``status_ids.json``), Oxford
-XML name (``OxcryoProperties.xml``), raw unit, and the synApps ``Oxford_CS800.db`` PV suffix the
-ip module fills from that id (empty when none). Pure data, no imports.
+The 230 ids of the 928-byte packet, in packet order, as captured from firmware-115 units: id,
+legacy symbolic name (``prjemian/cs800sim`` ``status_ids.json``), Oxford XML name
+(``OxcryoProperties.xml``), raw unit, and the synApps ``Oxford_CS800.db`` PV suffix the ip
+module fills from that id (empty when none). Pure data, no imports.
 """
 
 #: (id, legacy name, Oxford XML name, raw unit, synApps PV suffix) in packet order.
@@ -241,7 +241,7 @@ STANDARD_PARAMS: tuple[tuple[int, str, str, str, str], ...] = (
 )
 
 #: Ids that the firmware-153 packet (1236 bytes) carries beyond the 230 standard ones
-#: (spec section 2.4); names from ``OxcryoProperties.xml`` where known.
+#: (seen in a firmware-153 capture); names from ``OxcryoProperties.xml`` where known.
 LONG_EXTRA_PARAMS: tuple[tuple[int, str, str, str, str], ...] = (
     (1109, 'FlowBlockExtra1109', 'FC extra 1109', '-', ''),
     (1110, 'FlowBlockExtra1110', 'FC extra 1110', '-', ''),

@@ -124,7 +124,9 @@ def recorded_run(cs: CS800, plan: Plan, *, md: dict[str, Any]) -> Plan:
 
         def except_plan(exc: Exception) -> Plan:
             if isinstance(exc, RunEngineControlException):
-                yield from bps.close_run(exit_status=exc.exit_status, reason=record.reason())
+                # RequestAbort / RequestStop carry their exit status ("abort", "success")
+                status = getattr(exc, "exit_status", "abort")
+                yield from bps.close_run(exit_status=status, reason=record.reason())
             else:
                 yield from bps.close_run(exit_status="fail", reason=record.reason(str(exc)))
 

@@ -1,7 +1,7 @@
 """The CryoStream 800 Ethernet (UDP) protocol: a pure codec.
 
-Bytes in, typed values out, and back: no sockets, no threads, no ophyd. Everything here follows
-``spec/cs800-protocol.md``:
+Bytes in, typed values out, and back: no sockets, no threads, no ophyd. The documentation's
+"The CS800 wire protocol" page describes it for users; in short:
 
 * **Status datagram** (controller -> UDP port 30304, once per second)::
 
@@ -377,17 +377,17 @@ class StatusPacket:
     @property
     def temp(self) -> float | None:
         """Sample (gas) temperature in kelvin (id 1051): the readback."""
-        return self.value(1051)  # type: ignore[return-value]
+        return self.value(1051)
 
     @property
     def setpoint(self) -> float | None:
         """Current (ramping) gas set point in kelvin (id 1050)."""
-        return self.value(1050)  # type: ignore[return-value]
+        return self.value(1050)
 
     @property
     def target_temp(self) -> float | None:
         """Final target of the current phase in kelvin (id 1056)."""
-        return self.value(1056)  # type: ignore[return-value]
+        return self.value(1056)
 
     @property
     def ramp_rate(self) -> int | None:
@@ -405,19 +405,19 @@ class StatusPacket:
     def error(self) -> float | None:
         """Signed temperature error (set point - temperature) in kelvin (id 1052).
 
-        0xFFFE is -0.02 K in Run mode and "not available" otherwise (spec section 2.5).
+        0xFFFE is -0.02 K in Run mode and "not available" otherwise.
         """
         raw = self.raw.get(1052)
         if raw is None or (raw == NOT_AVAILABLE and self.run_mode is not RunMode.RUN):
             return None
-        return raw_to_value(1052, raw)  # type: ignore[return-value]
+        return raw_to_value(1052, raw)
 
     @property
     def gas_flow(self) -> float | None:
         """Gas flow in l/min: id 1060 (dl/min), or the flow block's id 1100 (cl/min) when 1060
         reads 0xFFFE, as on real 800s."""
         legacy = self.value(1060)
-        return legacy if legacy is not None else self.value(1100)  # type: ignore[return-value]
+        return legacy if legacy is not None else self.value(1100)
 
     @property
     def suspended(self) -> bool | None:
@@ -616,7 +616,7 @@ _IDLE_SHIELD_MODES = {0: "always off", 1: "always on", 2: "auto"}
 def validate_command(
     cmd: Command, *, min_temp: float = DEFAULT_MIN_TEMP_K, max_temp: float = DEFAULT_MAX_TEMP_K
 ) -> None:
-    """Check a command's parameters against the limits of spec section 5.3.
+    """Check a command's parameters against the controller's documented limits.
 
     Temperatures (Ramp, Cool) must lie within ``min_temp``..``max_temp`` kelvin (the device's
     ids 1002/1003); ramp rate 0-360 K/h; End rate 1-360 K/h; Plat 1-1440 min; Turbo and Run shield
@@ -796,7 +796,7 @@ def set_parameter(pid: int, raw: int) -> Command:
 
 
 # --------------------------------------------------------------------------------------------
-# Identification datagrams (controller -> UDP port 30303, once per second; spec section 1.1)
+# Identification datagrams (controller -> UDP port 30303, once per second)
 # --------------------------------------------------------------------------------------------
 
 #: Bytes of an identification datagram as the real unit sends it (and as encoded here): a
@@ -810,7 +810,7 @@ MAX_NAME_LEN = 15
 _NAME_PAD = b"\xff\x00 \r\n"
 _MAC_TEXT_LEN = 17
 _HEX = frozenset(b"0123456789abcdefABCDEF")
-#: First four bytes of every CS800 MAC address seen so far (APS 19-ID and LBL BCSB) [I].
+#: First four bytes of every CS800 MAC address seen so far (APS 19-ID and LBL BCSB).
 _MAC_PREFIX = "00-00-0C-01"
 
 
@@ -862,7 +862,7 @@ def mac_to_words(mac: str) -> tuple[int, int, int]:
     MAC raises ``ValueError`` (see :func:`normalise_mac`).
     """
     octets = bytes.fromhex(normalise_mac(mac).replace("-", ""))
-    return struct.unpack(">3H", octets)  # type: ignore[return-value]
+    return struct.unpack(">3H", octets)
 
 
 def mac_from_words(word1: int, word2: int, word3: int) -> str:
@@ -879,8 +879,8 @@ def mac_from_words(word1: int, word2: int, word3: int) -> str:
 def mac_for_controller(cid: int) -> str:
     """The MAC address a CS800 with controller number ``cid`` appears to have.
 
-    ``00-00-0C-01-HH-LL`` with the controller number in the last two bytes: an inference [I]
-    from two units (spec section 1.1: MAC ``...-01-AB`` with controller 427 at APS 19-ID, MAC
+    ``00-00-0C-01-HH-LL`` with the controller number in the last two bytes: an inference
+    from two units (MAC ``...-01-AB`` with controller 427 at APS 19-ID, MAC
     words ``0000 0C01 04BD`` with controller 1213 at LBL), not documented by Oxford. Used by the
     simulator. ``cid`` outside 0..65535 raises ``ValueError``.
     """
@@ -892,15 +892,15 @@ def mac_for_controller(cid: int) -> str:
 def controller_number_from_mac(mac: str) -> int:
     """A *hint* at the controller number (id 1028): the last two bytes of ``mac``.
 
-    The inverse of :func:`mac_for_controller`. Inferred from two units, not documented by Oxford
-    (spec section 1.1): trust the status datagram's id 1028 when it is available. A malformed
-    MAC raises ``ValueError``.
+    The inverse of :func:`mac_for_controller`. Inferred from two units, not documented by Oxford:
+    trust the status datagram's id 1028 when it is available. A malformed MAC raises
+    ``ValueError``.
     """
     return mac_to_words(mac)[2]
 
 
 def decode_identification(data: bytes) -> Identification:
-    """Decode an identification datagram (spec section 1.1).
+    """Decode an identification datagram (UDP 30303).
 
     The real one (APS 19-ID) is 34 bytes: 15 x 0xFF, CR LF, then the MAC address as 17 ASCII
     characters (``00-00-0C-01-01-AB``). Oxford's wording puts the NetBIOS name in the first 16

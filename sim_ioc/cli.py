@@ -29,7 +29,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -143,6 +143,8 @@ def _common_parser(prog: str, desc: str, default_prefix: str,
                         help="what clients see: 'fixed' (default: checked limits, INVALID "
                         "when silent) or 'synapps' (the synApps C IOC: clamping, values "
                         "freeze when silent, 10 decodes/s, DISABLE 1 at boot)")
+    from ophyd_cs800.version import add_version_option  # every command has --version
+    add_version_option(parser)
     return parser, split_args
 
 
@@ -152,6 +154,7 @@ async def _serve(ioc: CS800IOC, run_options: dict[str, Any],
     """Open the IOC, run the CA server until cancelled (SIGINT/SIGTERM), then close."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
+    assert task is not None, "_serve runs as the main task of asyncio.run"
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(sig, task.cancel)
@@ -199,7 +202,7 @@ def _with_autosave(ioc: CS800IOC, args: argparse.Namespace, before: Hook | None 
     return restore_then_start, stop_then_save
 
 
-def _run(coro: Awaitable[None]) -> int:
+def _run(coro: Coroutine[Any, Any, None]) -> int:
     try:
         asyncio.run(coro)
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -358,6 +361,7 @@ def main_sim_ioc(argv: Sequence[str] | None = None) -> int:
 
     async def start_simulators() -> None:
         nonlocal server
+        assert ioc.status_port is not None, "the IOC is open: its status port is bound"
         server = SimulatorServer(sims, status_to=("127.0.0.1", ioc.status_port),
                                  command_host="127.0.0.1", command_port=0,
                                  max_rate_hz=args.max_rate_hz)

@@ -1,6 +1,7 @@
 """A simulated Oxford Cryosystems CryoStream 800 controller: a behaviour model, not a noise source.
 
-:class:`SimulatedCS800` follows the synthesis of ``spec/cs800-protocol.md`` section 5.4:
+:class:`SimulatedCS800` follows a synthesis of public sources (Oxford's command and parameter
+tables, captured datagrams, the EPICS support):
 
 * run modes: StartUp -> Ready (after :attr:`SimulatedCS800.startup_seconds`); a Ramp, Cool, Plat,
   Hold, End or Purge in Ready or Run puts it in Run; Stop -> ShutdownOK with alarm 2; End ramps to

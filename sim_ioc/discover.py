@@ -1,8 +1,8 @@
 """``cs800-discover``: find the CS800 controllers on this subnet, for beamline setup.
 
 Every CS800 broadcasts a status datagram to UDP 30304 and an identification datagram (NetBIOS
-name and MAC address) to UDP 30303, once per second each (``spec/cs800-protocol.md`` 1.1,
-1.2). :func:`discover` listens on both ports for a few seconds and returns one :class:`Found`
+name and MAC address) to UDP 30303, once per second each.
+:func:`discover` listens on both ports for a few seconds and returns one :class:`Found`
 per controller: its IP address (the datagrams' source), controller number (id 1028), MAC,
 name, firmware (id 1004), run mode, phase and gas temperature. :func:`main` prints them as a
 table followed by the ``cs800-ioc`` command line that serves them::
@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from ophyd_cs800 import protocol as P
+from ophyd_cs800.version import add_version_option
 from sim_ioc.cli_args import bounded_positive, port
 from sim_ioc.status_server import open_shared_socket
 
@@ -420,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="IOC prefix used in the printed cs800-ioc line (default xxx:)")
     p.add_argument("--json", action="store_true",
                    help="print a JSON list of the controllers instead of the table")
-    return p
+    return add_version_option(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,13 +1,14 @@
 """The two flavours of the CS800 IOC: ``fixed`` (ours, the default) and ``synapps`` (the C IOC).
 
-A :class:`Flavor` holds every difference a client can see between them (spec
-``synapps-ioc-runtime.md`` section 2): the command parameters' limits and defaults and what a
-put outside them does, DISABLE at boot, the DEBUG and PHASE strings, how status is decoded and
-shown (see :mod:`sim_ioc.synapps` for the C IOC's decoding), whether a silent controller's PVs
-go INVALID, and how fast datagrams are decoded. Pure data: no caproto, no sockets.
+A :class:`Flavor` holds every difference a client can see between them (as the C IOC was
+measured: EPICS base 7.0.8.1, the ``ip`` module's CS800 support): the command parameters' limits
+and defaults and what a put outside them does, DISABLE at boot, the DEBUG and PHASE strings, how
+status is decoded and shown (see :mod:`sim_ioc.synapps` for the C IOC's decoding), whether a
+silent controller's PVs go INVALID, and how fast datagrams are decoded. Pure data: no caproto,
+no sockets.
 
-Both flavours refuse enum puts outside their strings and writes to the limit fields
-(``.HOPR .LOPR .DRVH .DRVL``) of every record (issue 10, items 3 and 4).
+Both flavours refuse enum puts outside their strings and writes to the limit fields (``.HOPR
+.LOPR .DRVH .DRVL``) of every record.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ FIXED = Flavor(
     per_controller_stats=True,
 )
 
-#: The synApps ``ip`` C IOC as measured (spec ``synapps-ioc-runtime.md`` section 2).
+#: The synApps ``ip`` C IOC as measured (EPICS base 7.0.8.1, the ``ip`` module's CS800 support).
 SYNAPPS = Flavor(
     name="synapps",
     params=_params(

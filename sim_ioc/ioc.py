@@ -1,6 +1,6 @@
 """The CS800 IOC: a caproto server with the synApps ``ip`` PV names, talking UDP to controllers.
 
-PV layout (the same names as ``Oxford_CS800_status.db`` and ``Oxford_CS800.db``, spec section 6):
+PV layout (the same names as ``Oxford_CS800_status.db`` and ``Oxford_CS800.db``):
 
 * status server at ``$(P)$(R)`` (R default ``CS:``): ``status_packet`` (the last datagram
   received: an asyn record, bytes in ``.VAL`` and ``.BINP``), ``RECEIVED``, ``ACCEPTED``,
@@ -38,7 +38,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from caproto import AlarmSeverity, AlarmStatus, ChannelType
 from caproto.server import PVGroup, pvproperty
@@ -216,16 +216,23 @@ def _status_property(pv) -> pvproperty:
                       lower_ctrl_limit=pv.low, upper_ctrl_limit=pv.high, **common)
 
 
+def _record_group(name: str, base: type, doc: str, properties: dict[str, pvproperty]) -> type:
+    """A group class ``name`` deriving from ``base`` with the generated ``properties``.
+
+    mypy cannot follow a class made this way, so each use gives mypy its base class instead
+    (under ``TYPE_CHECKING``): the generated class only adds pvproperties to it.
+    """
+    return type(name, (base,), {"__doc__": doc, "__module__": __name__, **properties})
+
+
 #: Base class with one read-only record per status PV of :data:`sim_ioc.pvs.STATUS_PVS`.
-_StatusRecords = type(
-    "_StatusRecords",
-    (LazyRecordGroup,),
-    {
-        "__doc__": "The status records of one controller (generated from sim_ioc.pvs).",
-        "__module__": __name__,
-        **{pv.suffix.lower(): _status_property(pv) for pv in STATUS_PVS},
-    },
-)
+if TYPE_CHECKING:
+    _StatusRecords = LazyRecordGroup
+else:
+    _StatusRecords = _record_group(
+        "_StatusRecords", LazyRecordGroup,
+        "The status records of one controller (generated from sim_ioc.pvs).",
+        {pv.suffix.lower(): _status_property(pv) for pv in STATUS_PVS})
 
 
 def _param(name: str, *, precision: int, doc: str) -> pvproperty:
@@ -254,18 +261,16 @@ def _helper(name: str) -> pvproperty:
 
 #: The byte-split helpers and command_port, the records of Oxford_CS800.db that clients only
 #: read (:mod:`sim_ioc.records`).
-_HelperRecords = type(
-    "_HelperRecords",
-    (_StatusRecords,),
-    {
-        "__doc__": "Status records plus the byte-split helpers and command_port.",
-        "__module__": __name__,
-        **{name.lower(): _helper(name) for name in HELPER_RECORDS},
-        "command_port": pvproperty(name=COMMAND_PORT_RECORD, value=0, dtype=int, read_only=True,
-                                   record="asyn", alarm_group=COMMAND_PORT_RECORD,
-                                   doc="asyn record of the command port (VAL unused)"),
-    },
-)
+if TYPE_CHECKING:
+    _HelperRecords = _StatusRecords
+else:
+    _HelperRecords = _record_group(
+        "_HelperRecords", _StatusRecords,
+        "Status records plus the byte-split helpers and command_port.",
+        {**{name.lower(): _helper(name) for name in HELPER_RECORDS},
+         "command_port": pvproperty(name=COMMAND_PORT_RECORD, value=0, dtype=int, read_only=True,
+                                    record="asyn", alarm_group=COMMAND_PORT_RECORD,
+                                    doc="asyn record of the command port (VAL unused)")})
 
 
 def _action(name: str, build: Callable[[CS800ControllerGroup], P.Command], doc: str):
@@ -367,7 +372,7 @@ class CS800ControllerGroup(_HelperRecords):
                 self.alarms[suffix]._data.update(status=AlarmStatus.UDF,
                                                  severity=AlarmSeverity.INVALID_ALARM)
 
-    def _set_split(self, name: str, value: float) -> dict[Any, float]:
+    def _set_split(self, name: str, value: float) -> dict[Any, int]:
         """The helper channels of parameter ``name`` and the values they take for ``value``."""
         high, low = split_word(raw_word(name, value))
         channels = {getattr(self, f"{name}{s}".lower()): v
@@ -544,16 +549,14 @@ def _counter(name: str, doc: str) -> pvproperty:
                       alarm_group=name, doc=doc)
 
 
-_StatusServerBase = type(
-    "_StatusServerBase",
-    (LazyRecordGroup,),
-    {
-        "__doc__": "Rejection counters of the status server (one per reason).",
-        "__module__": __name__,
-        **{f"rej_{reason}": _counter(f"REJ:{reason.upper()}", f"Rejected: {reason}")
-           for reason in REJECT_REASONS},
-    },
-)
+if TYPE_CHECKING:
+    _StatusServerBase = LazyRecordGroup
+else:
+    _StatusServerBase = _record_group(
+        "_StatusServerBase", LazyRecordGroup,
+        "Rejection counters of the status server (one per reason).",
+        {f"rej_{reason}": _counter(f"REJ:{reason.upper()}", f"Rejected: {reason}")
+         for reason in REJECT_REASONS})
 
 
 class _StatusPacketChannel(LazyFieldsMixin, PvpropertyByteRO):
@@ -721,25 +724,26 @@ class CS800IOC:
         self.controllers: list[CS800ControllerGroup] = []
         self.stats: list[ControllerStatsGroup] = []
         for i, config in enumerate(controllers):
-            common = dict(config=config, send_datagram=self._send_datagram, flavor=self.flavor)
-            if sims is None:
-                group = CS800ControllerGroup(prefix + config.r, **common)
-            else:
-                group = SimControllerGroup(prefix + config.r, sim=sims[i], **common)
+            group = (CS800ControllerGroup(prefix + config.r, config=config,
+                                          send_datagram=self._send_datagram,
+                                          flavor=self.flavor) if sims is None else
+                     SimControllerGroup(prefix + config.r, config=config,
+                                        send_datagram=self._send_datagram, flavor=self.flavor,
+                                        sim=sims[i]))
             self.controllers.append(group)
             if self.flavor.per_controller_stats:
                 self.stats.append(ControllerStatsGroup(prefix + status_r + config.r))
         for group in self.controllers:
             group.sources = frozenset(resolve_source(h) for h in group.config.status_hosts())
         self.pvdb: dict[str, Any] = {}
-        for group in (self.status, *self.controllers, *self.stats):
-            self.add_group(group)
+        for any_group in (self.status, *self.controllers, *self.stats):
+            self.add_group(any_group)
         self._by_cid = {g.bound_cid: g for g in self.controllers if g.bound_cid}
         self._warned_cids: set[int] = set()
         self.rate_log = RateLimitedLog(log)
         self.put_refusals = PutRefusalLog(self.rate_log)
         self._receiver: StatusReceiver | None = None
-        self._command_sock = None
+        self._command_sock: socket.socket | None = None
         # Status is state: the newest packet of each group not yet shown (one per group).
         self._latest: dict[CS800ControllerGroup, tuple[P.StatusPacket, float]] = {}
         self._wake: asyncio.Event | None = None
@@ -857,6 +861,7 @@ class CS800IOC:
 
     async def _consume(self) -> None:
         latest, wake = self._latest, self._wake
+        assert wake is not None, "open() creates the wake-up event before this task"
         while True:
             await wake.wait()
             wake.clear()

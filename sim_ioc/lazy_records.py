@@ -29,7 +29,7 @@ _STATIC_FIELDS = (
 )
 
 #: Limit fields a client may read but not write: what the IOC accepts must not be widened
-#: (or narrowed) over CA (issue 10 item 4). The limits are the IOC's, per flavour.
+#: (or narrowed) over CA. The limits are the IOC's, per flavour.
 LIMIT_FIELDS = ("HOPR", "LOPR", "DRVH", "DRVL")
 
 #: EPICS base ``menuAlarmStat`` (caproto 1.3 ships only the first 16, up to SOFT).
@@ -43,9 +43,14 @@ class LazyFieldsMixin(RefusalSentenceMixin):
     refused with a sentence.
     """
 
+    # provided by the caproto channel class this is mixed into
+    name: str
+    pvname: str
+
     def __init__(self, *args: Any, record: Any = None, **kwargs: Any) -> None:
         """Create the channel without its field group; remember the record type for later."""
-        super().__init__(*args, record=None, **kwargs)
+        kwargs["record"] = None  # no field group now: _build_fields makes it on first use
+        super().__init__(*args, **kwargs)
         self.record_type = record
         if record is not None:
             self.reported_record_type = record

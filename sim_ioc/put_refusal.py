@@ -53,7 +53,7 @@ def enum_sentence(name: str, strings: list[str] | tuple[str, ...], data: Any) ->
 
 def conversion_sentence(channel: Any, data: Any) -> str:
     """The sentence for a value caproto could not convert for ``channel``."""
-    name = getattr(channel, "pvname", None) or getattr(channel, "name", "this PV")
+    name = str(getattr(channel, "pvname", None) or getattr(channel, "name", "this PV"))
     strings = list(getattr(channel, "enum_strings", None) or [])
     if channel.data_type == ChannelType.ENUM and strings:
         return enum_sentence(name, strings, data)

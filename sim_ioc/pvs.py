@@ -1,9 +1,9 @@
 """The PV table of one CS800 controller: the synApps ``Oxford_CS800.db`` status records.
 
-Each status PV of spec section 6.4 is listed once, with its record type, the parameter id it
+Each status PV of ``Oxford_CS800.db`` is listed once, with its record type, the parameter id it
 is read from, its precision and display limits. Engineering units and scaling come from
 :mod:`ophyd_cs800.protocol` (``PARAMS[id].unit``, :func:`~ophyd_cs800.protocol.raw_to_value`),
-so the IOC shows what the protocol layer decodes, with the fixes over the C IOC (section 6.6):
+so the IOC shows what the protocol layer decodes, with the fixes over the C IOC:
 ERROR signed, LEVEL in %, ELAPSED in minutes, VACGAUGE in mV, SAMHOLDPRES a flag, GASFLOW from
 id 1100 when 1060 reads 0xFFFE, 0xFFFE shown as INVALID severity rather than 655.34.
 

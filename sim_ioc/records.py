@@ -1,7 +1,7 @@
 """The record names of the synApps C IOC's ``Oxford_CS800.db``, in one table, and its byte split.
 
 :data:`C_IOC_RECORDS` lists the 86 records the C IOC serves for each controller at
-``$(P)$(R)`` (spec section 6.4): DISABLE and DEBUG, the 46 status records, the 17 command
+``$(P)$(R)``: DISABLE and DEBUG, the 46 status records, the 17 command
 records, the 20 byte-split helpers and ``command_port``. Both flavours of ``cs800-ioc`` serve
 every one of them (and more: simulation, counters). Screens and tests import the table from
 here. The status server's own record, ``$(P)CS:status_packet``, is in
@@ -63,6 +63,6 @@ def split_word(raw: int) -> tuple[int, int]:
     """The calcouts' signed (high, low) bytes of a 16-bit word, e.g. 36000 -> (-116, -96).
 
     The C IOC's CALC strings (``(A>>8>=C)?A>>8-C:A>>8``, ``(A%B>=C)?A%B-B:A%B``) give these
-    bytes on common platforms (spec section 6.4); ``%r`` then emits them unchanged.
+    bytes on common platforms; ``%r`` then emits them unchanged.
     """
     return _signed_byte((raw >> 8) & 0xFF), _signed_byte(raw & 0xFF)

@@ -21,6 +21,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from ophyd_cs800.version import add_version_option
 from sim_ioc.cli_args import bounded_positive, host_port, port
 from sim_ioc.clock import MAX_SPEED, ScaledClock
 from sim_ioc.controller import LAYOUTS, SimulatedCS800
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="HZ", help="cap on status datagrams per wall second per controller "
                    f"(default {DEFAULT_MAX_RATE_HZ:g}, which the synApps C IOC can decode)")
     p.add_argument("-v", "--verbose", action="store_true", help="log ignored commands")
-    return p
+    return add_version_option(p)
 
 
 async def _serve(server: SimulatorServer, clock: ScaledClock) -> None:

@@ -136,6 +136,8 @@ class StatusReceiver:
         A datagram from an address no controller group accepts costs a ``recvfrom`` and a set
         lookup; such drops are counted and logged once per batch.
         """
+        if self._sock is None:  # closed while a wake-up was pending
+            return
         recv = self._sock.recvfrom
         allowed = self.allowed
         foreign: list[str] = []

@@ -1,9 +1,9 @@
 """What the synApps C IOC does with status datagrams, for the ``synapps`` flavour.
 
-* :func:`extract_c_ioc`: the SNL program's decoding (spec section 6.5): for each status record,
+* :func:`extract_c_ioc`: the SNL program's decoding: for each status record,
   the raw word of its parameter id times the record's ESLO, unsigned, NO_ALARM. 0xFFFE is a
   number (655.34 K, 65534, 6553.4 l/min). Only the first 229 id/value pairs are searched (the
-  last pair of a 928-byte datagram, VACSENSOR, is never found: section 6.6 item 1). A record
+  last pair of a 928-byte datagram, VACSENSOR, is never found). A record
   whose id is absent keeps its value. ALARMI is MAJOR/HIGH for any non-zero code and ALARM
   holds the SNL's text (shifted by one from code 34 on, as the C IOC does).
 * :class:`ScanLimitedReceiver`: the asyn record ``status_packet`` (SCAN .1 s, TMOT 1 s, NRRD
@@ -20,6 +20,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from caproto import AlarmSeverity, AlarmStatus
 
@@ -93,10 +94,10 @@ def extract_c_ioc(packet: P.StatusPacket,
     C IOC's mbbi then has no string to show).
     """
     words: dict[int, int] = {}
-    for index, (pid, raw) in enumerate(packet.raw.items()):
+    for index, (pid, word) in enumerate(packet.raw.items()):
         if index >= SNL_PAIRS:
             break
-        words.setdefault(pid, raw)
+        words.setdefault(pid, word)
     out: dict[str, Reading] = {}
     for pv in STATUS_PVS:
         raw = words.get(pv.pid)
@@ -118,6 +119,13 @@ def extract_c_ioc(packet: P.StatusPacket,
     return out
 
 
+class DatagramSink(Protocol):
+    """What :class:`ScanLimitedReceiver` hands datagrams to (a protocol or a status reader)."""
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Take one datagram from ``addr``."""
+
+
 #: Called at each scan: the bytes read (at most NRRD), or None on a read timeout.
 OnRead = Callable[[bytes | None], Awaitable[None]]
 
@@ -131,7 +139,7 @@ class ScanLimitedReceiver(asyncio.DatagramProtocol):
     nothing within :data:`READ_TIMEOUT` it reports None.
     """
 
-    def __init__(self, inner: asyncio.DatagramProtocol, on_read: OnRead, *,
+    def __init__(self, inner: DatagramSink, on_read: OnRead, *,
                  depth: int = BACKLOG_DEPTH, scan_period: float = SCAN_PERIOD,
                  read_timeout: float = READ_TIMEOUT) -> None:
         """Queue up to ``depth`` datagrams for ``inner``; report each scan to ``on_read``."""
@@ -145,7 +153,9 @@ class ScanLimitedReceiver(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Pass the transport on to ``inner``."""
-        self.inner.connection_made(transport)
+        made = getattr(self.inner, "connection_made", None)
+        if made is not None:
+            made(transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         """Queue one datagram (called by the event loop)."""
@@ -156,7 +166,9 @@ class ScanLimitedReceiver(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         """Pass socket errors on to ``inner``."""
-        self.inner.error_received(exc)
+        received = getattr(self.inner, "error_received", None)
+        if received is not None:
+            received(exc)
 
     async def _read(self) -> tuple[bytes, tuple[str, int]] | None:
         """One asyn read: the oldest queued datagram, waiting up to the read timeout."""

@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import socket
@@ -201,7 +202,7 @@ class SimulatorServer:
             for ctl in self.controllers:
                 sock = self._bind(ctl.cid)
                 transport, _ = await loop.create_datagram_endpoint(
-                    lambda ctl=ctl: _CommandProtocol(self, ctl), sock=sock
+                    functools.partial(_CommandProtocol, self, ctl), sock=sock
                 )
                 self._transports[ctl.cid] = transport
                 self._ports[ctl.cid] = sock.getsockname()[1]

@@ -21,10 +21,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from soldrv.machine import dtoa_channels
 from soldrv.program import Program
+
+#: Safe or wanted output states: solenoid (DtoA) name or index (address) -> value. Any of
+#: these key types is accepted; a mapping's key type is invariant, hence the union.
+OutputStates: TypeAlias = Mapping[str, int] | Mapping[int, int] | Mapping[str | int, int]
 
 __all__ = [
     "LogEntry",
@@ -87,14 +91,15 @@ def valve_bank_pvs(
     dtoa) maps for :meth:`OphydHardware.from_pvs`.
     """
     sol: dict[str | int, str] = {i: f"{prefix}V{i + 1}" for i in range(len(program.solenoids))}
-    sta: dict[str | int, str] = {i: f"{prefix}V{i + 1}_RBV" for i in sol}
+    sta: dict[str | int, str] = {
+        i: f"{prefix}V{i + 1}_RBV" for i in range(len(program.solenoids))}
     da: dict[str | int, str] = {
         addr: f"{prefix}DA{k + 1}" for k, (addr, _) in enumerate(dtoa_channels(program))
     }
     return sol, sta, da
 
 
-def safe_state_commands(program: Program, solenoids: Mapping[str | int, int]) -> list[int]:
+def safe_state_commands(program: Program, solenoids: OutputStates) -> list[int]:
     """Return the discrete commands that put ``solenoids`` ({name: 0/1}) in those states.
 
     Raises KeyError for an unknown name and ValueError for a state other than 0 or 1.
@@ -111,8 +116,8 @@ def safe_state_commands(program: Program, solenoids: Mapping[str | int, int]) ->
 def apply_safe_state(
     hardware: Any,
     program: Program,
-    solenoids: Mapping[str | int, int] | None = None,
-    dtoa: Mapping[str | int, int] | None = None,
+    solenoids: OutputStates | None = None,
+    dtoa: OutputStates | None = None,
 ) -> None:
     """Drive ``hardware`` to a safe state through its strobe/set_point interface.
 

@@ -206,6 +206,10 @@ def _run_tool(tool: str, usage: str, run: Callable[[_Args], int],
     error) and a reader of stdout that went away (``soldump x.sft | head``: quiet, status 1).
     """
     args = sys.argv[1:] if argv is None else argv
+    if "--version" in args:  # the shared helper of every command's --version
+        from ophyd_cs800.version import version_line
+        print(version_line(tool))
+        return 0
     _lenient_stdout()
     try:
         try:

@@ -1,15 +1,15 @@
 """solfmt: compile solenoid-cycle sources (.sol) into a :class:`~soldrv.program.Program`.
 
-Pipeline (spec §2-§3): the parser reads tokens through :class:`soldrv.grammar.Lexer` and
-builds, per mode, a time-sorted change list (the timeline model of §2.4); at each mode's
-``}`` the optimizer moves constant time-0 changes into the init list (§3.1) and the
-resolution becomes a timer count and iteration count (§3.2). After all input files, the code
-generator emits the mode code (§3.3), the v4 string table (§3.4) and the header tables (§3.5).
+Pipeline: the parser reads tokens through :class:`soldrv.grammar.Lexer` and builds, per
+mode, a time-sorted change list (one step per pattern character); at each mode's ``}`` the
+optimizer moves constant time-0 changes into the init list and the resolution becomes a timer
+count and iteration count. After all input files, the code generator emits the mode code, the
+v4 string table and the header tables (the documentation's ".sft format" page).
 
 Two behaviours:
 
 * ``compat=True`` reproduces the reference compilers bit for bit (v3: QNX4 solfmt, v4: QNX6
-  solfmt 2022), including the bugs of spec §3.6.
+  solfmt 2022), including their bugs.
 * ``compat=False`` (default) fixes init-drop, the group shifted after ``^``, the leading-``^``
   shift, the missing SELECT of select-only modes (v3) and rejects mode 256 and values that
   would be cut to a byte. Each time the output differs from the reference compiler's, a
@@ -363,20 +363,24 @@ class Compiler:
                 return
             kw = tok.keyword
             if kw == "command_set":
-                t1 = self.lx.next()
-                if not t1.is_punct("=") or self.lx.next().kind != "charconst":
+                if not self.lx.next().is_punct("="):
                     raise self._err("Command_Set Statement Requires '='")
-                val = self.lx.last.value
+                t2 = self.lx.next()
+                if t2.kind != "charconst":
+                    raise self._err("Command_Set Statement Requires '='")
+                val = t2.value
                 if not ord("A") <= val <= ord("J"):
                     raise self._err("Command_Set Value Out of Range")
                 self.cmd_set = chr(val)
             elif kw == "solenoid":
                 self._read_solenoid()
             elif kw in ("open", "close"):
-                t1 = self.lx.next()
-                if not t1.is_punct("=") or self.lx.next().kind != "charconst":
+                if not self.lx.next().is_punct("="):
                     raise self._err("Open/Close Statement Syntax Error")
-                ch = chr(self.lx.last.value)
+                t2 = self.lx.next()
+                if t2.kind != "charconst":
+                    raise self._err("Open/Close Statement Syntax Error")
+                ch = chr(t2.value)
                 if kw == "open":
                     self.open_char = ch
                 else:
@@ -440,7 +444,7 @@ class Compiler:
             raise self._err("Expected '}' after status addresses")
 
     def _read_set_list(self, obj: _SetDef, limit: int, what: str, is_proxy: bool) -> None:
-        """Read ``c:value`` entries up to ``}`` (raw set-point characters, §2.3)."""
+        """Read ``c:value`` entries up to ``}`` (raw set-point characters)."""
         colon_msg = f"{what} needs ':'"
         value_msg = "Proxy Value Missing" if is_proxy else "DtoA Set Point Value Missing"
         for _ in range(limit):
@@ -641,7 +645,7 @@ class Compiler:
                 raise self._err("Unexpected token in read_mode")
 
     def _end_mode(self, mode: _Mode) -> None:
-        """At a mode's ``}``: check the cycle lengths, optimize, store the mode (§2.4, §3.1)."""
+        """At a mode's ``}``: check the cycle lengths, optimize, store the mode."""
         mn = mode.number
         kinds = ((self.solenoids, T_SOL), (self.dtoas, T_DTOA), (self.proxies, T_PROXY))
         close_pos = self.lx.last.start  # type: ignore[union-attr]
@@ -672,7 +676,7 @@ class Compiler:
         self.code_floor += len(mode.steps)
 
     def _init_char(self, cat: str, obj: _SolDef | _SetDef) -> int:
-        """Scan raw characters of the current line for the first code (Initialize, §2.6)."""
+        """Scan raw characters of the current line for the first code (Initialize)."""
         text = self.lx.text
         i = self.lx.pos
         codes = self._pattern_codes(cat, obj).codes
@@ -687,7 +691,7 @@ class Compiler:
         raise self._err("Initialize <name>:<valving char> - No <valving char>", min(i, len(text)))
 
     def _pattern(self, mode: _Mode, cat: str, idx: int, kind: int) -> None:
-        """Decode one pattern line after its ':' into timeline changes (§2.4)."""
+        """Decode one pattern line after its ':' into timeline changes."""
         obj = self._obj(cat, idx)
         tl = obj.tl
         line, start = self.lx.rest_of_line()
@@ -753,7 +757,7 @@ class Compiler:
                 )
 
     def _optimize(self, mode: _Mode) -> None:
-        """Move constant time-0 changes to init; compute the timer count (§3.1, §3.2)."""
+        """Move constant time-0 changes to init; compute the timer count."""
         if not mode.init and not mode.cycle:
             return
         if mode.next_mode < 0:
@@ -793,8 +797,8 @@ class Compiler:
             # break; if (ti == 1000) fatal. Only a search that *reaches* 1000 fails: from
             # about 4000/1 on, the start value is above 1000, the loop never runs and ti
             # keeps it although it need not divide count (10000/1: 2501 iterations of
-            # 65509 counts, 9999.88 s per step). A Python for/else (and the first reading of
-            # spec §3.2) counted that empty loop as a failure; the C code is the authority
+            # 65509 counts, 9999.88 s per step). A Python for/else (and a first reading of
+            # the algorithm) counted that empty loop as a failure; the C code is the authority
             # and both modes follow it (the default mode warns that the step is inexact).
             ti = count // 0x10000 + 1
             while ti < 1000 and count % ti != 0:

@@ -44,6 +44,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from ophyd_cs800.version import add_version_option
 from soldrv.machine import TIMERS, Action, HardwareError, ModeRequestError, ProgramError
 from soldrv.program import Program
 from soldrv.runner import RealTimeRunner, VirtualRunner, load_program
@@ -202,7 +203,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-safe", action="store_true",
                     help="leave the outputs as they are when soldrv exits")
     ap.add_argument("-q", "--quiet", action="store_true", help="do not print every action")
-    return ap
+    return add_version_option(ap)
 
 
 def _stdin_requests(stdin: TextIO, err: TextIO) -> list[tuple[float, int]]:

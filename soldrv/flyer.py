@@ -26,7 +26,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from ophyd import Component as Cpt
@@ -35,7 +35,7 @@ from ophyd.status import DeviceStatus
 from ophyd.utils import InvalidState
 
 from soldrv import event_times
-from soldrv.backends import SimHardware
+from soldrv.backends import OutputStates, SimHardware
 from soldrv.machine import (
     Action,
     HardwareError,
@@ -108,8 +108,8 @@ class SolenoidCycler(Device):
         hardware: Any = None,
         *,
         name: str,
-        safe_solenoids: Mapping[str | int, int] | None = None,
-        safe_dtoa: Mapping[str | int, int] | None = None,
+        safe_solenoids: OutputStates | None = None,
+        safe_dtoa: OutputStates | None = None,
         speed: float = 1.0,
         stream_name: str | None = None,
         timer: str = "exact",

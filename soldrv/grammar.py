@@ -1,4 +1,4 @@
-r"""Parsimonious grammar of the solenoid-cycle language (.sol), spec §2 and §2.10.
+r"""Parsimonious grammar of the solenoid-cycle language (.sol).
 
 Two layers share one :data:`GRAMMAR`:
 
@@ -9,8 +9,8 @@ Two layers share one :data:`GRAMMAR`:
   Python regexes generated from the rules (:func:`lexer_table_source`, kept in
   :mod:`soldrv.lexer_table`; ``python -m soldrv.grammar`` regenerates it), so that compiling
   needs neither parsimonious nor the grammar built (:func:`grammar` builds it on first use).
-* **Structure rules** (``file`` and the statements below it): the whole-file PEG of spec
-  §2.10 with word-boundary keywords and named punctuation. :func:`parse` returns the
+* **Structure rules** (``file`` and the statements below it): a whole-file PEG with
+  word-boundary keywords and named punctuation. :func:`parse` returns the
   parsimonious syntax tree (with offsets, see :func:`soldrv.errors.line_col`) of a
   well-formed file, or raises :class:`~soldrv.errors.SolfmtError` at the failing place
   (``Syntax error: expected ':', found '1'``). It accepts every file of the example corpus
@@ -42,7 +42,7 @@ So the compiler reads tokens with the grammar's token rules (one source of truth
 lexical syntax) and keeps the reference's recursive descent for the context; the
 structure rules stay a syntax-only view of the same language.
 
-Lexical rules (§2.1): whitespace is space, TAB, LF, FF (CR is not); ``;`` comments run to the
+Lexical rules: whitespace is space, TAB, LF, FF (CR is not); ``;`` comments run to the
 end of the line but only where tokens are read; punctuation ``= : { } /``; numbers are hex
 ``0x..`` (read as C ``scanf("%x")`` reads what follows the ``0x``: blanks, then an optional
 sign and an optional second ``0x`` prefix, see :func:`scanf_hex`), octal ``0..``, ``0`` or
@@ -111,7 +111,7 @@ GRAMMAR_TEXT = (
     rest_of_line = ~r"[^\n]*"
     set_point_entry_char = ~r"[ \t\n\v\f\r]*([^ \t\n\v\f\r])?"
 
-    # ---------------- structure layer (spec 2.10) ----------------
+    # ---------------- structure layer (whole-file syntax) ----------------
     file         = (_ stmt)* _ eof
     _            = skip
     stmt         = cmdset / solenoid / openclose / resolution / status_bytes / dtoa
@@ -334,6 +334,8 @@ class Lexer:
         """Read the next token (skipping blanks and comments); raise on a lexical error."""
         text = self.text
         m = _TOKEN_MATCH(text, self.pos)
+        # the token pattern ends in catch-all alternatives: it always matches a named group
+        assert m is not None and m.lastgroup is not None
         kind = m.lastgroup
         start, end = m.span(kind)
         tok = _new_token(Token, (kind, text[start:end], start, end))
@@ -359,6 +361,7 @@ class Lexer:
         Returns (text without the LF, offset of its first character).
         """
         m = _REST_RE.match(self.text, self.pos)
+        assert m is not None  # matches the empty string too
         start = self.pos
         self.pos = m.end()
         if self.pos < len(self.text):
@@ -372,6 +375,7 @@ class Lexer:
         Returns (character or None, its offset).
         """
         m = _SPCHAR_RE.match(self.text, self.pos)
+        assert m is not None  # matches the empty string too
         text = m.group()
         self.pos = end = m.end()
         if not text or text[-1] in _C_SPACE:

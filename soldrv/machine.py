@@ -1,7 +1,7 @@
-"""The soldrv state machine (spec solfmt-soldrv.md §5.2), independent of any clock.
+"""The soldrv state machine, independent of any clock.
 
 :class:`SoldrvMachine` executes the mode code of a :class:`~soldrv.program.Program` exactly as
-the reference soldrv does, with the fixes the spec recommends:
+the reference soldrv does, with a few fixes:
 
 * it starts in NO_MODE; a request for mode 0 acts at once (it abandons the current wait), a
   request for another mode acts at once in NO_MODE and otherwise waits for the next MSWOK
@@ -12,7 +12,7 @@ the reference soldrv does, with the fixes the spec recommends:
   driver does: it counts the tick down before it tests for zero);
 * the timer period of SET_TIME c is c/16384 s (``timer="exact"``, the default) or, with
   ``timer="reference"``, that period with its sub-second part cut down to a multiple of
-  1/1024 s as the C driver computes it (spec §5.4: at a 1/10 s resolution the reference
+  1/1024 s as the C driver computes it (at a 1/10 s resolution the reference
   delivers 3011 ticks by 300 s, the exact timer 3000);
 * STROBES / MULT_STROBES, DTOA and PROXY go to the hardware interface
   (``strobe(commands)``, ``set_point(address, value)``, ``proxy(proxy_id)``).
@@ -191,7 +191,7 @@ class Action:
             parts = []
             for c in self.commands:
                 owner = program.command_owner(c) if program is not None else None
-                if owner is None:
+                if program is None or owner is None:
                     parts.append(f"cmd {c}")
                 else:
                     name = program.solenoid_label(owner[0])

@@ -187,5 +187,5 @@ def count_while_cycling(
     that moment; the full cycle timeline is in the cycler's own stream.
     """
     _md = {"plan_name": "count_while_cycling", "soldrv_mode": mode, **(md or {})}
-    inner = bp.count([*detectors, cycler], num=num, delay=delay, md=_md)  # stages the cycler
+    inner = bp.count([*detectors, cycler], num=num, delay=delay or 0.0, md=_md)  # stages the cycler
     return (yield from cycle_during(inner, cycler, mode, stage=False))

@@ -232,7 +232,7 @@ class _Record:
     ``solfmt`` and ``soldrv``. ``_FIELDS`` holds (name, default) pairs in order."""
 
     _FIELDS: tuple[tuple[str, object], ...] = ()
-    __hash__ = None  # mutable, compared by value, like a dataclass
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value, like a dataclass
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         cls = type(self).__name__

@@ -1,6 +1,6 @@
 """soldrv: run a compiled solenoid-cycle program on a virtual clock or in real time.
 
-The state machine itself is :class:`soldrv.machine.SoldrvMachine` (spec §5.2, re-exported
+The state machine itself is :class:`soldrv.machine.SoldrvMachine` (re-exported
 here). This module adds the clocks that drive it:
 
 * :class:`VirtualRunner` -- deterministic logical time, for tests and ``soldrv --dry-run``.
@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import cast
 
 from soldrv.machine import (
     Action,
@@ -477,7 +478,7 @@ class RealTimeRunner:
                 if not any(k == "halt" for k, _, _ in self._queue) and not self._closing:
                     m.halt_requested = False
         elif kind == "limits":
-            cycles, duration = arg  # type: ignore[misc]
+            cycles, duration = cast("tuple[int | None, float | None]", arg)
             m.cycle_limit = None if cycles is None else m.cycles_done + cycles
             if m.mode is None and duration is not None:  # counts from the next mode's start
                 self._until, self._pending_duration = None, duration

@@ -18,10 +18,15 @@ No ophyd or bluesky here (the hardware is anything with ``strobe``/``set_point``
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from soldrv.backends import apply_safe_state, resolve_dtoa_address, resolve_solenoid
+from soldrv.backends import (
+    OutputStates,
+    apply_safe_state,
+    resolve_dtoa_address,
+    resolve_solenoid,
+)
 from soldrv.program import Program
 
 __all__ = ["DEFAULT_RETRY_PERIOD", "SafeState"]
@@ -60,8 +65,8 @@ class SafeState:
         self,
         hardware: Any,
         program: Program,
-        solenoids: Mapping[str | int, int] | None = None,
-        dtoa: Mapping[str | int, int] | None = None,
+        solenoids: OutputStates | None = None,
+        dtoa: OutputStates | None = None,
         *,
         retry_period: float = DEFAULT_RETRY_PERIOD,
         on_held: Callable[[], None] | None = None,

@@ -228,9 +228,9 @@ def write_sft(program: Program, version: int | None = None) -> bytes:
     if v == VERSION_4:
         blob = bytearray()
         offsets = []
-        for s in program.strings:
+        for string in program.strings:
             offsets.append(len(blob))
-            blob += s.encode("latin-1") + b"\0"
+            blob += string.encode("latin-1") + b"\0"
         out += _w(len(blob), "string table size") + blob + _w(len(offsets), "n_strings")
         for off in offsets:
             out += _w(off, "string offset")
@@ -364,11 +364,11 @@ def disassemble(program: Program) -> str:
     lines.append(f"mode_code bytes: {len(p.code)}")
     if p.version >= VERSION_4:
         lines.append(f"string table ({len(p.strings)}):")
-        for i, s in enumerate(p.strings):
-            lines.append(f"{i:5d}: {s!r}")
+        for i, string in enumerate(p.strings):
+            lines.append(f"{i:5d}: {string!r}")
     lines.append(f"trailing bytes: {p.trailing_bytes}")
     lines.append("disassembly (offset opcode operands):")
-    starts = {}
+    starts: dict[int, list[int]] = {}
     for m, idx in enumerate(p.mode_indices):
         if idx != UNDEFINED_MODE:
             starts.setdefault(idx, []).append(m)

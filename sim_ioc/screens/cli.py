@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ophyd_cs800.version import add_version_option
 from sim_ioc.cli_args import bounded_positive
 
 #: Default seconds ``--check`` waits for the channels.
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                         default=DEFAULT_SETTLE,
                         help="seconds the strip chart fills before screenshots "
                         f"(default {DEFAULT_SETTLE:g})")
-    return parser
+    return add_version_option(parser)
 
 
 def _valve_size(prefix: str, timeout: float) -> tuple[int, int]:
