@@ -56,7 +56,12 @@ def _run_mode(value: Any) -> int | None:
 
 class _AsyncSignalValues:
     """An ophyd-async signal seen through ophyd's ``subscribe(cb, event_type, run)`` /
-    ``clear_sub(cb)``, which bluesky's ``SuspenderBase`` calls: ``cb(value)`` on each reading."""
+    ``clear_sub(cb)``, which bluesky's ``SuspenderBase`` calls: ``cb(value)`` on each reading.
+
+    The current value is passed at once (ophyd's ``run=True``). The CS800's watched signals
+    (ALARMI, RUNMODE) are monitored from ``connect()``, so subscribing from another thread
+    (``RE.install_suspender`` from the shell) only adds a listener to that monitor.
+    """
 
     def __init__(self, signal: Any) -> None:
         self.signal = signal
