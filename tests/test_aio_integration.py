@@ -246,14 +246,16 @@ def test_a_deferred_pause_of_an_async_ramp_pauses_within_a_status_period(usable,
 
 def test_alarm_suspends_an_async_ramp_and_clearing_it_resumes(usable, cs0, loop,
                                                                 cs800_sim_ioc):
-    """As test_suspenders.py: SuspendOnAlarm on the ophyd-async device's ALARMI signal."""
-    from ophyd_cs800.suspenders import SuspendOnAlarm
+    """As test_suspenders.py: SuspendOnAlarm on the ophyd-async device's ALARMI signal (and
+    SuspendOnShutdown on its RUNMODE, which reads "Run" and so never trips)."""
+    from ophyd_cs800.suspenders import SuspendOnAlarm, SuspendOnShutdown, SuspendWhenStale
 
     engine = loop.engine
     sim_alarm = shared.sim_signal(cs800_sim_ioc, "SIM:ALARM")
     start = usable.position
     target = round(start - 10 if start - 10 >= 100 else start + 10, 1)  # ~3.6 s at 20 K/h
-    suspender = SuspendOnAlarm(usable.dev, level=3)
+    suspenders = [SuspendOnAlarm(usable.dev, level=3), SuspendOnShutdown(usable.dev)]
+    assert not SuspendWhenStale(usable.dev)._should_suspend(0.0)  # the controller talks
     docs: list = []
     seen = {}
 
@@ -269,7 +271,8 @@ def test_alarm_suspends_an_async_ramp_and_clearing_it_resumes(usable, cs0, loop,
             sim_alarm.put(0, wait=True)
 
     engine.record_interruptions = True
-    engine.install_suspender(suspender)
+    for suspender in suspenders:
+        engine.install_suspender(suspender)
     token = engine.subscribe(lambda name, doc: docs.append((name, doc)))
     thread = threading.Thread(target=inject_then_clear, daemon=True)
     thread.start()
@@ -278,10 +281,12 @@ def test_alarm_suspends_an_async_ramp_and_clearing_it_resumes(usable, cs0, loop,
     finally:
         thread.join(timeout=60)
         sim_alarm.put(0, wait=True)
-        engine.remove_suspender(suspender)
+        for suspender in suspenders:
+            engine.remove_suspender(suspender)
         engine.unsubscribe(token)
         engine.record_interruptions = False
     assert seen.get("suspended"), "the alarm did not suspend the plan"
+    assert suspenders[1]._last == "Run"  # RUNMODE reached SuspendOnShutdown, as text
     interruptions = [e["data"]["interruption"]
                      for e in suspender_shared.stream_events(docs, "interruptions")]
     assert interruptions == ["cs0 has alarm 15 'Brownout' (level 3), at or above level 3"]
