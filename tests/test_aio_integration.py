@@ -108,7 +108,7 @@ def test_read_describe_and_configuration(usable, loop, cs800_sim_ioc):
     # the ophyd device's presentation, from the same code
     prefix = cs800_sim_ioc.controller_prefix(0)
     assert repr(dev).startswith("<CS800 cs0: ") and repr(dev).endswith(f" s ago [{prefix}]>")
-    assert dev.summary_text().startswith(dev.describe_state() + ", last status ")
+    assert dev.summary_text().startswith("cs0: ") and ", last status " in dev.summary_text()
 
 
 class _TokenKeeper:
