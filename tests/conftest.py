@@ -78,10 +78,6 @@ import ophyd  # noqa: E402  (after the environment is set)
 
 ophyd.set_cl(CONTROL_LAYER)
 
-#: Skip marker for tests that exercise caproto's client itself (meaningless under pyepics).
-caproto_layer_only = pytest.mark.skipif(
-    CONTROL_LAYER != "caproto", reason="tests caproto's client; this run uses the pyepics layer")
-
 
 def add_ca_port(port: int) -> None:
     """Make CA clients of this process also search ``127.0.0.1:port``."""

@@ -213,6 +213,9 @@ def test_a_second_client_replacing_the_ramp_is_named(usable_cs0, cs800_sim_ioc):
     try:
         start = cs0.temperature.get()
         loser = cs0.set(start - 40 if start > 140 else start + 40, rate=30)  # ~10 s of ramp
+        # Until it has seen its ramp accepted, the loser cannot tell a ramp the controller
+        # never got from one replaced before it looked: it would re-send over the winner's.
+        assert poll(lambda: (runner := cs0._runner) is not None and runner.accepted)
         assert poll(lambda: cs0.phase.get() == Phase.RAMP)
         winner = other.set(start - 10 if start > 140 else start + 10, rate=360)
         with pytest.raises(CS800InterruptedError, match="another command replaced this one"):
@@ -221,3 +224,18 @@ def test_a_second_client_replacing_the_ramp_is_named(usable_cs0, cs800_sim_ioc):
         assert winner.success
     finally:
         other.destroy()
+
+
+def test_the_device_talks_through_the_control_layer_of_the_run(cs0):
+    """``CS800_TEST_CONTROL_LAYER`` (``tests/conftest.py``) chose ophyd's layer; the device's
+    signals use it (``.ci/run`` runs these tests under both)."""
+    import ophyd
+    from conftest import CONTROL_LAYER
+
+    assert ophyd.cl.name == CONTROL_LAYER
+    if CONTROL_LAYER == "pyepics":
+        from epics import PV
+    else:
+        from caproto.threading.pyepics_compat import PV
+    assert isinstance(cs0.temperature._read_pv, PV)
+    assert isinstance(cs0.rtemp._write_pv, PV)
