@@ -191,6 +191,13 @@ class IocProcess:
         """The command line that starts the IOC."""
         return [sys.executable, "-m", "sim_ioc.cli", *self.args, "--prefix", self.prefix]
 
+    def use_ca_port(self, port: int) -> None:
+        """Serve Channel Access on ``port`` instead of the one chosen (before :meth:`start`)."""
+        if self._proc is not None:
+            raise RuntimeError("the IOC process is already started")
+        self.ca_port = port
+        self.env = loopback_ca_env(port)
+
     def controller_prefix(self, i: int = 0) -> str:
         """Prefix of controller group ``i``: ``f"{prefix}CS{i}:"``."""
         return f"{self.prefix}CS{i}:"

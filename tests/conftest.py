@@ -2,11 +2,14 @@
 
 Channel Access configuration happens AT IMPORT TIME, before any test module creates an ophyd
 signal: a free CA port is reserved for the session IOC, the loopback EPICS environment is put in
-``os.environ`` and ophyd's control layer is set to caproto. (pyepics/libca read the address list
-once per process; caproto's threading client, which ophyd's caproto layer uses, re-reads
+``os.environ`` and ophyd's control layer is set to ``CS800_TEST_CONTROL_LAYER`` (``caproto``, the
+default, or ``pyepics``). caproto's threading client, which ophyd's caproto layer uses, re-reads
 ``EPICS_CA_ADDR_LIST`` at every search, and ``caproto.sync.client`` at every call -- so IOCs
 started later on other ports are reachable once their port is appended to the list, which
-``ioc_factory`` does.)
+``ioc_factory`` does. libca (the pyepics layer) reads the list ONCE per process: under pyepics a
+pool of ``CA_PORT_POOL_SIZE`` free ports is reserved here as well, all of them go into the list
+now, and ``ioc_factory`` / ``module_ioc_factory`` give each IOC they start a port of the pool
+(back to the pool when it stops).
 
 Fixtures:
 
@@ -44,11 +47,36 @@ SESSION_MAX_RATE_HZ = 20.0
 
 #: CA port of the session IOC, reserved now so the environment can be set before any client.
 SESSION_CA_PORT = free_port()
-os.environ.update(loopback_ca_env(SESSION_CA_PORT))
+
+#: ophyd's control layer for this run (``CS800_TEST_CONTROL_LAYER``): caproto or pyepics.
+CONTROL_LAYER = os.environ.get("CS800_TEST_CONTROL_LAYER", "").strip().lower() or "caproto"
+if CONTROL_LAYER not in ("caproto", "pyepics"):
+    raise pytest.UsageError(f"CS800_TEST_CONTROL_LAYER={CONTROL_LAYER!r} is not a control "
+                            "layer: use caproto or pyepics")
+#: CA ports for the extra IOCs of a pyepics run, at most this many running at once.
+CA_PORT_POOL_SIZE = 6
+
+
+def _distinct_free_ports(count: int) -> list[int]:
+    """``count`` different free ports, none of them the session IOC's."""
+    ports: list[int] = []
+    for _ in range(20 * count):  # bounded: free_port rarely repeats itself
+        port = free_port()
+        if port != SESSION_CA_PORT and port not in ports:
+            ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"could not reserve {count} distinct free CA ports on 127.0.0.1")
+
+
+#: Free CA ports for extra IOCs (pyepics only; None under caproto, where each IOC keeps the
+#: port it chose and is added to the address list when it starts).
+CA_PORT_POOL = _distinct_free_ports(CA_PORT_POOL_SIZE) if CONTROL_LAYER == "pyepics" else None
+os.environ.update(loopback_ca_env(SESSION_CA_PORT, *(CA_PORT_POOL or ())))
 
 import ophyd  # noqa: E402  (after the environment is set)
 
-ophyd.set_cl("caproto")
+ophyd.set_cl(CONTROL_LAYER)
 
 
 def add_ca_port(port: int) -> None:
@@ -73,6 +101,11 @@ class _Launcher:
         self.started: list[IocProcess] = []
 
     def __call__(self, proc: IocProcess) -> IocProcess:
+        if CA_PORT_POOL is not None:  # pyepics: only the ports listed at import are searched
+            if not CA_PORT_POOL:
+                raise RuntimeError(f"all {CA_PORT_POOL_SIZE} CA ports of the pool are in use: "
+                                   "raise CA_PORT_POOL_SIZE in tests/conftest.py")
+            proc.use_ca_port(CA_PORT_POOL.pop(0))  # the longest unused
         self.started.append(proc)
         add_ca_port(proc.ca_port)
         proc.start()
@@ -83,7 +116,10 @@ class _Launcher:
             try:
                 proc.stop()
             finally:
-                remove_ca_port(proc.ca_port)
+                if CA_PORT_POOL is not None:
+                    CA_PORT_POOL.append(proc.ca_port)
+                else:
+                    remove_ca_port(proc.ca_port)
         self.started.clear()
 
 

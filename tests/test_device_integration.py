@@ -232,3 +232,18 @@ def test_a_second_client_replacing_the_ramp_is_named(usable_cs0, cs800_sim_ioc):
         assert winner.success
     finally:
         other.destroy()
+
+
+def test_the_device_talks_through_the_control_layer_of_the_run(cs0):
+    """``CS800_TEST_CONTROL_LAYER`` (``tests/conftest.py``) chose ophyd's layer; the device's
+    signals use it (``.ci/run`` runs these tests under both)."""
+    import ophyd
+    from conftest import CONTROL_LAYER
+
+    assert ophyd.cl.name == CONTROL_LAYER
+    if CONTROL_LAYER == "pyepics":
+        from epics import PV
+    else:
+        from caproto.threading.pyepics_compat import PV
+    assert isinstance(cs0.temperature._read_pv, PV)
+    assert isinstance(cs0.rtemp._write_pv, PV)
