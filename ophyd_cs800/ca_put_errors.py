@@ -70,7 +70,8 @@ class PutRefusedError(RuntimeError):
     def __init__(self, pvname: str, reason: str, status: int = ECA_PUTFAIL,
                  response: Any = None) -> None:
         """Build the exception; the message is ``"put refused by the IOC: <pv>: <reason>"``
-        (``<pv>: `` left out when the reason starts with it)."""
+        (``<pv>: `` left out when the reason starts with it).
+        """
         self.pvname = pvname
         self.reason = reason
         self.status = status
@@ -81,7 +82,7 @@ class PutRefusedError(RuntimeError):
 
 
 def server_reason(error_message: bytes | bytearray | str) -> str:
-    """The sentence of a CA ``ErrorResponse`` text (NULs and caproto's type prefix removed)."""
+    """Return the sentence of a CA ``ErrorResponse`` text (NULs and caproto's type prefix removed)."""
     if isinstance(error_message, (bytes, bytearray)):
         error_message = bytes(error_message).split(b"\0", 1)[0].decode("latin-1")
     text = _PYTHON_EXCEPTION.sub("", error_message.strip())
@@ -98,7 +99,7 @@ class RefusalWatch:
     """
 
     def __init__(self) -> None:
-        """An empty watch."""
+        """Start an empty watch."""
         self._lock = threading.Lock()
         self.error: PutRefusedError | None = None
         self._status: Any = None
@@ -181,7 +182,7 @@ def _log_once(key: str, level: int, message: str, *args: Any) -> None:
 
 
 def _enabled() -> bool:
-    """False when :data:`ENV_SWITCH` says off."""
+    """Return False when :data:`ENV_SWITCH` says off."""
     return os.environ.get(ENV_SWITCH, "1").strip().lower() not in {"0", "off", "no", "false"}
 
 
@@ -296,16 +297,17 @@ def _install_caproto() -> bool:
 
 
 def _error_of(pvname: str, response: Any) -> PutRefusedError:
-    """The exception for a caproto ``ErrorResponse``."""
+    """Return the exception for a caproto ``ErrorResponse``."""
     status = int(response.header.parameter2)
     return PutRefusedError(pvname, server_reason(response.error_message), status, response)
 
 
 def _write_callback(pvname: str, callback: Callable[[Any], Any], watch: RefusalWatch | None,
                     ca: Any, *, quiet: bool) -> Callable[[Any], Any]:
-    """``callback`` for caproto's ``PV.write``. A refusal goes to ``watch`` and not to
+    """Wrap ``callback`` for caproto's ``PV.write``. A refusal goes to ``watch`` and not to
     ``callback`` (callers there take any callback as success); without a watch ``callback``
-    gets the ``ErrorResponse`` and the refusal is logged unless ``quiet``."""
+    gets the ``ErrorResponse`` and the refusal is logged unless ``quiet``.
+    """
     def on_response(response: Any) -> Any:
         if isinstance(response, ca.ErrorResponse):
             error = _error_of(pvname, response)
@@ -320,7 +322,8 @@ def _write_callback(pvname: str, callback: Callable[[Any], Any], watch: RefusalW
 
 def _deliver_error(manager: Any, command: Any, ca: Any) -> None:
     """Give a write's ``ErrorResponse`` to the ``PV.write`` waiting on it, as caproto does
-    with the ``WriteNotifyResponse`` of an accepted put (same ioid bookkeeping)."""
+    with the ``WriteNotifyResponse`` of an accepted put (same ioid bookkeeping).
+    """
     request = command.original_request
     pv = manager.pvs.get(command.cid)
     pvname = pv.name if pv is not None else f"channel {command.cid}"
@@ -351,9 +354,10 @@ def _deliver_error(manager: Any, command: Any, ca: Any) -> None:
 
 
 def _compat_patch() -> Patch:
-    """caproto's pyepics-compatible ``PV.put`` (ophyd's caproto layer) runs inside
+    """Caproto's pyepics-compatible ``PV.put`` (ophyd's caproto layer) runs inside
     :func:`watching`: a refused put does not run the completion callback (nor set
-    ``put_complete``)."""
+    ``put_complete``).
+    """
     from caproto.threading import pyepics_compat
 
     def expected(func: Any) -> bool:
@@ -402,8 +406,9 @@ _put_status = threading.local()
 
 
 def _install_pyepics() -> bool:
-    """pyepics' ``ca.put``: a put callback with a failed status does not run the user's
-    callback; ``put(wait=True)`` raises; the status reaches the watch."""
+    """Pyepics' ``ca.put``: a put callback with a failed status does not run the user's
+    callback; ``put(wait=True)`` raises; the status reaches the watch.
+    """
     from epics import ca
 
     def expected_event(func: Any) -> bool:
@@ -456,7 +461,8 @@ class _PyepicsPut:
     def __init__(self, pvname: str, callback: Any, watch: RefusalWatch | None,
                  wait: bool) -> None:
         """Call ``callback`` on success; on refusal, tell ``watch``, or leave the error for the
-        waiting ``put`` to raise (``wait``), or log it."""
+        waiting ``put`` to raise (``wait``), or log it.
+        """
         self.pvname = pvname
         self.wait = wait
         self.callback = callback
@@ -465,7 +471,7 @@ class _PyepicsPut:
         self.settled = threading.Event()
 
     def __call__(self, pvname: str | None = None, **kwargs: Any) -> None:
-        """pyepics' put-completion call (on a CA thread, inside ``_onPutEvent``)."""
+        """Pyepics' put-completion call (on a CA thread, inside ``_onPutEvent``)."""
         status = getattr(_put_status, "value", ECA_NORMAL)
         try:
             if status == ECA_NORMAL:

@@ -131,11 +131,13 @@ DEFAULT_MAX_TEMP_K = 400.0
 class ProtocolError(ValueError):
     """A datagram that cannot be decoded; the message names the problem and the bytes found.
 
-    Attributes:
-        reason: which check failed, for counting without parsing the message: ``"short"``,
-            ``"header"``, ``"length"``, ``"footer"``, ``"checksum"`` (status and command
-            datagrams), ``"command"`` (unknown command id) or ``"identification"`` (an
-            identification datagram, see :func:`decode_identification`).
+    Attributes
+    ----------
+    reason : str
+        Which check failed, for counting without parsing the message: ``"short"``,
+        ``"header"``, ``"length"``, ``"footer"``, ``"checksum"`` (status and command
+        datagrams), ``"command"`` (unknown command id) or ``"identification"`` (an
+        identification datagram, see :func:`decode_identification`).
     """
 
     def __init__(self, message: str, reason: str) -> None:
@@ -181,16 +183,26 @@ SIGNED_IDS: frozenset[int] = frozenset({1052})
 class Param:
     """One status parameter.
 
-    Attributes:
-        id: the parameter id on the wire.
-        legacy_name: symbolic name from ``cs800sim`` (e.g. ``StatusGasTemp``).
-        name: Oxford's name (``OxcryoProperties.xml``, e.g. ``Sample temp``).
-        raw_unit: unit of the raw word (``cK``, ``min``, ``cl/min`` ...).
-        unit: engineering unit after scaling (``K``, ``min``, ``l/min`` ...; ``""`` for counts).
-        num: scaling numerator; engineering = raw * num / den.
-        den: scaling denominator.
-        signed: the raw word is a signed 16-bit integer (only id 1052).
-        pv: synApps ``Oxford_CS800.db`` PV suffix filled from this id, or ``None``.
+    Attributes
+    ----------
+    id : int
+        The parameter id on the wire.
+    legacy_name : str
+        Symbolic name from ``cs800sim`` (e.g. ``StatusGasTemp``).
+    name : str
+        Oxford's name (``OxcryoProperties.xml``, e.g. ``Sample temp``).
+    raw_unit : str
+        Unit of the raw word (``cK``, ``min``, ``cl/min`` ...).
+    unit : str
+        Engineering unit after scaling (``K``, ``min``, ``l/min`` ...; ``""`` for counts).
+    num : int
+        Scaling numerator; engineering = raw * num / den.
+    den : int
+        Scaling denominator.
+    signed : bool
+        The raw word is a signed 16-bit integer (only id 1052).
+    pv : str | None
+        SynApps ``Oxford_CS800.db`` PV suffix filled from this id, or ``None``.
     """
 
     id: int
@@ -309,10 +321,14 @@ def _words(data: bytes) -> tuple[int, ...]:
 class StatusPacket:
     """A decoded status datagram.
 
-    Attributes:
-        raw: parameter id -> raw unsigned 16-bit word, in packet order (unknown ids kept).
-        trailing: bytes of the data region after the last id/value pair (firmware 153).
-        checksum: the checksum word carried by the datagram (already verified).
+    Attributes
+    ----------
+    raw : dict[int, int]
+        Parameter id -> raw unsigned 16-bit word, in packet order (unknown ids kept).
+    trailing : bytes
+        Bytes of the data region after the last id/value pair (firmware 153).
+    checksum : int
+        The checksum word carried by the datagram (already verified).
     """
 
     raw: dict[int, int] = field(default_factory=dict)
@@ -415,7 +431,8 @@ class StatusPacket:
     @property
     def gas_flow(self) -> float | None:
         """Gas flow in l/min: id 1060 (dl/min), or the flow block's id 1100 (cl/min) when 1060
-        reads 0xFFFE, as on real 800s."""
+        reads 0xFFFE, as on real 800s.
+        """
         legacy = self.value(1060)
         return legacy if legacy is not None else self.value(1100)
 
@@ -558,7 +575,7 @@ class Command:
                 )
 
     def encode(self) -> bytes:
-        """The 7-byte datagram: ``>HHH`` and the 8-bit sum of those six bytes."""
+        """Return the 7-byte datagram: ``>HHH`` and the 8-bit sum of those six bytes."""
         body = struct.pack(">HHH", self.command, self.param1, self.param2)
         return body + bytes([sum(body) & 0xFF])
 
@@ -788,7 +805,7 @@ def set_autofill_stop_level(percent: int) -> Command:
 
 
 def set_parameter(pid: int, raw: int) -> Command:
-    """Generic parameter write (e.g. Ethernet settings 1300-1310): id and raw 16-bit value."""
+    """Build a generic parameter write (e.g. Ethernet settings 1300-1310): id and raw 16-bit value."""
     for what, word in (("parameter id", pid), ("parameter value", raw)):
         if not 0 <= word <= 0xFFFF:
             raise ValueError(f"{what} {word} is out of range: allowed 0 to 65535")
@@ -820,11 +837,14 @@ class Identification:
 
     The controller's IP address is not in the data: it is the datagram's source address.
 
-    Attributes:
-        name: the NetBIOS name, or ``None`` when none is assigned (the name field is all
-            0xFF, as on the APS 19-ID unit).
-        mac: the MAC address as six upper-case hex pairs joined by dashes
-            (``00-00-0C-01-01-AB``).
+    Attributes
+    ----------
+    name : str | None
+        The NetBIOS name, or ``None`` when none is assigned (the name field is all
+        0xFF, as on the APS 19-ID unit).
+    mac : str
+        The MAC address as six upper-case hex pairs joined by dashes
+        (``00-00-0C-01-01-AB``).
     """
 
     name: str | None
@@ -832,7 +852,7 @@ class Identification:
 
 
 def _mac_pairs(text: str) -> list[str] | None:
-    """The six hex pairs of ``text`` split on ``-`` (or on ``:``), or ``None`` if malformed."""
+    """Return the six hex pairs of ``text`` split on ``-`` (or on ``:``), or ``None`` if malformed."""
     sep = "-" if "-" in text else ":"
     pairs = text.split(sep)
     if len(pairs) != 6 or any(len(p) != 2 or not _HEX.issuperset(p.encode()) for p in pairs):
@@ -856,7 +876,7 @@ def normalise_mac(mac: str) -> str:
 
 
 def mac_to_words(mac: str) -> tuple[int, int, int]:
-    """The three 16-bit words of ``mac`` as sent in status ids 1311, 1312, 1313.
+    """Return the three 16-bit words of ``mac`` as sent in status ids 1311, 1312, 1313.
 
     ``00-00-0C-01-04-BD`` gives ``(0x0000, 0x0C01, 0x04BD)`` (the BCSB capture). A malformed
     MAC raises ``ValueError`` (see :func:`normalise_mac`).
@@ -866,7 +886,7 @@ def mac_to_words(mac: str) -> tuple[int, int, int]:
 
 
 def mac_from_words(word1: int, word2: int, word3: int) -> str:
-    """The MAC address carried by status ids 1311, 1312, 1313 (big-endian words, in order).
+    """Return the MAC address carried by status ids 1311, 1312, 1313 (big-endian words, in order).
 
     Raises ``ValueError`` if a word is not 0..65535.
     """
@@ -877,7 +897,7 @@ def mac_from_words(word1: int, word2: int, word3: int) -> str:
 
 
 def mac_for_controller(cid: int) -> str:
-    """The MAC address a CS800 with controller number ``cid`` appears to have.
+    """Return the MAC address a CS800 with controller number ``cid`` appears to have.
 
     ``00-00-0C-01-HH-LL`` with the controller number in the last two bytes: an inference
     from two units (MAC ``...-01-AB`` with controller 427 at APS 19-ID, MAC
@@ -890,7 +910,7 @@ def mac_for_controller(cid: int) -> str:
 
 
 def controller_number_from_mac(mac: str) -> int:
-    """A *hint* at the controller number (id 1028): the last two bytes of ``mac``.
+    """Return a *hint* at the controller number (id 1028): the last two bytes of ``mac``.
 
     The inverse of :func:`mac_for_controller`. Inferred from two units, not documented by Oxford:
     trust the status datagram's id 1028 when it is available. A malformed MAC raises

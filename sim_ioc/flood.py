@@ -34,7 +34,7 @@ MAX_COUNT = 100_000_000
 
 
 def payload(replay_cid: int | None) -> bytes:
-    """The datagram to send: 64 junk bytes, or a valid status datagram of ``replay_cid``."""
+    """Return the datagram to send: 64 junk bytes, or a valid status datagram of ``replay_cid``."""
     if replay_cid is None:
         return bytes(range(64))
     from sim_ioc.clock import ManualClock
@@ -148,12 +148,13 @@ class MarkerProbe:
         self.sock.close()
 
     def caught_up(self) -> bool:
-        """True once the last marker sent (or the one before) was shown."""
+        """Return True once the last marker sent (or the one before) was shown."""
         return bool(self.sent) and max(self.shown, default=0) >= max(self.sent) - 2
 
     def latencies(self, start: float, end: float) -> list[float]:
         """Sorted send-to-monitor latencies (s) of markers sent in [start, end]; ``inf`` for
-        a marker never shown (lost)."""
+        a marker never shown (lost).
+        """
         return sorted(self.shown.get(m, math.inf) - t for m, t in self.sent.items()
                       if start <= t <= end)
 
@@ -163,12 +164,12 @@ class MarkerProbe:
         return max(b - a for a, b in zip(times, times[1:], strict=False))
 
     def went_invalid(self, start: float) -> bool:
-        """True if an update after ``start`` had INVALID severity (the controller went stale)."""
+        """Return True if an update after ``start`` had INVALID severity (the controller went stale)."""
         return any(severity == 3 for t, severity in self.severities if t >= start)
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0..100) of already sorted values (nearest rank)."""
+    """Return the ``q``-th percentile (0..100) of already sorted values (nearest rank)."""
     return sorted_values[min(len(sorted_values) - 1, int(q / 100 * len(sorted_values)))]
 
 

@@ -71,7 +71,8 @@ class RateLimitedLog:
 
     def flush(self, level: int = logging.WARNING, *, everything: bool = False) -> None:
         """Write the summary of every kind whose interval is over (``everything``: of every
-        kind, e.g. at exit) and forget those kinds."""
+        kind, e.g. at exit) and forget those kinds.
+        """
         now = self.clock()
         for key, kind in list(self._kinds.items()):
             if everything or now - kind.started >= self.interval:

@@ -89,7 +89,8 @@ class Change:
     """One entry of a change list: at ``time`` (step; -1 = Initialize), ``kind`` (T_*),
     object index ``index`` and ``state`` (solenoid: SOL_OPEN/SOL_CLOSE; DtoA/proxy: index of
     the set-point character in that object's list); ``pos`` is the source offset for messages
-    (-1: none) in source ``src``."""
+    (-1: none) in source ``src``.
+    """
 
     __slots__ = ("time", "kind", "index", "state", "pos", "src")
 
@@ -103,7 +104,7 @@ class Change:
         self.src = src
 
     def same(self, other: Change) -> bool:
-        """True if both would compile to the same code (the reference's duplicate test)."""
+        """Return True if both would compile to the same code (the reference's duplicate test)."""
         return (self.time, self.kind, self.index, self.state) == (
             other.time,
             other.kind,
@@ -121,7 +122,8 @@ def _sort_key(c: Change) -> tuple[int, int]:
 
 def add_change(lst: list[Change], nc: Change) -> None:
     """Insert ``nc`` sorted by time, then descending kind, after equal keys; drop it if it
-    equals its predecessor (reference ``add_change``)."""
+    equals its predecessor (reference ``add_change``).
+    """
     i = bisect.bisect_right(lst, (nc.time, -nc.kind), key=_sort_key)
     if i > 0 and lst[i - 1].same(nc):
         return
@@ -158,7 +160,8 @@ class _SolDef:
 
 class _SetDef:
     """A DtoA or a Proxy: name, set-point characters and their table indices (set-point
-    index or proxy-id index), the DtoA address, the proxy ids, the timeline in this mode."""
+    index or proxy-id index), the DtoA address, the proxy ids, the timeline in this mode.
+    """
 
     __slots__ = ("name", "chars", "indices", "address", "ids", "tl", "codes")
 
@@ -174,7 +177,8 @@ class _SetDef:
     def pattern_codes(self) -> _PatternCodes:
         """How to decode this object's pattern characters: a set-point character gives its
         index in the list (the last definition wins), ``^`` the switch; anything else
-        (C blanks included) is fill."""
+        (C blanks included) is fill.
+        """
         if self.codes is None:
             self.codes = _PatternCodes(
                 {ch: i for i, ch in enumerate(self.chars) if ch and ch not in _C_SPACE})
@@ -186,7 +190,8 @@ class _PatternCodes:
     (``^`` to -2; a character not in it is fill), ``runs`` finds each run of one state
     character (fill in between allowed: ``__:__:__`` is one run of six steps) and each single
     ``^`` of a line, so that fill and repeated states, most of a pattern line, are skipped at
-    C speed instead of being looked at one by one."""
+    C speed instead of being looked at one by one.
+    """
 
     __slots__ = ("codes", "runs")
 
@@ -213,7 +218,8 @@ class _Routine:
 class _Mode:
     """One mode being read, then compiled: init and cycle change lists, successor
     (``next_mode``, -1: none), cycle ``length`` in steps, resolution, timer ``count`` and
-    ``iters``, and where it is (source text, offset of the closing brace)."""
+    ``iters``, and where it is (source text, offset of the closing brace).
+    """
 
     __slots__ = ("number", "init", "cycle", "last_of", "steps", "next_mode", "length", "res",
                  "count", "iters", "filename", "text", "pos")
@@ -315,7 +321,8 @@ class Compiler:
     def classify(self, tok: Token) -> tuple[str, int]:
         """Classify a token like the reference lexer: ('keyword', 0) with the word in
         ``tok.keyword``, ('sol'|'routine'|'dtoa'|'proxy', index), ('undefined', 0) for an
-        unknown identifier, or (token kind, 0) for anything else."""
+        unknown identifier, or (token kind, 0) for anything else.
+        """
         if tok.kind != "ident":
             return tok.kind, 0
         low = tok.text.lower()
@@ -545,7 +552,8 @@ class Compiler:
 
     def _pattern_codes(self, cat: str, obj: _SolDef | _SetDef) -> _PatternCodes:
         """How ``obj``'s pattern characters decode (:class:`_PatternCodes`); solenoids use
-        the open/close characters in force now."""
+        the open/close characters in force now.
+        """
         if cat != "sol":
             return obj.pattern_codes()  # type: ignore[union-attr]
         key = (self.open_char, self.close_char)
@@ -737,7 +745,8 @@ class Compiler:
         """Add a change to the mode's cycle as reference ``add_change`` does (a change equal
         to the last one of the same time and kind is dropped; sorted at the ``}``), and stop
         with ``Mode Code Table exceeded`` here, where the mode's code outgrows the table: each
-        time step with a change costs at least one byte, so a huge mode fails at once."""
+        time step with a change costs at least one byte, so a huge mode fails at once.
+        """
         key = (time, kind)
         last = mode.last_of.get(key)
         if last is not None and last.index == index and last.state == state:
@@ -993,9 +1002,10 @@ class _CodeGen:
         return i
 
     def _check_dccc_buffer(self, cmds: list[int]) -> None:
-        """The reference builds ``M<a>,<b>,...\\n`` in a 250-byte buffer: a number that does
+        """Check the 250-byte buffer: the reference builds ``M<a>,<b>,...\\n`` in a 250-byte buffer: a number that does
         not fit is ``DCCC command string overflow``, no room left for the LF and NUL is
-        ``... overflow #2``."""
+        ``... overflow #2``.
+        """
         space = DCCC_MAX_CMD_BUF
         for cmd in cmds:
             space -= 1  # 'M' or ','

@@ -253,15 +253,24 @@ def dtoa_channels(program: Program) -> list[tuple[int, str]]:
 class SoldrvMachine:
     """The soldrv mode-code interpreter; see the module docstring for the semantics.
 
-    Args:
-        program: the compiled program to run.
-        hardware: where outputs go (default :class:`NullHardware`).
-        on_action: called with every :class:`Action`.
-        on_step: called with a :class:`StepRecord` after each burst that changed an output.
-        max_ops: instructions allowed without blocking before :class:`ProgramError`.
-        timer: ``"exact"`` (default) or ``"reference"``: how SET_TIME's count becomes a tick
-            period (see the module docstring); ValueError for anything else.
+    Parameters
+    ----------
+    program : Program
+        The compiled program to run.
+    hardware : Hardware | None, optional
+        Where outputs go (default :class:`NullHardware`).
+    on_action : Callable[[Action], None] | None, optional
+        Called with every :class:`Action`.
+    on_step : Callable[[StepRecord], None] | None, optional
+        Called with a :class:`StepRecord` after each burst that changed an output.
+    max_ops : int, optional
+        Instructions allowed without blocking before :class:`ProgramError`.
+    timer : str, optional
+        ``"exact"`` (default) or ``"reference"``: how SET_TIME's count becomes a tick
+        period (see the module docstring); ValueError for anything else.
 
+    Notes
+    -----
     Not thread-safe: one driver thread owns it. All methods take ``now``, the logical time in
     seconds; it must never decrease.
     """
@@ -608,7 +617,8 @@ class SoldrvMachine:
         address: int | None = None,
     ) -> None:
         """Make a hardware call; if it raises, the outputs it touched become unknown (None)
-        and the mode stops with :class:`HardwareError`."""
+        and the mode stops with :class:`HardwareError`.
+        """
         try:
             call(*args)
         except Exception as e:  # noqa: BLE001 - any backend failure stops the mode

@@ -229,7 +229,8 @@ class _Record:
     """Base of the table classes below: what ``@dataclass`` would give them (an ``__init__``
     taking the fields of ``_FIELDS`` by position or keyword, field-wise ``==``, a readable
     repr), without importing :mod:`dataclasses`, which costs about 10 ms at every start of
-    ``solfmt`` and ``soldrv``. ``_FIELDS`` holds (name, default) pairs in order."""
+    ``solfmt`` and ``soldrv``. ``_FIELDS`` holds (name, default) pairs in order.
+    """
 
     _FIELDS: tuple[tuple[str, object], ...] = ()
     __hash__ = None  # type: ignore[assignment]  # mutable, compared by value, like a dataclass
@@ -386,7 +387,7 @@ class Program(_Record):
     # -- queries ------------------------------------------------------------------
 
     def is_defined(self, mode: int) -> bool:
-        """True if ``mode`` has code (index present and not 0xFFFF). Any int is accepted."""
+        """Return True if ``mode`` has code (index present and not 0xFFFF). Any int is accepted."""
         return 0 <= mode < len(self.mode_indices) and self.mode_indices[mode] != UNDEFINED_MODE
 
     def defined_modes(self) -> list[int]:

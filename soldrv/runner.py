@@ -100,16 +100,23 @@ def _attach_clock(hardware: object, clock: Callable[[], float]) -> None:
 class VirtualRunner:
     """Run a program on a deterministic virtual clock (logical seconds, starting at 0).
 
-    Args:
-        program: what to run.
-        hardware: where outputs go (default: nowhere, the records tell what happened).
+    Parameters
+    ----------
+    program : Program
+        What to run.
+    hardware : Hardware | None, optional
+        Where outputs go (default: nowhere, the records tell what happened).
         on_action / on_step: callbacks as in :class:`SoldrvMachine`.
-        record: keep every :class:`Action` in :attr:`actions` and every :class:`StepRecord`
-            in :attr:`steps` (default True).
-        timer: ``"exact"`` (default: count/16384 s per tick) or ``"reference"`` (the C
-            driver's period, sub-second part cut to a multiple of 1/1024 s), see
-            :class:`SoldrvMachine`.
+    record : bool, optional
+        Keep every :class:`Action` in :attr:`actions` and every :class:`StepRecord`
+        in :attr:`steps` (default True).
+    timer : str, optional
+        ``"exact"`` (default: count/16384 s per tick) or ``"reference"`` (the C
+        driver's period, sub-second part cut to a multiple of 1/1024 s), see
+        :class:`SoldrvMachine`.
 
+    Notes
+    -----
     Errors: :meth:`request_mode` raises :class:`ModeRequestError` for an undefined mode;
     :class:`ProgramError`/:class:`HardwareError` propagate from the tick that hit them (the
     machine is then in NO_MODE and the runner can be used again).
@@ -222,20 +229,29 @@ class VirtualRunner:
 class RealTimeRunner:
     """Run a program in real time in a background thread, on absolute tick deadlines.
 
-    Args:
+    Parameters
+    ----------
         program, hardware, on_action, on_step: as for :class:`VirtualRunner` (callbacks run
-            in the runner thread; keep them short).
-        on_error: called (in the runner thread) with the exception when a mode stops on a
-            :class:`ProgramError` or :class:`HardwareError`; the thread keeps running.
-        on_idle: called (in the runner thread) each time the machine goes from a mode to
-            NO_MODE (END_MODE, SELECT of an undefined mode, a limit, a halt or an error).
-        speed: logical seconds per wall second (1.0 = real time); must be > 0.
-        clock: wall-clock source in seconds (default ``time.monotonic``).
-        max_ticks: deliver at most this many timer ticks in total; the tick after them
-            halts the mode instead (``"halt"`` action ``"<n> ticks done"``).
-        timer: ``"exact"`` (default) or ``"reference"`` tick period, as for
-            :class:`VirtualRunner`.
+        in the runner thread; keep them short).
+    on_error : Callable[[Exception], None] | None, optional
+        Called (in the runner thread) with the exception when a mode stops on a
+        :class:`ProgramError` or :class:`HardwareError`; the thread keeps running.
+    on_idle : Callable[[], None] | None, optional
+        Called (in the runner thread) each time the machine goes from a mode to
+        NO_MODE (END_MODE, SELECT of an undefined mode, a limit, a halt or an error).
+    speed : float, optional
+        Logical seconds per wall second (1.0 = real time); must be > 0.
+    clock : Callable[[], float], optional
+        Wall-clock source in seconds (default ``time.monotonic``).
+    max_ticks : int | None, optional
+        Deliver at most this many timer ticks in total; the tick after them
+        halts the mode instead (``"halt"`` action ``"<n> ticks done"``).
+    timer : str, optional
+        ``"exact"`` (default) or ``"reference"`` tick period, as for
+        :class:`VirtualRunner`.
 
+    Notes
+    -----
     Logical time 0 is :meth:`start`. Tick k of a mode started at logical ``t0`` is due at
     wall time ``start + (t0 + k * period) / speed``. Actions carry ``wall`` (when they ran)
     and ``deadline`` (when they were due), so lateness is ``wall - deadline``.
@@ -296,7 +312,7 @@ class RealTimeRunner:
         return self._thread is not None and self._thread.is_alive()
 
     def logical_now(self) -> float:
-        """Current logical time in seconds since :meth:`start`."""
+        """Return the current logical time in seconds since :meth:`start`."""
         return (self.clock() - self._wall0) * self.speed
 
     def wall_of(self, logical: float) -> float:

@@ -260,7 +260,6 @@ def convert(program: Program, version: int) -> Program:
     targets and mode indices are relocated. Raises SftError if the code does not decode, a
     command does not fit a v3 byte, or the v4 table would exceed 256 strings.
     """
-
     v = _norm_version(version)
     if v == program.version:
         return copy.deepcopy(program)

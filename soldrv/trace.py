@@ -66,7 +66,8 @@ def solenoid_states(program: Program, events: list[TraceEvent], n_ticks: int,
                     initial: dict[int, bool] | None = None) -> list[dict[int, bool]]:
     """Return, for ticks 0..n_ticks-1, the open (True) / closed (False) state per solenoid
     index after all the events of that tick. Solenoids never commanded are absent unless in
-    ``initial``. Commands that belong to no solenoid are ignored."""
+    ``initial``. Commands that belong to no solenoid are ignored.
+    """
     state = dict(initial or {})
     out = []
     k = 0
