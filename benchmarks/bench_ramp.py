@@ -1,5 +1,6 @@
-"""Benchmark the overhead of ``RE(ramp(cs0, T))`` beyond the simulated ramp time, for the
-ophyd device and the ophyd-async device side by side.
+"""Benchmark the overhead of ``RE(ramp(cs0, T))`` beyond the simulated ramp time.
+
+For the ophyd device and the ophyd-async device side by side.
 
 Run::
 

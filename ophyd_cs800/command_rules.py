@@ -81,8 +81,9 @@ def limits_from(low: float | None, high: float | None) -> tuple[float, float]:
 def check_commandable(name: str, what: str, *, disabled: int | None, snap: Snapshot,
                       modes: tuple[RunMode, ...] | None, disable_pv: str,
                       temp_pv: str) -> None:
-    """Raise unless comms are enabled (``disabled`` 0), the controller reports (not silent,
-    TEMP valid) and the run mode fits.
+    """Raise unless comms are enabled, the controller reports and the run mode fits.
+
+    Comms enabled: ``disabled`` 0; reporting: not silent, TEMP valid.
 
     ``modes=None`` accepts any run mode. ``disabled`` is DISABLE's raw value (``None`` if
     unreadable, which counts as disabled).
@@ -119,8 +120,10 @@ def check_commandable(name: str, what: str, *, disabled: int | None, snap: Snaps
 
 def target_kelvin(name: str, value: Any, limits: tuple[float, float],
                   ioc: Range | None = None) -> float:
-    """``value`` as a target in K at the wire resolution, checked against the controller's
-    ``limits`` and the IOC's own ``ioc`` range (RTEMP or CTEMP); CS800RangeError otherwise.
+    """``value`` as a target in K at the wire resolution.
+
+    Checked against the controller's ``limits`` and the IOC's own ``ioc`` range (RTEMP or CTEMP);
+    CS800RangeError otherwise.
     """
     try:
         target = float(value)
@@ -301,8 +304,10 @@ def stopped_error(name: str, what: str, snap: Snapshot,
 
 
 def describe_state(name: str, snap: Snapshot) -> str:
-    """One line for people: ``cs0: TEMP 150.00 K, phase Hold, run mode Run, target 150.00 K``;
-    a silent controller reads ``cs0: no status for 4.0 s (last TEMP 150.00 K)``.
+    """One line for people.
+
+    ``cs0: TEMP 150.00 K, phase Hold, run mode Run, target 150.00 K``; a silent controller reads
+    ``cs0: no status for 4.0 s (last TEMP 150.00 K)``.
     """
     if snap.silent:  # the phase and run mode are frozen: not shown
         return f"{name}: {snap.describe()}"

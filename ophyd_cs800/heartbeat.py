@@ -46,8 +46,9 @@ class StatusClock:
     """
 
     def __init__(self, start: float, *, merge: float = SAME_DATAGRAM_S) -> None:
-        """Start counting the age from ``start`` (no datagram seen yet); beats closer than
-        ``merge`` seconds count as one.
+        """Start counting the age from ``start`` (no datagram seen yet).
+
+        Beats closer than ``merge`` seconds count as one.
         """
         self._merge = merge
         self._lock = threading.Lock()
@@ -165,7 +166,9 @@ def datagram_bytes(datagram: object) -> bytes:
 
 
 def packet_controller(datagram: object) -> int | None:
-    """Return the controller number a status datagram carries, or ``None`` if it is no valid datagram.
+    """Return the controller number a status datagram carries.
+
+    ``None`` if it is no valid datagram.
 
     ``status_packet.BINP`` holds the bytes the IOC read (NORD of them; a waveform may carry
     trailing zeros, which are cut at the datagram's own length field).

@@ -67,7 +67,9 @@ class Range:
 
 
 def ioc_range(low: object, high: object, record: str) -> Range | None:
-    """Return the IOC's control limits of ``record`` as a :class:`Range`, or ``None`` if it has none.
+    """Return the IOC's control limits of ``record`` as a :class:`Range`.
+
+    ``None`` if it has none.
 
     CA reports "no limits" as 0..0 (or low >= high); a missing, NaN or sentinel value also
     means none is known.

@@ -250,7 +250,10 @@ class MoveJob(Job):
         self._off_since: float | None = None
 
     def accepted(self, snap: Snapshot) -> bool:
-        """Tell whether accepted: when TARGETTEMP shows the target, the mode is Run, and it moves or is there."""
+        """Tell whether accepted.
+
+        When TARGETTEMP shows the target, the mode is Run, and it moves or is there.
+        """
         if not close(snap.target, self.target, SAME_TEMP_K) or snap.run_mode != RunMode.RUN:
             return False
         return (
@@ -343,8 +346,10 @@ class PhaseJob(Job):
 
 
 class ShutdownJob(PhaseJob):
-    """End or Purge: accepted when PHASE enters ``phases`` (or the unit is shut down already),
-    done when the run mode is Shutdown OK; Shutdown Fail is an error.
+    """End or Purge: accepted when PHASE enters ``phases``, done at Shutdown OK.
+
+    Accepted also when the unit is shut down already; done when the run mode is Shutdown OK;
+    Shutdown Fail is an error.
     """
 
     def accepted(self, snap: Snapshot) -> bool:
@@ -371,7 +376,10 @@ class RestartJob(Job):
     confirm_periods = 6.0  # BCSB waits about 4 s after Restart before it expects Ready
 
     def accepted(self, snap: Snapshot) -> bool:
-        """Tell whether accepted: once the run mode is no longer Shutdown OK / Shutdown Fail / Startup Fail."""
+        """Tell whether accepted.
+
+        Once the run mode is no longer Shutdown OK / Shutdown Fail / Startup Fail.
+        """
         return snap.run_mode is not None and snap.run_mode not in SHUT_DOWN_MODES
 
     def done(self, snap: Snapshot) -> bool:
@@ -455,6 +463,7 @@ class Step:
         self.why = why
 
     def __repr__(self) -> str:
+        """Show the step as ``Step(kind, error, why)``."""
         return f"Step({self.kind!r}, {self.error!r}, {self.why!r})"
 
 
@@ -587,8 +596,10 @@ class JobTracker:
 
 
 class FollowedJob:
-    """What the runners of both device families share: the job, its :class:`JobTracker`, and
-    whether it is over (finished, failed, cancelled or handed over).
+    """What the runners of both device families share.
+
+    The job, its :class:`JobTracker`, and whether it is over (finished, failed, cancelled or handed
+    over).
     """
 
     def __init__(self, job: Job, tracker: JobTracker):
@@ -795,8 +806,10 @@ class JobRunner(FollowedJob):
 
 
 def supersede(old: Any, job: Job, successor: Any) -> bool:
-    """Tell whether a new ``job`` of a device replaces the runner ``old`` (a :class:`JobRunner` or the
-    ophyd-async runner); returns True when the new one starts already accepted.
+    """Tell whether a new ``job`` of a device replaces the runner ``old``.
+
+    ``old`` is a :class:`JobRunner` or the ophyd-async runner. Returns True when the new one starts
+    already accepted.
 
     The same command again (e.g. replayed by the RunEngine after a pause) takes over: ``old``
     finishes the way ``successor`` does, and is not sent again if the controller already acts

@@ -430,8 +430,10 @@ class StatusPacket:
 
     @property
     def gas_flow(self) -> float | None:
-        """Gas flow in l/min: id 1060 (dl/min), or the flow block's id 1100 (cl/min) when 1060
-        reads 0xFFFE, as on real 800s.
+        """Gas flow in l/min.
+
+        Id 1060 (dl/min), or the flow block's id 1100 (cl/min) when 1060 reads 0xFFFE, as on real
+        800s.
         """
         legacy = self.value(1060)
         return legacy if legacy is not None else self.value(1100)
@@ -566,6 +568,7 @@ class Command:
     param2: int = 0
 
     def __post_init__(self) -> None:
+        """Make ``command`` a :class:`CommandId` (a plain int is accepted)."""
         object.__setattr__(self, "command", CommandId(self.command))
         for name in ("param1", "param2"):
             value = getattr(self, name)
@@ -805,7 +808,10 @@ def set_autofill_stop_level(percent: int) -> Command:
 
 
 def set_parameter(pid: int, raw: int) -> Command:
-    """Build a generic parameter write (e.g. Ethernet settings 1300-1310): id and raw 16-bit value."""
+    """Build a generic parameter write (e.g. Ethernet settings 1300-1310).
+
+    Id and raw 16-bit value.
+    """
     for what, word in (("parameter id", pid), ("parameter value", raw)):
         if not 0 <= word <= 0xFFFF:
             raise ValueError(f"{what} {word} is out of range: allowed 0 to 65535")
@@ -852,7 +858,10 @@ class Identification:
 
 
 def _mac_pairs(text: str) -> list[str] | None:
-    """Return the six hex pairs of ``text`` split on ``-`` (or on ``:``), or ``None`` if malformed."""
+    """Return the six hex pairs of ``text`` split on ``-`` or ``:``.
+
+    ``None`` if malformed.
+    """
     sep = "-" if "-" in text else ":"
     pairs = text.split(sep)
     if len(pairs) != 6 or any(len(p) != 2 or not _HEX.issuperset(p.encode()) for p in pairs):
@@ -920,7 +929,7 @@ def controller_number_from_mac(mac: str) -> int:
 
 
 def decode_identification(data: bytes) -> Identification:
-    """Decode an identification datagram (UDP 30303).
+    r"""Decode an identification datagram (UDP 30303).
 
     The real one (APS 19-ID) is 34 bytes: 15 x 0xFF, CR LF, then the MAC address as 17 ASCII
     characters (``00-00-0C-01-01-AB``). Oxford's wording puts the NetBIOS name in the first 16
@@ -928,7 +937,7 @@ def decode_identification(data: bytes) -> Identification:
     MAC after it. So: trailing padding (0xFF, NUL, CR, LF, spaces) is dropped; the MAC is the
     last 17 bytes left, six hex pairs joined by dashes (returned in upper case); the name is
     ``data[:15]`` with padding stripped from both ends (nothing left: ``None``), any byte that is
-    not printable ASCII shown as ``\\xNN`` (the MAC is what matters: an odd name never loses
+    not printable ASCII shown as ``\xNN`` (the MAC is what matters: an odd name never loses
     the datagram). The 33-byte form of that wording (no CR LF) and longer datagrams are
     accepted; bytes between the two fields are ignored.
 

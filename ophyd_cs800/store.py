@@ -70,7 +70,10 @@ def _require_tiled(*, local: bool) -> None:
 
 
 def default_data_dir() -> Path:
-    """Return the per-user store directory: ``$XDG_DATA_HOME/ophyd-cs800/runs`` (``~/.local/share``)."""
+    """Return the per-user store directory.
+
+    ``$XDG_DATA_HOME/ophyd-cs800/runs`` (``~/.local/share``).
+    """
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "ophyd-cs800" / "runs"
 
@@ -88,7 +91,9 @@ def _storage_uris(directory: Path) -> tuple[str, list[str]]:
 
 
 def open_catalog(where: str | os.PathLike[str] | None = None, **from_uri_kwargs: Any) -> Any:
-    """Return a Tiled client over the store ``where`` (a directory, default :func:`default_data_dir`).
+    """Return a Tiled client over the store ``where``.
+
+    ``where`` is a directory (default :func:`default_data_dir`).
 
     A directory is created with its catalog on first use and served in this process. An
     ``http(s)://`` address is opened with ``tiled.client.from_uri(where, **from_uri_kwargs)``.
@@ -204,7 +209,7 @@ class Store:
 
 def serve_command(directory: str | os.PathLike[str], *, port: int = 8000,
                   host: str = "127.0.0.1", api_key: str | None = None) -> list[str]:
-    """Return the ``tiled serve catalog`` command line that serves the store ``directory`` over HTTP.
+    """Return the ``tiled serve catalog`` command line serving the store ``directory`` (HTTP).
 
     Browse it at ``http://host:port/`` (Tiled's web UI) or open it with
     ``open_catalog("http://host:port", api_key=...)``. Without ``api_key`` the server is
@@ -220,7 +225,10 @@ def serve_command(directory: str | os.PathLike[str], *, port: int = 8000,
 
 
 def read_run_summary(run: Any, key: str = "cs0") -> dict[str, Any]:
-    """Return the number of primary events, the last ``key`` reading and the streams of a stored run."""
+    """Summarise a stored run.
+
+    The number of primary events, the last ``key`` reading and the streams of the run.
+    """
     primary = run["primary"]
     values = primary[key].read()
     return {

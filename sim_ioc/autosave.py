@@ -70,13 +70,17 @@ def default_directory() -> Path:
 
 
 def settings_path(directory: str | os.PathLike[str], prefix: str) -> Path:
-    """Return the autosave file of the group at ``prefix`` (``xxx:CS0:`` -> ``xxx_CS0_settings.json``)."""
+    """Return the autosave file of the group at ``prefix``.
+
+    E.g. ``xxx:CS0:`` -> ``xxx_CS0_settings.json``.
+    """
     return Path(directory) / f"{_UNSAFE.sub('_', prefix)}settings.json"
 
 
 def _json_value(value: Any) -> Any:
-    """Return a channel value as JSON data: a number as a float (whatever its flavour's type), a
-    string as itself.
+    """Return a channel value as JSON data.
+
+    A number as a float (whatever its flavour's type), a string as itself.
     """
     if hasattr(value, "tolist"):
         value = value.tolist()
@@ -86,7 +90,10 @@ def _json_value(value: Any) -> Any:
 
 
 def encode_settings(prefix: str, cid: int, values: Mapping[str, Any]) -> str:
-    """Return the text of the autosave file of ``prefix`` (controller ``cid``) holding ``values``."""
+    """Return the text of the autosave file of ``prefix`` holding ``values``.
+
+    ``cid`` is the controller number.
+    """
     return json.dumps({
         "format": FILE_FORMAT,
         "version": FILE_VERSION,

@@ -28,8 +28,10 @@ def host_port(text: str) -> tuple[str, int]:
 
 def bounded_positive(what: str, maximum: float = math.inf,
                      noun: str = "a number") -> Callable[[str], float]:
-    """Return a type for a finite number > 0 and <= ``maximum``; the error names ``what`` and the
-    range, e.g. ``speed must be a number > 0 and <= 100000, got 'x'``.
+    """Return a type for a finite number > 0 and <= ``maximum``.
+
+    The error names ``what`` and the range, e.g. ``speed must be a number > 0 and <= 100000, got
+    'x'``.
     """
     limit = "" if math.isinf(maximum) else f" and <= {maximum:g}"
 

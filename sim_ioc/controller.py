@@ -247,7 +247,10 @@ class SimulatedCS800:
         return self._name
 
     def identification_datagram(self) -> bytes:
-        """Return the 34-byte identification datagram (UDP port 30303 on a real unit): name and MAC."""
+        """Return the 34-byte identification datagram (UDP port 30303 on a real unit).
+
+        Name and MAC.
+        """
         return self._identification
 
     @property

@@ -211,8 +211,10 @@ class Discovery:
         return True
 
     def _match_ids(self) -> dict[tuple[str, int | None, int], _IdSource]:
-        """Pair identification sources with controllers: same MAC, else same source address,
-        else the only controller and the only identification source of an IP address.
+        """Pair identification sources with controllers.
+
+        Same MAC, else same source address, else the only controller and the only identification
+        source of an IP address.
         """
         matched: dict[tuple[str, int | None, int], _IdSource] = {}
         free = dict(self._ids)
@@ -369,7 +371,9 @@ def discover(
 
 # -------------------------------------------------------------------------------- output
 def ioc_command(found: Sequence[Found], prefix: str = "xxx:") -> str:
-    """Return the ``cs800-ioc`` command line serving ``found``: ``CS0:``, ``CS1:`` ... in that order.
+    """Return the ``cs800-ioc`` command line serving ``found``.
+
+    ``CS0:``, ``CS1:`` ... in that order.
 
     The command port is left at its default (30305) unless several controllers share one IP
     address (simulators): then each gets its source port, where a simulator takes commands. A
@@ -385,8 +389,9 @@ def ioc_command(found: Sequence[Found], prefix: str = "xxx:") -> str:
 
 
 def format_table(found: Sequence[Found]) -> str:
-    """``found`` as an aligned text table; ``-`` for unknown values, ``427?`` for a controller
-    number guessed from the MAC.
+    """``found`` as an aligned text table.
+
+    ``-`` for unknown values, ``427?`` for a controller number guessed from the MAC.
     """
     header = ("IP", "CTRL", "MAC", "NAME", "FW", "RUN MODE", "PHASE", "TEMP", "STATUS", "ID")
     rows = [header]

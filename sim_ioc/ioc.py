@@ -139,8 +139,10 @@ def resolve_source(host: str) -> str:
 
 
 class _ParamDouble(LazyFieldsMixin, PvpropertyDouble):
-    """An ``ao`` parameter: a put outside DRVL..DRVH (the control limits) is refused, or, in a
-    flavour that clamps (synApps), clamped silently to the nearer limit as an EPICS ao does.
+    """An ``ao`` parameter.
+
+    A put outside DRVL..DRVH (the control limits) is refused, or, in a flavour that clamps
+    (synApps), clamped silently to the nearer limit as an EPICS ao does.
     """
 
     whole = False
@@ -148,8 +150,10 @@ class _ParamDouble(LazyFieldsMixin, PvpropertyDouble):
     flavor_clamps = False
 
     async def verify_value(self, value):
-        """Refuse (or clamp) values outside the control limits; refuse NaN; whole numbers for
-        whole-number PVs (refused in the fixed flavour, rounded as the ao's RVAL when clamping).
+        """Refuse (or clamp) values outside the control limits.
+
+        Refuse NaN; whole numbers for whole-number PVs (refused in the fixed flavour, rounded as the
+        ao's RVAL when clamping).
         """
         lo, hi = self.lower_ctrl_limit, self.upper_ctrl_limit
         units = f" {self.units}" if self.units else ""
@@ -185,8 +189,10 @@ class _WholeCommandParam(_CommandParam):
 
 
 class _CheckedEnum(LazyFieldsMixin, PvpropertyEnum):
-    """A writable enum (bo, mbbo): a put that is not one of its strings, or an index outside
-    them (e.g. -1 sent as an integer), is refused with a sentence naming the choices.
+    """A writable enum (bo, mbbo).
+
+    A put that is not one of its strings, or an index outside them (e.g. -1 sent as an integer), is
+    refused with a sentence naming the choices.
     """
 
     def _refusal(self, value: Any) -> ValueError:
@@ -244,8 +250,10 @@ else:
 
 
 def _param(name: str, *, precision: int, doc: str) -> pvproperty:
-    """Return a command parameter (ao); value, units and limits come from the flavour (FIXED here,
-    the IOC's flavour at group creation). A put also updates the byte-split helpers.
+    """Return a command parameter (ao).
+
+    Value, units and limits come from the flavour (FIXED here, the IOC's flavour at group creation).
+    A put also updates the byte-split helpers.
     """
     spec = FIXED.params[name]
 
@@ -262,7 +270,10 @@ def _param(name: str, *, precision: int, doc: str) -> pvproperty:
 
 
 def _helper(name: str) -> pvproperty:
-    """Return a byte-split helper: ``XH``/``XL`` (ao) or ``XCH``/``XCL`` (calcout), computed only."""
+    """Return a byte-split helper.
+
+    ``XH``/``XL`` (ao) or ``XCH``/``XCL`` (calcout), computed only.
+    """
     record = "calcout" if name.endswith(("CH", "CL")) else "ao"
     return pvproperty(name=name, value=0.0, dtype=float, read_only=True, record=record,
                       alarm_group=name, doc=f"Signed byte of {name.rstrip('CHL')} (computed)")
@@ -382,7 +393,10 @@ class CS800ControllerGroup(_HelperRecords):
                                                  severity=AlarmSeverity.INVALID_ALARM)
 
     def _set_split(self, name: str, value: float) -> dict[Any, int]:
-        """Return the helper channels of parameter ``name`` and the values they take for ``value``."""
+        """Return the helper channels of parameter ``name``, each with the value it takes.
+
+        The values are those for parameter value ``value``.
+        """
         high, low = split_word(raw_word(name, value))
         channels = {getattr(self, f"{name}{s}".lower()): v
                     for s, v in (("CH", high), ("H", high), ("CL", low), ("L", low))}
@@ -402,9 +416,11 @@ class CS800ControllerGroup(_HelperRecords):
         return self.disable.value == "Disabled"
 
     def temp_limits(self, channel: Any) -> dict[str, float]:
-        """Temperature limits a command built from ``channel`` (RTEMP, CTEMP) is checked with,
-        as builder keywords: DEVICEMINTEMP..DEVICEMAXTEMP in the fixed flavour; the channel's
-        own DRVL..DRVH where the IOC does not check the device's limits (synApps).
+        """Return the temperature limits a command built from ``channel`` is checked with.
+
+        ``channel`` is RTEMP or CTEMP; the limits are builder keywords: DEVICEMINTEMP..DEVICEMAXTEMP
+        in the fixed flavour; the channel's own DRVL..DRVH where the IOC does not check the
+        device's limits (synApps).
         """
         if self.flavor.limits_follow_device:
             return {"min_temp": self.min_temp, "max_temp": self.max_temp}

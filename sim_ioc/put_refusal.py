@@ -63,8 +63,9 @@ def conversion_sentence(channel: Any, data: Any) -> str:
 
 
 def _is_conversion_error(exc: BaseException) -> bool:
-    """Return True for caproto's conversion errors and the numpy ones it lets through (text to a
-    number: "could not convert string to float").
+    """Return True for caproto's conversion errors and the numpy ones it lets through.
+
+    The numpy ones: text to a number, "could not convert string to float".
     """
     return isinstance(exc, CaprotoConversionError) or str(exc).startswith("could not convert")
 
@@ -73,8 +74,10 @@ class RefusalSentenceMixin:
     """Mixin for caproto channel classes: conversion failures become a sentence."""
 
     async def write_from_dbr(self, data, data_type, metadata, *, flags=0):
-        """Caproto's ``write_from_dbr``; a value it cannot convert raises ``ValueError`` with
-        a sentence naming the PV, the value and what is accepted.
+        """Caproto's ``write_from_dbr``.
+
+        A value it cannot convert raises ``ValueError`` with a sentence naming the PV, the value and
+        what is accepted.
         """
         try:
             return await super().write_from_dbr(data, data_type, metadata, flags=flags)

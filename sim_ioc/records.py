@@ -50,8 +50,9 @@ assert len(C_IOC_RECORDS) == 86 and len(set(C_IOC_RECORDS)) == 86, "the C IOC ha
 
 
 def raw_word(param: str, value: float) -> int:
-    """``.RVAL`` of parameter ``param`` holding ``value`` (engineering units): the ao's
-    conversion ``round(value / ESLO)``, kept to 0..65535 as the 16-bit protocol field.
+    """``.RVAL`` of parameter ``param`` holding ``value`` (engineering units).
+
+    The ao's conversion ``round(value / ESLO)``, kept to 0..65535 as the 16-bit protocol field.
     """
     return min(max(round(value / PARAM_ESLO[param]), 0), 0xFFFF)
 

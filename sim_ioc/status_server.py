@@ -216,7 +216,10 @@ class StatusReceiver:
 
 def _udp_socket(host: str, port: int, what: str,
                 options: tuple[tuple[int, int], ...]) -> socket.socket:
-    """Return a non-blocking UDP socket with ``options`` (level, name) set to 1, bound to host:port."""
+    """Return a non-blocking UDP socket bound to host:port.
+
+    Its ``options`` (level, name) are set to 1.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         for level, name in options:
@@ -270,7 +273,10 @@ def open_shared_socket(host: str, port: int, what: str,
 
 
 def ephemeral_port_range() -> tuple[int, int]:
-    """Return the kernel's ephemeral (port 0) range, from ``/proc`` on Linux; ``(32768, 60999)`` else."""
+    """Return the kernel's ephemeral (port 0) range, from ``/proc`` on Linux.
+
+    ``(32768, 60999)`` elsewhere.
+    """
     try:
         low, high = (int(x) for x in Path(EPHEMERAL_RANGE_FILE).read_text().split())
     except (OSError, ValueError):

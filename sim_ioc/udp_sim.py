@@ -60,8 +60,10 @@ def _check_address(address: tuple[str, int], what: str) -> tuple[str, int]:
 
 def _send(transport: asyncio.DatagramTransport, data: bytes, to: tuple[str, int], cid: int,
           what: str) -> bool:
-    """Send one datagram of controller ``cid``; on ``OSError`` (e.g. an unresolvable host) log
-    a warning naming ``what`` and return False, so the server keeps running.
+    """Send one datagram of controller ``cid``.
+
+    On ``OSError`` (e.g. an unresolvable host) log a warning naming ``what`` and return False, so
+    the server keeps running.
     """
     try:
         transport.sendto(data, to)

@@ -52,7 +52,10 @@ def input_name(arg: str) -> str:
 
 
 def default_output(input_path: str) -> str:
-    """Return the reference default output: the input name with its extension replaced by ``.sft``."""
+    """Return the reference default output.
+
+    The input name with its extension replaced by ``.sft``.
+    """
     k = _ext_index(input_path)
     return (input_path[:k] if k else input_path) + ".sft"
 

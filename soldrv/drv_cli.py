@@ -392,7 +392,10 @@ def _real_time(args: argparse.Namespace, program: Program, out: TextIO, err: Tex
     failures: list[Exception] = []
 
     def on_error(e: Exception) -> None:
-        """Handle a mode stopped on a failure (runner thread): say so, put the safe state at once."""
+        """Handle a mode stopped on a failure (runner thread).
+
+        Say so, put the safe state at once.
+        """
         failures.append(e)
         write(err, f"soldrv: {e}\n")
         if guard is not None:

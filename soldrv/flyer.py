@@ -233,7 +233,10 @@ class SolenoidCycler(Device):
             self.safe_state.apply()
 
     def _note_safe_state(self) -> None:
-        """Note that the safe state was written (by us or by a retry): record it as the output state."""
+        """Note that the safe state was written (by us or by a retry).
+
+        Record it as the output state.
+        """
         with self._lock:
             for i, v in self.safe_solenoids.items():
                 self._states[i] = v
@@ -362,8 +365,10 @@ class SolenoidCycler(Device):
         return f.complete_status
 
     def request_mode(self, mode: int) -> None:
-        """Request ``mode``: while flying, as soldrv (pending until the next ``^``, mode 0 at
-        once); otherwise it becomes the mode of the next kickoff.
+        """Request ``mode``.
+
+        While flying, as soldrv (pending until the next ``^``, mode 0 at once); otherwise it becomes
+        the mode of the next kickoff.
 
         Raises ModeRequestError for an undefined mode (nothing changes).
         """
@@ -476,7 +481,9 @@ class _Flight:
         self.error = err
 
     def on_idle(self) -> None:
-        """Handle the end of the mode (END_MODE, limit, halt or error): end the thread, finish statuses.
+        """Handle the end of the mode (END_MODE, limit, halt or error).
+
+        End the thread, finish statuses.
 
         After an error the hardware is put in the safe state at once (the runner thread made
         its last call), and the statuses fail with a sentence saying so.

@@ -161,8 +161,9 @@ _grammar: Grammar | None = None
 
 
 def grammar() -> Grammar:
-    """Return the parsimonious :class:`~parsimonious.grammar.Grammar` of :data:`GRAMMAR_TEXT`, built
-    (and parsimonious imported) on the first call, about 35 ms; later calls return it.
+    """Return the parsimonious :class:`~parsimonious.grammar.Grammar` of :data:`GRAMMAR_TEXT`.
+
+    Built (and parsimonious imported) on the first call, about 35 ms; later calls return it.
     """
     global _grammar
     if _grammar is None:
@@ -241,8 +242,9 @@ def _hex_parts(text: str) -> tuple[int, str]:
 
 
 def scanf_hex(text: str) -> int:
-    """Value of a ``hexnum`` token as the reference lexer gets it: ``0x`` then
-    ``fscanf("%x")`` into a C ``int`` (glibc semantics, checked against ``sscanf``).
+    """Value of a ``hexnum`` token as the reference lexer gets it.
+
+    ``0x`` then ``fscanf("%x")`` into a C ``int`` (glibc semantics, checked against ``sscanf``).
 
     scanf skips blanks, takes a sign and a second ``0x`` prefix, then hex digits:
     ``0x0x12`` is 18, ``0x+7`` is 7, ``0x0x`` alone is 0 (the ``0`` of the prefix is the
@@ -272,8 +274,9 @@ _OVERFLOW_ERRORS = {
 }
 
 def _too_big(tok: Token) -> bool:
-    """Return True if number token ``tok`` exceeds :data:`INT_MAX` (checked on the digits first, so
-    that a number with thousands of digits is never converted).
+    """Return True if number token ``tok`` exceeds :data:`INT_MAX`.
+
+    Checked on the digits first, so that a number with thousands of digits is never converted.
     """
     if tok.kind == "zero":
         return False
@@ -284,7 +287,10 @@ def _too_big(tok: Token) -> bool:
 
 
 def _lex_hint(text: str) -> str:
-    """Return a sentence on how to fix the lexical error on ``text`` ("" when there is nothing to add)."""
+    """Return a sentence on how to fix the lexical error on ``text``.
+
+    ``""`` when there is nothing to add.
+    """
     if text == "\r":
         return ("a CR (carriage return) is only allowed inside pattern lines, comments and "
                 "set-point lists; if the file has DOS/Windows line endings, convert them to "
@@ -411,7 +417,10 @@ _EXPECTED = {
 
 
 def _found(text: str, pos: int) -> str:
-    """Return the text at ``pos`` for a syntax message: the next word or character, or end of file."""
+    """Return the text at ``pos`` for a syntax message.
+
+    The next word or character, or end of file.
+    """
     rest = text[pos:].lstrip(" \t\n\f")
     if not rest:
         return "end of file"

@@ -616,8 +616,10 @@ class SoldrvMachine:
         owners: Sequence[tuple[int, bool]] = (),
         address: int | None = None,
     ) -> None:
-        """Make a hardware call; if it raises, the outputs it touched become unknown (None)
-        and the mode stops with :class:`HardwareError`.
+        """Make a hardware call.
+
+        If it raises, the outputs it touched become unknown (None) and the mode stops with
+        :class:`HardwareError`.
         """
         try:
             call(*args)

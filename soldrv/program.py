@@ -190,7 +190,7 @@ _DCCC_RE = re.compile(r"^([DM])(\d+(?:,\d+)*)\n$")
 
 
 def parse_dccc_string(text: str) -> list[int]:
-    """Return the command numbers of a v4 DCCC string (``"D51\\n"`` or ``"M1,3,5\\n"``).
+    r"""Return the command numbers of a v4 DCCC string (``"D51\n"`` or ``"M1,3,5\n"``).
 
     Raises ValueError if the text is not of that form.
     """
@@ -204,7 +204,7 @@ def parse_dccc_string(text: str) -> list[int]:
 
 
 def dccc_string(commands: list[int] | tuple[int, ...]) -> str:
-    """Return the v4 DCCC text for a strobe group: ``D<n>\\n`` for one, ``M<a>,<b>..\\n`` else."""
+    r"""Return the v4 DCCC text for a strobe group: ``D<n>\n`` for one, ``M<a>,<b>..\n`` else."""
     if len(commands) == 1:
         return f"D{commands[0]}\n"
     return "M" + ",".join(str(c) for c in commands) + "\n"
@@ -226,10 +226,12 @@ _REQUIRED = object()
 
 
 class _Record:
-    """Base of the table classes below: what ``@dataclass`` would give them (an ``__init__``
-    taking the fields of ``_FIELDS`` by position or keyword, field-wise ``==``, a readable
-    repr), without importing :mod:`dataclasses`, which costs about 10 ms at every start of
-    ``solfmt`` and ``soldrv``. ``_FIELDS`` holds (name, default) pairs in order.
+    """Base of the table classes below.
+
+    What ``@dataclass`` would give them (an ``__init__`` taking the fields of ``_FIELDS`` by
+    position or keyword, field-wise ``==``, a readable repr), without importing :mod:`dataclasses`,
+    which costs about 10 ms at every start of ``solfmt`` and ``soldrv``. ``_FIELDS`` holds (name,
+    default) pairs in order.
     """
 
     _FIELDS: tuple[tuple[str, object], ...] = ()
@@ -345,7 +347,7 @@ class ModeInfo(_Record):
 
 
 class Program(_Record):
-    """A compiled solenoid-cycle program (the content of an .sft file, plus .sol names).
+    r"""A compiled solenoid-cycle program (the content of an .sft file, plus .sol names).
 
     Fields stored in an .sft:
 
@@ -356,7 +358,7 @@ class Program(_Record):
     * ``proxy_ids``: distinct proxy ids (0..255), indexed by PROXY operands.
     * ``mode_indices``: entry offset per mode number, :data:`UNDEFINED_MODE` if undefined.
     * ``code``: the mode code bytes.
-    * ``strings``: v4 DCCC string table (``"D51\\n"``, ``"M1,3\\n"``), indexed by STROBES
+    * ``strings``: v4 DCCC string table (``"D51\n"``, ``"M1,3\n"``), indexed by STROBES
       operands; empty for v2/v3.
 
     Extra information (not stored in the file): ``dtoas``, ``proxies`` (definitions with

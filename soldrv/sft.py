@@ -325,7 +325,7 @@ def convert(program: Program, version: int) -> Program:
 
 
 def format_instruction(program: Program, ins: Instruction) -> str:
-    """One disassembly line (without offset) for ``ins``, e.g. ``STROBES 0 'D50\\n'``."""
+    r"""One disassembly line (without offset) for ``ins``, e.g. ``STROBES 0 'D50\n'``."""
     name = OPCODE_NAMES.get(ins.opcode, f"OP{ins.opcode}")
     if ins.opcode in (SOL_STROBES, SOL_MULT_STROBES) and program.version >= VERSION_4:
         idx = ins.operands[0]

@@ -64,9 +64,11 @@ def trace_mode(program: Program, mode: int, max_ticks: int = 1000,
 
 def solenoid_states(program: Program, events: list[TraceEvent], n_ticks: int,
                     initial: dict[int, bool] | None = None) -> list[dict[int, bool]]:
-    """Return, for ticks 0..n_ticks-1, the open (True) / closed (False) state per solenoid
-    index after all the events of that tick. Solenoids never commanded are absent unless in
-    ``initial``. Commands that belong to no solenoid are ignored.
+    """Return the open/closed state per solenoid index for each tick.
+
+    For ticks 0..n_ticks-1, the open (True) / closed (False) state per solenoid index after all
+    the events of that tick. Solenoids never commanded
+    are absent unless in ``initial``. Commands that belong to no solenoid are ignored.
     """
     state = dict(initial or {})
     out = []

@@ -96,7 +96,10 @@ class Screen(QWidget):
         return edit
 
     def button(self, suffix: str, text: str, value: int = 1, question: str = "") -> PyDMPushButton:
-        """Return a button putting ``value`` to ``suffix``; with ``question``, only once confirmed."""
+        """Return a button putting ``value`` to ``suffix``.
+
+        With ``question``, only once confirmed.
+        """
         button = PyDMPushButton(self, label=text, pressValue=value,
                                 init_channel=self.channel(suffix))
         if question:

@@ -100,7 +100,10 @@ def controller_table() -> dict[str, PVInfo]:
 
 @cache
 def valve_table(n_valves: int, n_dtoa: int = 8) -> dict[str, PVInfo]:
-    """Return the PVs of a valve bank of ``n_valves`` valves and ``n_dtoa`` D/A channels, by suffix."""
+    """Return the PVs of a valve bank by suffix.
+
+    The bank has ``n_valves`` valves and ``n_dtoa`` D/A channels.
+    """
     from sim_ioc.valves import ValveBank
 
     return _table(ValveBank("T:", n_valves=n_valves, n_dtoa=n_dtoa))
