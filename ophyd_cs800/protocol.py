@@ -240,10 +240,25 @@ LONG_IDS: tuple[int, ...] = tuple(sorted((*STANDARD_IDS, *(r[0] for r in LONG_EX
 def raw_to_value(pid: int, raw: int) -> float | int | None:
     """Convert a raw 16-bit word of parameter ``pid`` to engineering units.
 
-    Returns ``None`` for the 0xFFFE "not available" sentinel (for the signed error id 1052 the
-    sentinel is ambiguous and decodes to -0.02 K; :attr:`StatusPacket.error` resolves it).
-    Unknown ids and unit-less counts return the raw integer. ``raw`` outside 0..65535 raises
-    ``ValueError``.
+    Parameters
+    ----------
+    pid : int
+        Status parameter id (e.g. 1051, the gas temperature).
+    raw : int
+        The raw 16-bit word, 0..65535.
+
+    Returns
+    -------
+    float or int or None
+        The value in the parameter's engineering unit (K, K/h, min, ...). ``None`` for the
+        0xFFFE "not available" sentinel (for the signed error id 1052 the sentinel is ambiguous
+        and decodes to -0.02 K; :attr:`StatusPacket.error` resolves it). Unknown ids and
+        unit-less counts return the raw integer.
+
+    Raises
+    ------
+    ValueError
+        If ``raw`` is outside 0..65535.
     """
     if not 0 <= raw <= 0xFFFF:
         raise ValueError(f"raw value {raw} of parameter {pid} is not a 16-bit word (0..65535)")
@@ -261,9 +276,23 @@ def raw_to_value(pid: int, raw: int) -> float | int | None:
 def value_to_raw(pid: int, value: float | None) -> int:
     """Convert an engineering value of parameter ``pid`` to its raw 16-bit word.
 
-    ``None`` gives 0xFFFE. Values are rounded to the nearest raw count. A value that does not
-    fit the word (0..65533 unsigned, -32768..32767 signed) raises ``ValueError`` naming the
-    range.
+    Parameters
+    ----------
+    pid : int
+        Status parameter id.
+    value : float or None
+        The value in the parameter's engineering unit; ``None`` means "not available".
+
+    Returns
+    -------
+    int
+        The raw word, rounded to the nearest raw count; 0xFFFE for ``None``.
+
+    Raises
+    ------
+    ValueError
+        Naming the range, if the value does not fit the word (0..65533 unsigned,
+        -32768..32767 signed).
     """
     if value is None:
         return NOT_AVAILABLE
@@ -450,8 +479,23 @@ def encode_status(
 ) -> bytes:
     """Encode a status datagram from (id, raw word) pairs, in the given order.
 
-    ``trailing`` bytes are appended to the data region (covered by length and checksum), as in
-    the firmware-153 packet. Raises ``ValueError`` if an id or value is not a 16-bit word.
+    Parameters
+    ----------
+    raw : Mapping[int, int] or Iterable[tuple[int, int]]
+        The (parameter id, raw 16-bit word) pairs.
+    trailing : bytes, optional
+        Bytes appended to the data region (covered by length and checksum), as in the
+        firmware-153 packet.
+
+    Returns
+    -------
+    bytes
+        The datagram: header, length, data, checksum and footer.
+
+    Raises
+    ------
+    ValueError
+        If an id or value is not a 16-bit word, or the data region exceeds 65535 bytes.
     """
     pairs = raw.items() if isinstance(raw, Mapping) else raw
     words: list[int] = []
@@ -475,11 +519,24 @@ def encode_status(
 def decode_status(datagram: bytes) -> StatusPacket:
     """Decode one status datagram.
 
-    Checks, in this order, and raises :class:`ProtocolError` naming the first failure: at least
-    8 bytes; header ``AA AB``; the length field equals the datagram's data size; footer
-    ``AB AA``; the checksum. The data region is split into (id, value) pairs until a pair whose
-    id is not a plausible parameter id (1000..9999, not seen before); the rest is kept as
-    :attr:`StatusPacket.trailing`.
+    Parameters
+    ----------
+    datagram : bytes
+        One UDP status datagram as received.
+
+    Returns
+    -------
+    StatusPacket
+        The (id, value) pairs of the data region, split until a pair whose id is not a
+        plausible parameter id (1000..9999, not seen before); the rest is kept as
+        :attr:`StatusPacket.trailing`.
+
+    Raises
+    ------
+    ProtocolError
+        Naming the first failure of these checks, in this order: at least 8 bytes; header
+        ``AA AB``; the length field equals the datagram's data size; footer ``AB AA``; the
+        checksum.
     """
     data = bytes(datagram)
     total = len(data)
@@ -586,9 +643,23 @@ class Command:
 def decode_command(datagram: bytes) -> Command:
     """Decode a 7-byte command datagram.
 
-    Raises :class:`ProtocolError` for a wrong length, a checksum mismatch or an unknown command
-    id (including 66, firmware update). Parameter ranges are not checked here: see
-    :func:`validate_command`.
+    Parameter ranges are not checked here: see :func:`validate_command`.
+
+    Parameters
+    ----------
+    datagram : bytes
+        One UDP command datagram as received.
+
+    Returns
+    -------
+    Command
+        The command id and its two 16-bit parameters.
+
+    Raises
+    ------
+    ProtocolError
+        For a wrong length, a checksum mismatch or an unknown command id (including 66,
+        firmware update).
     """
     data = bytes(datagram)
     if len(data) != 7:
@@ -642,7 +713,19 @@ def validate_command(
     ids 1002/1003); ramp rate 0-360 K/h; End rate 1-360 K/h; Plat 1-1440 min; Turbo and Run shield
     0/1; flow interrupt time 1-600 ds; autofill mode and idle shield mode 0/1/2; autofill refill
     level 20-40 %, stop level 60-80 %. Unused parameters are not checked (clients send 0 or a
-    copy of param1). Raises ``ValueError`` naming the allowed range.
+    copy of param1).
+
+    Parameters
+    ----------
+    cmd : Command
+        The command to check.
+    min_temp, max_temp : float, optional
+        The device's temperature limits in K (ids 1002/1003).
+
+    Raises
+    ------
+    ValueError
+        Naming the allowed range, for a parameter outside it.
     """
     c, p1, p2 = cmd.command, cmd.param1, cmd.param2
     if c is CommandId.RAMP:
@@ -703,7 +786,24 @@ def ramp(
 ) -> Command:
     """Ramp to ``target_k`` kelvin at ``rate_k_per_h`` (whole K/h, 0-360).
 
-    The target must lie within ``min_temp``..``max_temp`` K; ``ValueError`` names the range.
+    Parameters
+    ----------
+    rate_k_per_h : float
+        Ramp rate in K/h, a whole number 0-360.
+    target_k : float
+        Target temperature in K (sent at 0.01 K resolution).
+    min_temp, max_temp : float, optional
+        The limits in K the target must lie within.
+
+    Returns
+    -------
+    Command
+        The checked Ramp command.
+
+    Raises
+    ------
+    ValueError
+        Naming the range, for a rate or target outside it or a rate that is not whole.
     """
     rate = _int_param("ramp rate", rate_k_per_h, "K/h")
     _check_range("ramp rate", rate, 0, 360, "K/h")
