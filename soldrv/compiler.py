@@ -1251,10 +1251,25 @@ def compile_files(
 ) -> CompileResult:
     """Compile one or more .sol files (shared state, in order) into a Program.
 
-    ``version`` is 3 or 4 (the .sft format the code is generated for); ``compat`` selects
-    bit-exact reference behaviour. Raises SolfmtError on any fatal error in the sources and
-    OSError (from reading) as SolfmtError "Cannot open file"; the warnings given before the
-    error are in its ``warnings`` attribute.
+    Parameters
+    ----------
+    paths : list or tuple of str or os.PathLike
+        The .sol sources, read in this order.
+    compat : bool, optional
+        Select bit-exact reference behaviour.
+    version : int, optional
+        3 or 4: the .sft format the code is generated for.
+
+    Returns
+    -------
+    CompileResult
+        The program, the warnings and the verbose text.
+
+    Raises
+    ------
+    SolfmtError
+        On any fatal error in the sources, and for an OSError from reading (as "Cannot open
+        file"); the warnings given before the error are in its ``warnings`` attribute.
     """
     comp = Compiler(version, compat)
     try:
@@ -1279,7 +1294,29 @@ def compile_text(
     compat: bool = False,
     version: int = 3,
 ) -> CompileResult:
-    """Compile .sol source ``text`` (see :func:`compile_files`); SolfmtError on bad input."""
+    """Compile .sol source ``text`` (see :func:`compile_files`).
+
+    Parameters
+    ----------
+    text : str
+        The .sol source.
+    filename : str, optional
+        The name messages give the source.
+    compat : bool, optional
+        Select bit-exact reference behaviour.
+    version : int, optional
+        3 or 4: the .sft format the code is generated for.
+
+    Returns
+    -------
+    CompileResult
+        The program, the warnings and the verbose text.
+
+    Raises
+    ------
+    SolfmtError
+        On bad input; the warnings given before the error are in its ``warnings`` attribute.
+    """
     comp = Compiler(version, compat)
     try:
         comp.read_source(text, filename)
