@@ -120,8 +120,19 @@ def _bind_both(port: int, kind: int) -> int | None:
 def loopback_ca_env(port: int, *extra_ports: int) -> dict[str, str]:
     """Return the EPICS environment for a CA server on 127.0.0.1:``port`` and its clients.
 
-    Clients search ``127.0.0.1:port`` (and ``127.0.0.1:p`` for each of ``extra_ports``); the
-    server binds 127.0.0.1 only and sends beacons to loopback only.
+    Parameters
+    ----------
+    port : int
+        The CA server port (UDP search and TCP circuit).
+    *extra_ports : int
+        More loopback CA servers the clients search too.
+
+    Returns
+    -------
+    dict[str, str]
+        ``EPICS_CA_*`` and ``EPICS_CAS_*`` variables: clients search ``127.0.0.1:port`` (and
+        ``127.0.0.1:p`` for each of ``extra_ports``); the server binds 127.0.0.1 only and sends
+        beacons to loopback only.
     """
     addr_list = " ".join(f"127.0.0.1:{p}" for p in (port, *extra_ports))
     return {
@@ -219,7 +230,19 @@ class IocProcess:
         return ca_write(pv, value, self.env, timeout=timeout, **kwargs)
 
     def start(self) -> IocProcess:
-        """Start the IOC and wait until :attr:`ready_pv` answers (bounded)."""
+        """Start the IOC and wait until :attr:`ready_pv` answers (bounded).
+
+        Returns
+        -------
+        IocProcess
+            This process, started.
+
+        Raises
+        ------
+        RuntimeError
+            If it is already started, exits during startup, or ``ready_pv`` does not answer
+            within ``startup_timeout`` s (the message holds the end of the log).
+        """
         if self._proc is not None:
             raise RuntimeError("the IOC process is already started")
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
@@ -249,7 +272,12 @@ class IocProcess:
     def stop(self) -> int | None:
         """Stop the IOC by PID: SIGINT, then SIGTERM, then SIGKILL (each bounded).
 
-        Returns the exit status (None if it was not running). Safe to call twice.
+        Safe to call twice.
+
+        Returns
+        -------
+        int or None
+            The exit status (None if it was not running).
         """
         proc, self._proc = self._proc, None
         if proc is None:

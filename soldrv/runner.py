@@ -61,12 +61,29 @@ def load_program(
 ) -> Program:
     """Return the :class:`Program` in ``path``: an ``.sft`` file, or ``.sol`` source(s).
 
-    A name without an extension gets ``.sft`` if that exists, else ``.sol``. Several ``.sol``
-    paths are compiled together (shared state, as ``solfmt a.sol b.sol``). ``compat`` selects
-    the reference compiler's bugs for ``.sol`` input.
+    Parameters
+    ----------
+    path : str or os.PathLike, or an iterable of them
+        A name without an extension gets ``.sft`` if that exists, else ``.sol``. Several
+        ``.sol`` paths are compiled together (shared state, as ``solfmt a.sol b.sol``).
+    compat : bool, optional
+        Select the reference compiler's bugs for ``.sol`` input.
 
-    Raises OSError if a file cannot be read, :class:`SftError` for a malformed ``.sft`` and
-    ``soldrv.errors.SolfmtError`` (file:line:column) for a bad ``.sol``.
+    Returns
+    -------
+    Program
+        The loaded or compiled program.
+
+    Raises
+    ------
+    OSError
+        If a file cannot be read.
+    SftError
+        For a malformed ``.sft``.
+    soldrv.errors.SolfmtError
+        For a bad ``.sol`` (file:line:column).
+    ValueError
+        If no file name is given.
     """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
@@ -373,9 +390,22 @@ class RealTimeRunner:
     def request_mode(self, mode: int, wait: float | None = None) -> bool:
         """Request ``mode`` (handled in the runner thread as soldrv would, see the machine).
 
-        Raises :class:`ModeRequestError` at once, in the caller's thread, for an undefined
-        mode (nothing changes). With ``wait`` (seconds), block until the runner handled it
-        and return False on timeout.
+        Parameters
+        ----------
+        mode : int
+            The mode number.
+        wait : float or None, optional
+            Seconds to block until the runner handled the request (None: do not wait).
+
+        Returns
+        -------
+        bool
+            False if ``wait`` ran out before the runner handled it.
+
+        Raises
+        ------
+        ModeRequestError
+            At once, in the caller's thread, for an undefined mode (nothing changes).
         """
         mode = self.machine.check_request(mode)
         return self._post("request", mode, wait)
@@ -383,8 +413,18 @@ class RealTimeRunner:
     def halt(self, reason: str = "halted", wait: float | None = 5.0) -> bool:
         """Stop the running mode (NO_MODE) and wait up to ``wait`` s until it is stopped.
 
-        Returns False if the runner did not handle it in time. After a True return no
-        further hardware call comes from this runner until the next request.
+        Parameters
+        ----------
+        reason : str, optional
+            Why the mode stopped, as recorded in the halt action.
+        wait : float or None, optional
+            Seconds to wait (None: do not wait).
+
+        Returns
+        -------
+        bool
+            False if the runner did not handle it in time. After a True return no further
+            hardware call comes from this runner until the next request.
         """
         return self._post("halt", reason, wait)
 
@@ -393,11 +433,28 @@ class RealTimeRunner:
     ) -> bool:
         """Stop after ``cycles`` more cycles (GOTO or SELECT) or ``duration`` more seconds.
 
-        Either may be None (no limit). Reaching a limit halts the mode with a ``"halt"``
-        action. Limits apply to the running mode, or, posted while none runs, to the mode the
-        next request starts (a duration then counts from that mode's start); they end with
-        that mode, however it ends. Returns False if the runner did not take them within
-        ``wait`` s (None: do not wait).
+        Reaching a limit halts the mode with a ``"halt"`` action. Limits apply to the running
+        mode, or, posted while none runs, to the mode the next request starts (a duration then
+        counts from that mode's start); they end with that mode, however it ends.
+
+        Parameters
+        ----------
+        cycles : int or None, optional
+            Cycles, >= 1 (None: no limit).
+        duration : float or None, optional
+            Seconds, > 0 (None: no limit).
+        wait : float or None, optional
+            Seconds to wait until the runner took them (None: do not wait).
+
+        Returns
+        -------
+        bool
+            False if the runner did not take them within ``wait`` s.
+
+        Raises
+        ------
+        ValueError
+            For ``cycles`` < 1 or ``duration`` <= 0.
         """
         if cycles is not None and cycles < 1:
             raise ValueError(f"cycles must be >= 1, got {cycles}")
