@@ -972,8 +972,21 @@ def _mac_pairs(text: str) -> list[str] | None:
 def normalise_mac(mac: str) -> str:
     """Return ``mac`` as six upper-case hex pairs joined by dashes (``00-00-0C-01-01-AB``).
 
-    Accepts dashes or colons as separators, any case. Anything else (wrong number of pairs,
-    non-hex characters, not a string) raises ``ValueError`` naming the expected form.
+    Parameters
+    ----------
+    mac : str
+        Six hex pairs separated by dashes or colons, any case.
+
+    Returns
+    -------
+    str
+        The normalised MAC address.
+
+    Raises
+    ------
+    ValueError
+        Naming the expected form, for anything else (wrong number of pairs, non-hex
+        characters, not a string).
     """
     pairs = _mac_pairs(mac) if isinstance(mac, str) and mac.isascii() else None
     if pairs is None:
@@ -987,8 +1000,12 @@ def normalise_mac(mac: str) -> str:
 def mac_to_words(mac: str) -> tuple[int, int, int]:
     """Return the three 16-bit words of ``mac`` as sent in status ids 1311, 1312, 1313.
 
-    ``00-00-0C-01-04-BD`` gives ``(0x0000, 0x0C01, 0x04BD)`` (the BCSB capture). A malformed
-    MAC raises ``ValueError`` (see :func:`normalise_mac`).
+    ``00-00-0C-01-04-BD`` gives ``(0x0000, 0x0C01, 0x04BD)`` (the BCSB capture).
+
+    Raises
+    ------
+    ValueError
+        For a malformed MAC (see :func:`normalise_mac`).
     """
     octets = bytes.fromhex(normalise_mac(mac).replace("-", ""))
     return struct.unpack(">3H", octets)
@@ -997,7 +1014,20 @@ def mac_to_words(mac: str) -> tuple[int, int, int]:
 def mac_from_words(word1: int, word2: int, word3: int) -> str:
     """Return the MAC address carried by status ids 1311, 1312, 1313 (big-endian words, in order).
 
-    Raises ``ValueError`` if a word is not 0..65535.
+    Parameters
+    ----------
+    word1, word2, word3 : int
+        The raw words of ids 1311, 1312 and 1313.
+
+    Returns
+    -------
+    str
+        Six upper-case hex pairs joined by dashes.
+
+    Raises
+    ------
+    ValueError
+        If a word is not 0..65535.
     """
     for word in (word1, word2, word3):
         if not 0 <= word <= 0xFFFF:
@@ -1011,7 +1041,12 @@ def mac_for_controller(cid: int) -> str:
     ``00-00-0C-01-HH-LL`` with the controller number in the last two bytes: an inference
     from two units (MAC ``...-01-AB`` with controller 427 at APS 19-ID, MAC
     words ``0000 0C01 04BD`` with controller 1213 at LBL), not documented by Oxford. Used by the
-    simulator. ``cid`` outside 0..65535 raises ``ValueError``.
+    simulator.
+
+    Raises
+    ------
+    ValueError
+        For ``cid`` outside 0..65535 (or not an integer).
     """
     if not isinstance(cid, int) or isinstance(cid, bool) or not 0 <= cid <= 0xFFFF:
         raise ValueError(f"controller number must be an integer 0..65535, got {cid!r}")
@@ -1022,8 +1057,12 @@ def controller_number_from_mac(mac: str) -> int:
     """Return a *hint* at the controller number (id 1028): the last two bytes of ``mac``.
 
     The inverse of :func:`mac_for_controller`. Inferred from two units, not documented by Oxford:
-    trust the status datagram's id 1028 when it is available. A malformed MAC raises
-    ``ValueError``.
+    trust the status datagram's id 1028 when it is available.
+
+    Raises
+    ------
+    ValueError
+        For a malformed MAC.
     """
     return mac_to_words(mac)[2]
 
@@ -1041,9 +1080,22 @@ def decode_identification(data: bytes) -> Identification:
     the datagram). The 33-byte form of that wording (no CR LF) and longer datagrams are
     accepted; bytes between the two fields are ignored.
 
-    Raises :class:`ProtocolError` (reason ``"identification"``) naming the problem and showing
-    the bytes found: fewer than 33 bytes (trailing padding not counted), or a MAC field that is
-    not six dash-separated hex pairs.
+    Parameters
+    ----------
+    data : bytes
+        One identification datagram as received.
+
+    Returns
+    -------
+    Identification
+        The NetBIOS name (or ``None``) and the MAC address.
+
+    Raises
+    ------
+    ProtocolError
+        Reason ``"identification"``, naming the problem and showing the bytes found: fewer than
+        33 bytes (trailing padding not counted), or a MAC field that is not six dash-separated
+        hex pairs.
     """
     data = bytes(data)
     body = data.rstrip(_NAME_PAD)

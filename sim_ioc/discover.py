@@ -360,10 +360,28 @@ def discover(
 ) -> list[Found]:
     """Listen ``duration`` seconds on ``listen`` for CS800 datagrams; return who was heard.
 
-    Binds ``status_port`` and ``id_port`` (0: free ports, see :class:`Listener`) and returns one
-    :class:`Found` per controller, sorted by IP address. Pass a ``collector`` to read the counts
-    of malformed datagrams afterwards. Raises ``OSError`` (naming the address) if a port cannot
-    be bound; a malformed datagram never raises.
+    A malformed datagram never raises.
+
+    Parameters
+    ----------
+    listen : str, optional
+        Local IPv4 address to bind (``"0.0.0.0"`` receives broadcasts).
+    status_port, id_port : int, optional
+        The status and identification ports to bind (0: free ports, see :class:`Listener`).
+    duration : float, optional
+        Seconds to listen.
+    collector : Discovery or None, optional
+        Pass one to read the counts of malformed datagrams afterwards.
+
+    Returns
+    -------
+    list[Found]
+        One :class:`Found` per controller, sorted by IP address.
+
+    Raises
+    ------
+    OSError
+        Naming the address, if a port cannot be bound.
     """
     with Listener(listen, status_port, id_port) as listener:
         return listener.run(duration, collector).found()
