@@ -305,8 +305,9 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
     The same positioner in kelvin as :class:`ophyd_cs800.device.CS800` (same parameters,
     readings, configuration, commands, errors and move rules); data keys use ``_`` as the
     ophyd device does (``cs0``, ``cs0_setpoint``, ...). PHASE and RUNMODE read as text
-    (:class:`Phase`, :class:`RunMode`). Connect with ``init_devices()`` (``mock=True`` for
-    tests) or ``await cs0.connect()``.
+    (:class:`Phase`, :class:`RunMode`), and as plain strings ``phase_name``/``run_mode_name``
+    (the ophyd device's readings of the same name). Connect with ``init_devices()``
+    (``mock=True`` for tests) or ``await cs0.connect()``.
 
     The keyword-only ``tolerance``, ``settle_time``, ``ramp_rate``, ``status_period``,
     ``max_resends``, ``timeout_margin``, ``stale_after``, ``put_timeout``, ``timeout`` and
@@ -334,6 +335,10 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
             self.target = epics_signal_r(float, prefix + "TARGETTEMP")
             self.phase = epics_signal_r(Phase, prefix + "PHASE")
             self.run_mode = epics_signal_r(RunMode, prefix + "RUNMODE")
+            # PHASE/RUNMODE as plain text too, under the ophyd device's data keys
+            # (cs0_phase_name, cs0_run_mode_name): both families' documents have the same keys
+            self.phase_name = epics_signal_r(str, prefix + "PHASE")
+            self.run_mode_name = epics_signal_r(str, prefix + "RUNMODE")
             self.alarm = epics_signal_r(str, prefix + "ALARM")
         with self.add_children_as_readables(Format.CONFIG_SIGNAL):
             self.ramp_rate = soft_signal_rw(float, float(ramp_rate))
@@ -367,6 +372,7 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
         self.cmd_restart = epics_signal_w(int, prefix + "RESTART.PROC")
         self.turbo = epics_signal_rw(bool, prefix + "TURBO")
         self.actions = CS800Actions()
+        self.prefix = prefix
         self.status_period = float(status_period)
         self.max_resends = int(max_resends)
         self.timeout_margin = float(timeout_margin)

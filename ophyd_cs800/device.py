@@ -803,22 +803,7 @@ class CS800(FollowedState, Device, PositionerBase):
         """Switch turbo gas flow (10 l/min) on or off; writing TURBO sends the command at once."""
         return self._fire(self.turbo, rules.turbo_value(self.name, on), "turbo")
 
-    # -- presentation -------------------------------------------------------------------------
-
-    def summary_text(self) -> str:
-        """:meth:`describe_state` with the prefix and the age of the last status (s)."""
-        return f"{self.describe_state()}, last status {self.status_age:.1f} s ago [{self.prefix}]"
-
-    def summary(self) -> None:
-        """Print :meth:`summary_text` (ophyd's component listing: ``Device.summary(self)``)."""
-        print(self.summary_text())
-
-    def __repr__(self) -> str:
-        try:
-            state = self.summary_text()
-        except Exception:  # never let a repr fail (disconnected, destroyed)
-            state = f"{self.name} ({self.prefix})"
-        return f"<CS800 {state}>"
+    # -- presentation: summary(), summary_text() and repr come from FollowedState -----------
 
     def destroy(self) -> None:
         """End any command being followed (its status fails), then disconnect all PVs."""

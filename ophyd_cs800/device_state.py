@@ -4,7 +4,8 @@
 :class:`ophyd_cs800.aio.CS800` (ophyd-async). It reads only the state both keep the same
 way: ``name``, ``status_period`` (s, the floor), ``_heartbeat``
 (:class:`~ophyd_cs800.heartbeat.Heartbeat`), ``_runner`` (the job runner followed now, or
-``None``), ``_paused`` and ``snapshot()``. Times are seconds.
+``None``), ``_paused``, ``prefix`` (the PV prefix) and ``snapshot()``. Times are seconds.
+It also gives both the same ``summary()``, ``summary_text()`` and ``repr``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class FollowedState:
     """Properties of a CS800 device about its controller and the command it follows."""
 
     name: str
+    prefix: str
     status_period: float
     _heartbeat: Any
     _runner: Any
@@ -68,6 +70,21 @@ class FollowedState:
         IOC reports as "not available" read ``unknown``.
         """
         return rules.describe_state(self.name, self.snapshot())
+
+    def summary_text(self) -> str:
+        """:meth:`describe_state` with the prefix and the age of the last status (s)."""
+        return f"{self.describe_state()}, last status {self.status_age:.1f} s ago [{self.prefix}]"
+
+    def summary(self) -> None:
+        """Print :meth:`summary_text` (ophyd's component listing: ``Device.summary(self)``)."""
+        print(self.summary_text())
+
+    def __repr__(self) -> str:
+        try:
+            state = self.summary_text()
+        except Exception:  # never let a repr fail (disconnected, destroyed)
+            state = f"{self.name} ({self.prefix})"
+        return f"<CS800 {state}>"
 
 
 __all__ = ["FollowedState"]

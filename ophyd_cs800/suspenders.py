@@ -13,6 +13,11 @@ suspended); give ``pre_plan=`` (e.g. ``lambda: hold(cs0)``) for that.
   Startup Fail), until it is restarted (Ready or Run);
 * :class:`SuspendWhenStale` -- no status from the controller for longer than the device's
   stale limit (the device's heartbeat, ``cs0.snapshot().silent``), until status flows again.
+
+Each takes a CS800 of either family (:class:`ophyd_cs800.device.CS800` or the ophyd-async
+:class:`ophyd_cs800.aio.CS800`): an ophyd-async signal is watched through its
+``subscribe_reading`` (callbacks in the RunEngine's event loop), an ophyd signal through its
+``subscribe`` (callbacks on a Channel Access thread).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from bluesky.suspenders import SuspenderBase
 from ophyd import Signal
 
 from ophyd_cs800.enums import alarm_for
-from ophyd_cs800.protocol import RunMode
+from ophyd_cs800.protocol import RUN_MODE_STRINGS, RunMode
 
 #: Run modes in which the controller does nothing until restarted.
 SHUT_DOWN_MODES = (RunMode.SHUTDOWN_OK, RunMode.SHUTDOWN_FAIL, RunMode.STARTUP_FAIL)
@@ -40,11 +45,51 @@ def _number(value: Any) -> float | None:
     return None if number != number else number  # NaN: not available
 
 
+def _run_mode(value: Any) -> int | None:
+    """The run mode's int from an ophyd reading (``3``) or an ophyd-async one (``"Run"``)."""
+    text = getattr(value, "value", value)
+    if isinstance(text, str) and text in RUN_MODE_STRINGS:
+        return RUN_MODE_STRINGS.index(text)
+    mode = _number(value)
+    return None if mode is None else int(mode)
+
+
+class _AsyncSignalValues:
+    """An ophyd-async signal seen through ophyd's ``subscribe(cb, event_type, run)`` /
+    ``clear_sub(cb)``, which bluesky's ``SuspenderBase`` calls: ``cb(value)`` on each reading.
+
+    The current value is passed at once (ophyd's ``run=True``). The CS800's watched signals
+    (ALARMI, RUNMODE) are monitored from ``connect()``, so subscribing from another thread
+    (``RE.install_suspender`` from the shell) only adds a listener to that monitor.
+    """
+
+    def __init__(self, signal: Any) -> None:
+        self.signal = signal
+        self._wrappers: dict[int, Any] = {}
+
+    def subscribe(self, callback: Any, event_type: Any = None, run: bool = True) -> None:
+        def on_reading(readings: dict[str, Any]) -> None:
+            callback(next(iter(readings.values()))["value"])
+
+        self._wrappers[id(callback)] = on_reading
+        self.signal.subscribe_reading(on_reading)
+
+    def clear_sub(self, callback: Any) -> None:
+        wrapper = self._wrappers.pop(id(callback), None)
+        if wrapper is not None:
+            self.signal.clear_sub(wrapper)
+
+
+def _watchable(signal: Any) -> Any:
+    """``signal`` as ``SuspenderBase`` subscribes to it (ophyd signals as they are)."""
+    return _AsyncSignalValues(signal) if hasattr(signal, "subscribe_reading") else signal
+
+
 class _CS800Suspender(SuspenderBase):
     """A suspender on one signal of a CS800 that names the device in its justification."""
 
     def __init__(self, cs: Any, signal: Any, **kwargs: Any) -> None:
-        super().__init__(signal, **kwargs)
+        super().__init__(_watchable(signal), **kwargs)
         self.cs = cs
         self._last: Any = None
 
@@ -65,7 +110,7 @@ class SuspendOnAlarm(_CS800Suspender):
     """Suspend while the controller's alarm is at or above Oxford ``level`` (default 3).
 
     Parameters:
-        cs: the :class:`~ophyd_cs800.device.CS800`.
+        cs: the CS800 (either family).
         level: 2 (warning), 3 (serious warning) or 4 (error: the cooler shuts down).
         sleep: seconds to wait after the alarm cleared before resuming.
         pre_plan, post_plan, tripped_message: as for bluesky's suspenders.
@@ -104,17 +149,14 @@ class SuspendOnShutdown(_CS800Suspender):
         super().__init__(cs, cs.run_mode, **kwargs)
 
     def _should_suspend(self, value: Any) -> bool:
-        mode = _number(value)
-        return mode is not None and int(mode) in SHUT_DOWN_MODES
+        return _run_mode(value) in SHUT_DOWN_MODES
 
     def _should_resume(self, value: Any) -> bool:
-        mode = _number(value)
-        return mode is not None and int(mode) in WORKING_MODES
+        return _run_mode(value) in WORKING_MODES
 
     def _why(self) -> str:
-        mode = _number(self._last)
-        name = RunMode(int(mode)).name if mode is not None and int(mode) in set(RunMode) \
-            else "unknown"
+        mode = _run_mode(self._last)
+        name = RunMode(mode).name if mode in set(RunMode) else "unknown"
         return f"{self.cs.name} is shut down (run mode {name}): restart it to go on"
 
 

@@ -26,7 +26,10 @@ ITEMS = [
     {"name": "cool", "args": ["cs0", 120], "kwargs": {"timeout": 600}},
     {"name": "plateau", "args": ["cs0", 10]},
     {"name": "hold", "args": ["cs0"]},
+    {"name": "pause", "args": ["cs0"]},
+    {"name": "resume", "args": ["cs0"]},
     {"name": "end", "args": ["cs0"], "kwargs": {"rate": 120}},
+    {"name": "purge", "args": ["cs0"]},
     {"name": "turbo", "args": ["cs0", True]},
     {"name": "restart", "args": ["cs0"]},
     {"name": "temperature_series", "args": [["det"], "cs0", [250, 200]], "kwargs": {"rate": 360}},
@@ -70,9 +73,13 @@ def test_prepared_temperature_series_records_one_event_per_temperature(profile, 
     plan, prepared = profile.prepare({"name": "temperature_series",
                                       "args": [["det"], "cs0", temps]})
     loop.engine(plan, lambda name, doc: docs.append((name, doc)))
-    events = [doc for name, doc in docs if name == "event"]
+    events = aio_shared.pause_shared.primary_events(docs)  # not the monitor streams
     assert len(events) == 2
     for event, temp in zip(events, temps, strict=True):
         assert abs(event["data"]["cs0"] - temp) <= 0.2 and "det" in event["data"]
     start_doc = next(doc for name, doc in docs if name == "start")
     assert start_doc["ramp_rate_K_per_h"] == 360
+    # the run's monitor streams, as with the ophyd device (plans.monitored_signals)
+    streams = {doc["name"] for name, doc in docs if name == "descriptor"}
+    assert streams == {"primary", *aio_shared.MONITORS}
+    assert next(doc for name, doc in docs if name == "stop")["exit_status"] == "success"

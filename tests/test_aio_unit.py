@@ -44,7 +44,8 @@ def test_init_devices_names_it_and_the_data_keys_are_the_ophyd_ones():
         assert cs0.name == "cs0"  # from the variable, as init_devices does
         reading = await cs0.read()
         assert set(reading) == {"cs0", "cs0_setpoint", "cs0_target", "cs0_phase",
-                                "cs0_run_mode", "cs0_alarm"}
+                                "cs0_run_mode", "cs0_phase_name", "cs0_run_mode_name",
+                                "cs0_alarm"}
         assert reading["cs0_phase"]["value"] is aio.Phase.HOLD
         assert reading["cs0_run_mode"]["value"] is aio.RunMode.RUN
         config = await cs0.read_configuration()

@@ -211,10 +211,21 @@ def test_a_second_client_replacing_the_ramp_is_named(usable_cs0, cs800_sim_ioc):
     cs0 = usable_cs0
     other = make_cs0(cs800_sim_ioc)
     try:
-        start = cs0.temperature.get()
-        loser = cs0.set(start - 40 if start > 140 else start + 40, rate=30)  # ~10 s of ramp
-        assert poll(lambda: cs0.phase.get() == Phase.RAMP)
-        winner = other.set(start - 10 if start > 140 else start + 10, rate=360)
+        start = cs0.temperature.get()  # whatever earlier tests left
+        # The winner's target lies on the other side of the start from the loser's: the
+        # loser's ramp never passes it, so the winner always has a move to make (a target
+        # within tolerance of TEMP would finish at once, sending nothing).
+        down = start - 40 >= 90
+        loser_target = round(start - 40 if down else start + 40, 1)  # ~10 s of ramp
+        winner_target = round(start + 10 if down else max(start - 10, 82.0), 1)
+        loser = cs0.set(loser_target, rate=30)
+        # The loser must have seen its own command accepted before the second client writes:
+        # one still waiting for it would take the winner's target for an ignored command and
+        # send its own again.
+        assert poll(lambda: cs0.phase.get() == Phase.RAMP and cs0._runner is not None
+                    and cs0._runner.accepted)
+        assert cs0.target.get() == pytest.approx(loser_target)
+        winner = other.set(winner_target, rate=360)
         with pytest.raises(CS800InterruptedError, match="another command replaced this one"):
             loser.wait(WAIT)
         winner.wait(WAIT)

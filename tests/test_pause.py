@@ -30,10 +30,12 @@ def primary_events(docs):
             if name == "event" and streams[doc["descriptor"]] == "primary"]
 
 
-def start_slow_ramp(RE, cs0, docs, pause):  # noqa: N803
-    """Run a slow recorded ramp; ``pause(RE)`` from a thread once it ramps; return timings."""
+def start_slow_ramp(RE, cs0, docs, pause, *, dev=None, drop=DROP):  # noqa: N803
+    """Run a slow recorded ramp of ``drop`` K; ``pause(RE)`` from a thread once it ramps;
+    return the target and timings. ``dev`` (default ``cs0``) is the device the plan moves,
+    e.g. an ophyd-async CS800 of the same controller; ``cs0`` (ophyd) reads its state."""
     start = cs0.temperature.get()  # whatever earlier tests left: down if there is room
-    target = round(start - DROP if start - DROP >= 100 else start + DROP, 2)
+    target = round(start - drop if start - drop >= 100 else start + drop, 2)
     timing = {}
 
     def interrupt():
@@ -44,7 +46,7 @@ def start_slow_ramp(RE, cs0, docs, pause):  # noqa: N803
     thread = threading.Thread(target=interrupt, daemon=True)
     thread.start()
     with pytest.raises(RunEngineInterrupted):
-        RE(plans.ramp(cs0, target, rate=SLOW_RATE))
+        RE(plans.ramp(cs0 if dev is None else dev, target, rate=SLOW_RATE))
     timing["paused"] = time.monotonic()
     thread.join(timeout=30)
     assert RE.state == "paused"

@@ -103,6 +103,12 @@ def test_suspenders_say_why_and_check_their_level(usable_cs0):
     shutdown = SuspendOnShutdown(cs0)
     assert shutdown._should_suspend(5) and shutdown._should_resume(3)  # Shutdown OK / Run
     assert not shutdown._should_suspend(3)
+    # the ophyd-async device's RUNMODE reads as text
+    assert shutdown._should_suspend("Shutdown OK") and shutdown._should_resume("Run")
+    assert not shutdown._should_suspend("Run") and not shutdown._should_resume("Shutdown Fail")
+    shutdown._last, shutdown._tripped = "Shutdown Fail", True
+    assert shutdown._get_justification() == ("cs0 is shut down (run mode SHUTDOWN_FAIL): "
+                                             "restart it to go on")
     stale = SuspendWhenStale(cs0)
     assert not stale._should_suspend(0.0)  # the session controller is talking
 
