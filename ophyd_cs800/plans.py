@@ -1,5 +1,7 @@
-"""Bluesky plans for the Oxford CryoStream 800 (:class:`ophyd_cs800.device.CS800` or the
-ophyd-async :class:`ophyd_cs800.aio.CS800`: every plan takes either).
+"""Bluesky plans for the Oxford CryoStream 800.
+
+Every plan takes either device: :class:`ophyd_cs800.device.CS800` or the ophyd-async
+:class:`ophyd_cs800.aio.CS800`.
 
 Every plan is a generator of ``Msg`` objects: usable as ``RE(ramp(cs0, 150))``, inside other
 plans (``yield from ramp(cs0, 150, record=False)`` inside your own run: by default ``ramp`` and
@@ -42,7 +44,7 @@ REASON_ALARM_LEVEL = 3
 
 
 def monitored_signals(cs: CS800) -> list[Any]:
-    """What a recorded run of ``cs`` monitors, one stream each (``<name>_monitor``).
+    """Return what a recorded run of ``cs`` monitors, one stream each (``<name>_monitor``).
 
     TEMP (stream ``cs0_monitor``), SETPOINT, PHASE and RUNMODE (as text), ALARM (text) and
     ALARMI (the alarm code; its Oxford level is ``ophyd_cs800.enums.alarm_for(code).level``).
@@ -101,7 +103,7 @@ class _AlarmRecord:
             self._unsubscribe = None
 
     def reason(self, error: str = "") -> str:
-        """The stop document's reason: ``error`` and/or the alarm of level >= 3 seen."""
+        """Return the stop document's reason: ``error`` and/or the alarm of level >= 3 seen."""
         parts = [error] if error else []
         if self.worst is not None and self.worst.level >= REASON_ALARM_LEVEL:
             parts.append(f"{self.cs.name} raised alarm {self.worst.code} {self.worst.text!r} "
@@ -144,8 +146,11 @@ def recorded_run(cs: CS800, plan: Plan, *, md: dict[str, Any]) -> Plan:
 
 
 def _is_cs800(cs: Any) -> bool:
-    """True for a CS800 of either family (``ophyd_cs800.aio`` is looked up, never imported:
-    an ophyd-async CS800 can only exist once that module was imported)."""
+    """Return True for a CS800 of either family.
+
+    ``ophyd_cs800.aio`` is looked up, never imported: an ophyd-async CS800 can only exist once that
+    module was imported.
+    """
     aio = sys.modules.get("ophyd_cs800.aio")
     return isinstance(cs, CS800) or (aio is not None and isinstance(cs, aio.CS800))
 
