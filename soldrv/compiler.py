@@ -1303,14 +1303,14 @@ def compile_text(
     filename : str, optional
         The name messages give the source.
     compat : bool, optional
-        Select bit-exact reference behaviour.
+        As for :func:`compile_files`.
     version : int, optional
-        3 or 4: the .sft format the code is generated for.
+        As for :func:`compile_files`.
 
     Returns
     -------
     CompileResult
-        The program, the warnings and the verbose text.
+        As for :func:`compile_files`.
 
     Raises
     ------
