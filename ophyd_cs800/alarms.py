@@ -32,9 +32,9 @@ class AlarmChange:
     ----------
     device : str
         The device name (``"cs0"``).
-    old : Alarm | None
+    old : ophyd_cs800.enums.Alarm or None
         The previous alarm (``None`` before the first one seen).
-    new : Alarm
+    new : ophyd_cs800.enums.Alarm
         The alarm now (code, Oxford level, Oxford text).
     ioc_text : str
         The IOC's ``ALARM`` string at the time (``""`` if unknown).

@@ -228,7 +228,7 @@ def ramp(
 
     Parameters
     ----------
-    cs : CS800
+    cs : ophyd_cs800.device.CS800 or ophyd_cs800.aio.CS800
         The controller (either device family).
     target : float
         Target temperature in K.
@@ -344,7 +344,7 @@ def temperature_series(
     ----------
     detectors : Sequence[Readable]
         Read at each temperature.
-    cs : CS800
+    cs : ophyd_cs800.device.CS800 or ophyd_cs800.aio.CS800
         The controller (either device family).
     temperatures : Sequence[float]
         Temperatures in K, in order.
@@ -419,7 +419,7 @@ def ramp_and_record(
     ----------
     detectors : Sequence[Readable]
         Read with ``cs`` at each reading.
-    cs : CS800
+    cs : ophyd_cs800.device.CS800 or ophyd_cs800.aio.CS800
         The controller (either device family).
     target : float
         Target temperature in K, checked before anything moves.
