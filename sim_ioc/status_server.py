@@ -247,7 +247,11 @@ def open_status_socket(host: str, port: int, rng: random.Random | None = None) -
     the reply is counted as a malformed datagram. So port 0 means a random free port outside the
     kernel's ephemeral range (:func:`_bind_outside_ephemeral`), which no port-0 bind is given
     (below it, else above it; if neither has a free port, an exclusive kernel-chosen one).
-    Raises ``OSError`` with the address in the message if the bind fails.
+
+    Raises
+    ------
+    OSError
+        With the address in the message, if the bind fails.
     """
     return open_shared_socket(host, port, "status", rng)
 

@@ -45,7 +45,10 @@ __all__ = [
 def resolve_solenoid(program: Program, key: str | int) -> int:
     """Return the solenoid index for ``key``: a name (case-insensitive), ``"sol<i>"`` or an int.
 
-    Raises KeyError with a sentence listing the known names when nothing matches.
+    Raises
+    ------
+    KeyError
+        With a sentence listing the known names, when nothing matches.
     """
     n = len(program.solenoids)
     if isinstance(key, int) and not isinstance(key, bool):
@@ -299,8 +302,12 @@ class OphydHardware:
     ) -> OphydHardware:
         """Build it from PV names: ``EpicsSignal`` per solenoid/D/A, ``EpicsSignalRO`` status.
 
-        Waits up to ``connect_timeout`` s for every PV; raises TimeoutError naming the PVs
-        that did not connect. Other arguments as the constructor.
+        Waits up to ``connect_timeout`` s for every PV. Other arguments as the constructor.
+
+        Raises
+        ------
+        TimeoutError
+            Naming the PVs that did not connect.
         """
         from ophyd import EpicsSignal, EpicsSignalRO
 

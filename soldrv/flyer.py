@@ -370,7 +370,10 @@ class SolenoidCycler(Device):
         While flying, as soldrv (pending until the next ``^``, mode 0 at once); otherwise it becomes
         the mode of the next kickoff.
 
-        Raises ModeRequestError for an undefined mode (nothing changes).
+        Raises
+        ------
+        soldrv.machine.ModeRequestError
+            For an undefined mode (nothing changes).
         """
         f = self._flight
         if f is not None and self.flying:

@@ -433,8 +433,24 @@ def parse(text: str, filename: str = "<string>") -> Node:
 
     Syntax only: names are not resolved, routine calls are not expanded, so a file can
     parse and still fail to compile (an undefined name, a routine whose pre-scan fails).
-    Raises :class:`SolfmtError` (file:line:column) where the text stops matching the
-    grammar, e.g. ``Syntax error: expected a number (...), found 'x'``.
+
+    Parameters
+    ----------
+    text : str
+        The .sol source.
+    filename : str, optional
+        The name messages give the source.
+
+    Returns
+    -------
+    parsimonious.nodes.Node
+        The syntax tree.
+
+    Raises
+    ------
+    SolfmtError
+        With file:line:column, where the text stops matching the grammar, e.g.
+        ``Syntax error: expected a number (...), found 'x'``.
     """
     from parsimonious.exceptions import IncompleteParseError, ParseError
 

@@ -341,8 +341,12 @@ class SoldrvMachine:
     def check_request(self, mode: object) -> int:
         """Return ``mode`` as an int if a request for it would be accepted.
 
-        Raises :class:`ModeRequestError` with a sentence for a non-integer or undefined mode
-        (mode 0 is always accepted: when undefined it halts).
+        Mode 0 is always accepted: when undefined it halts.
+
+        Raises
+        ------
+        soldrv.machine.ModeRequestError
+            With a sentence, for a non-integer or undefined mode.
         """
         if isinstance(mode, bool) or not isinstance(mode, int):
             try:
@@ -363,9 +367,12 @@ class SoldrvMachine:
     def request_mode(self, mode: int, now: float, wall: float | None = None) -> None:
         """Handle a mode request at logical time ``now`` (see the module docstring).
 
-        Raises :class:`ModeRequestError` (nothing changes) for an undefined mode, and
-        :class:`ProgramError` if the mode's code cannot be executed (the machine is then in
-        NO_MODE).
+        Raises
+        ------
+        soldrv.machine.ModeRequestError
+            For an undefined mode (nothing changes).
+        ProgramError
+            If the mode's code cannot be executed (the machine is then in NO_MODE).
         """
         mode = self.check_request(mode)
         self._enter(now, wall)
@@ -381,7 +388,10 @@ class SoldrvMachine:
     def tick(self, now: float, wall: float | None = None, deadline: float | None = None) -> None:
         """Deliver one timer tick at logical time ``now`` (ignored when nothing waits).
 
-        Raises :class:`ProgramError` if the code that runs after the tick is bad.
+        Raises
+        ------
+        ProgramError
+            If the code that runs after the tick is bad.
         """
         if not self.waiting:
             return

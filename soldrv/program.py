@@ -74,7 +74,11 @@ def timer_period_seconds(count: int, *, runtime_truncation: bool = False) -> flo
 
     ``count == 0`` means 4 s. With ``runtime_truncation=True`` the sub-second part is cut to
     a multiple of 1/1024 s, as both reference runtimes do (1/3 s becomes 0.333007812 s).
-    Raises ValueError for a count outside 0..65535.
+
+    Raises
+    ------
+    ValueError
+        For a count outside 0..65535.
     """
     if not 0 <= count <= 0xFFFF:
         raise ValueError(f"SET_TIME count {count} is outside 0..65535")
@@ -121,8 +125,11 @@ class Instruction(namedtuple("_InstructionFields", "offset opcode operands size"
 def decode_instruction(code: bytes, offset: int, version: int = VERSION_3) -> Instruction:
     """Decode the instruction at ``offset`` of ``code`` for the given format ``version``.
 
-    Raises :class:`CodeError` (a ValueError) for an unknown opcode (including MULT_STROBES in
-    v2) or an instruction that runs past the end of ``code``.
+    Raises
+    ------
+    CodeError
+        For an unknown opcode (including MULT_STROBES in v2) or an instruction that runs past
+        the end of ``code`` (a CodeError is a ValueError).
     """
     n = len(code)
     if not 0 <= offset < n:
@@ -175,7 +182,10 @@ def decode_mode(code: bytes, offset: int, version: int = VERSION_3) -> list[Inst
 def decode_all(code: bytes, version: int = VERSION_3) -> list[Instruction]:
     """Decode the whole mode code from offset 0 to its end (compiled code is contiguous).
 
-    Raises :class:`CodeError` when a byte does not decode.
+    Raises
+    ------
+    CodeError
+        When a byte does not decode.
     """
     out: list[Instruction] = []
     offset = 0
@@ -192,7 +202,10 @@ _DCCC_RE = re.compile(r"^([DM])(\d+(?:,\d+)*)\n$")
 def parse_dccc_string(text: str) -> list[int]:
     r"""Return the command numbers of a v4 DCCC string (``"D51\n"`` or ``"M1,3,5\n"``).
 
-    Raises ValueError if the text is not of that form.
+    Raises
+    ------
+    ValueError
+        If the text is not of that form.
     """
     m = _DCCC_RE.match(text)
     if not m:

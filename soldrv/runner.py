@@ -404,7 +404,7 @@ class RealTimeRunner:
 
         Raises
         ------
-        ModeRequestError
+        soldrv.machine.ModeRequestError
             At once, in the caller's thread, for an undefined mode (nothing changes).
         """
         mode = self.machine.check_request(mode)

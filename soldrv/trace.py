@@ -32,9 +32,14 @@ def trace_mode(program: Program, mode: int, max_ticks: int = 1000,
                max_instructions: int = 100_000) -> list[TraceEvent]:
     """Execute ``mode`` symbolically for at most ``max_ticks`` timer ticks.
 
-    Raises KeyError for an undefined mode, :class:`~soldrv.program.CodeError` for undecodable
-    code and RuntimeError when ``max_instructions`` run without reaching the tick limit (a
-    cycle without waits).
+    Raises
+    ------
+    KeyError
+        For an undefined mode.
+    soldrv.program.CodeError
+        For undecodable code.
+    RuntimeError
+        When ``max_instructions`` run without reaching the tick limit (a cycle without waits).
     """
     ip = program.mode_offset(mode)
     tick = 0
