@@ -633,9 +633,28 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
             cool: bool = False, timeout: float | None = None) -> WatchableAsyncStatus[float]:
         """Ramp (or Cool) to ``value`` K; the status is done when it is there.
 
-        Raises before anything is written, exactly as the ophyd device: CS800RangeError,
-        CS800CommsDisabledError, CS800ShutDownError, CS800StaleError. The status reports
-        current/initial/target/unit/fraction to watchers (``ProgressBarManager``).
+        Parameters
+        ----------
+        value : float
+            Target temperature in K, within :attr:`limits`.
+        rate : float or None, optional
+            Ramp rate in whole K/h, 1-360 (default: the ``ramp_rate`` signal).
+        cool : bool, optional
+            Send Cool (as fast as possible) instead of Ramp; ``rate`` must be None.
+        timeout : float or None, optional
+            Seconds before the move fails (default: :attr:`timeout` if set, else computed).
+
+        Returns
+        -------
+        WatchableAsyncStatus[float]
+            Done when it is there; it reports current/initial/target/unit/fraction to watchers
+            (``ProgressBarManager``).
+
+        Raises
+        ------
+        CS800Error
+            Before anything is written, exactly as the ophyd device: CS800RangeError,
+            CS800CommsDisabledError, CS800ShutDownError, CS800StaleError.
         """
         snap = self._check_commandable("move", modes=rules.READY_OR_RUN)
         job = rules.move_job(

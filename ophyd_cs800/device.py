@@ -531,12 +531,11 @@ class CS800(FollowedState, Device, PositionerBase):
         rules.target_kelvin(self.name, value, self.limits, self._ioc_limits("rtemp"))
 
     def ioc_limits(self, sig: EpicsSignal) -> Range | None:
-        """Return the IOC's own limits on a parameter PV.
+        """Return the IOC's own limits on a parameter PV (its CA control limits, DRVL/DRVH).
 
-        (its CA control limits, DRVL/DRVH), or None.
-
-        Read fresh from the IOC (a CA read of the control form, no write), falling back to the
-        values cached at connection; 0..0 (no limits) or a missing value give ``None``.
+        ``None`` if it has none. Read fresh from the IOC (a CA read of the control form, no
+        write), falling back to the values cached at connection; 0..0 (no limits) or a missing
+        value give ``None``.
         """
         meta: dict[str, Any] = dict(sig.metadata)
         pv = getattr(sig, "_read_pv", None)
@@ -750,8 +749,24 @@ class CS800(FollowedState, Device, PositionerBase):
     def plateau(self, minutes: float, *, timeout: float | None = None) -> StatusBase:
         """Hold the current temperature for ``minutes`` (whole minutes, 1-1440), then Hold.
 
-        The status finishes when the controller leaves the Plat phase. Raises before sending
-        like :meth:`set` (range, comms, shut down).
+        The status finishes when the controller leaves the Plat phase.
+
+        Parameters
+        ----------
+        minutes : float
+            Plateau duration in whole minutes, 1-1440.
+        timeout : float or None, optional
+            Seconds before the status fails (default: ``minutes * 60 + timeout_margin``).
+
+        Returns
+        -------
+        StatusBase
+            Finished when the controller leaves the Plat phase.
+
+        Raises
+        ------
+        CS800Error
+            Before sending, like :meth:`set` (range, comms, shut down).
         """
         self._check_commandable("plateau", modes=rules.READY_OR_RUN)
         return self._command(rules.plateau_job(
@@ -770,8 +785,28 @@ class CS800(FollowedState, Device, PositionerBase):
     def end(self, rate: float = 360, *, timeout: float | None = None) -> StatusBase:
         """Ramp to 300 K at ``rate`` (whole K/h, 1-360), then shut down (Shutdown OK).
 
-        The status finishes when the run mode reads Shutdown OK (at once if already shut
-        down, without sending). A ramp afterwards raises "controller is shut down".
+        A ramp afterwards raises "controller is shut down".
+
+        Parameters
+        ----------
+        rate : float, optional
+            Ramp rate in whole K/h, 1-360.
+        timeout : float or None, optional
+            Seconds before the status fails (default: ``1.1 * |300 K - TEMP| / rate`` in
+            hours, plus ``timeout_margin`` s).
+
+        Returns
+        -------
+        StatusBase
+            Finished when the run mode reads Shutdown OK (at once if already shut down,
+            without sending).
+
+        Raises
+        ------
+        CS800RangeError
+            For a rate outside 1-360 K/h, checked before anything else.
+        CS800Error
+            Before sending, when comms are disabled or the controller is silent.
         """
         rate_k_h = rules.end_rate(self.name, rate)
         snap = self._check_commandable("end", modes=None)
