@@ -97,7 +97,25 @@ def open_catalog(where: str | os.PathLike[str] | None = None, **from_uri_kwargs:
 
     A directory is created with its catalog on first use and served in this process. An
     ``http(s)://`` address is opened with ``tiled.client.from_uri(where, **from_uri_kwargs)``.
-    ``client[uid]`` is a run; ``client.values().last()`` the newest.
+
+    Parameters
+    ----------
+    where : str or os.PathLike or None, optional
+        A store directory (default :func:`default_data_dir`) or an ``http(s)://`` address.
+    **from_uri_kwargs
+        Passed to ``tiled.client.from_uri`` for an address (e.g. ``api_key``).
+
+    Returns
+    -------
+    tiled.client.container.Container
+        ``client[uid]`` is a run; ``client.values().last()`` the newest.
+
+    Raises
+    ------
+    StoreUnavailableError
+        (One sentence.) When Tiled or its writer is not installed.
+    NotADirectoryError
+        If ``where`` is a file.
     """
     remote = where is not None and is_uri(where)
     _require_tiled(local=not remote)

@@ -135,7 +135,12 @@ def decode_settings(text: str, prefix: str, cid: int, source: str = "the file") 
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same directory and a rename.
 
-    A reader (or a crash) sees the old file or the new one, never a part. Raises ``OSError``.
+    A reader (or a crash) sees the old file or the new one, never a part.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written.
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -186,8 +191,12 @@ class Autosave:
     async def restore(self) -> None:
         """Create the directory and restore every group from its file (if any).
 
-        Raises ``OSError`` (with a sentence naming the directory) only if the directory cannot
-        be created; every problem with a file or a value is logged and keeps the defaults.
+        Every problem with a file or a value is logged and keeps the defaults.
+
+        Raises
+        ------
+        OSError
+            With a sentence naming the directory, only if the directory cannot be created.
         """
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

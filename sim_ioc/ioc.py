@@ -130,7 +130,10 @@ class ControllerConfig:
 def resolve_source(host: str) -> str:
     """Return the dotted IPv4 address of ``host`` (a name or an address), as datagrams show it.
 
-    Raises ``ValueError`` naming the host if it cannot be resolved.
+    Raises
+    ------
+    ValueError
+        Naming the host, if it cannot be resolved.
     """
     try:
         return socket.gethostbyname(host)
@@ -430,8 +433,11 @@ class CS800ControllerGroup(_HelperRecords):
     def send(self, command: P.Command) -> None:
         """Send one command datagram to this controller.
 
-        Raises ``RuntimeError`` (the CA put fails with this text) when DISABLE is Disabled, when
-        no command address is known, or when the socket refuses the datagram.
+        Raises
+        ------
+        RuntimeError
+            (The CA put fails with this text.) When DISABLE is Disabled, when no command address
+            is known, or when the socket refuses the datagram.
         """
         name = command.command.name
         if self.disabled and self.flavor.disabled_put_succeeds:  # SDIS: skipped, no error
@@ -840,7 +846,10 @@ class CS800IOC:
     async def open(self) -> None:
         """Bind the status and command sockets and start the background tasks.
 
-        Raises ``OSError`` (with the address) if a socket cannot be bound.
+        Raises
+        ------
+        OSError
+            With the address, if a socket cannot be bound.
         """
         loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
