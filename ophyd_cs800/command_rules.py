@@ -234,7 +234,10 @@ def hold_job(name: str, writer: Writer, *, timeout: float | None,
 
 
 def end_rate(name: str, rate: Any) -> int:
-    """Return the End rate (whole K/h, 1-360) or CS800RangeError; checked before anything else."""
+    """Return the End rate (whole K/h, 1-360) or raise CS800RangeError.
+
+    Checked before anything else.
+    """
     return validated(name, lambda: P.end(rate)).param1
 
 

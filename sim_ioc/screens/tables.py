@@ -110,7 +110,7 @@ def valve_table(n_valves: int, n_dtoa: int = 8) -> dict[str, PVInfo]:
 
 
 def pv(suffix: str) -> PVInfo:
-    """Return the controller PV ``suffix``; ``KeyError`` naming it if the IOC does not serve it."""
+    """Return the controller PV ``suffix``; raise ``KeyError`` naming it if the IOC lacks it."""
     try:
         return controller_table()[suffix]
     except KeyError:
