@@ -27,7 +27,7 @@ from sim_ioc.udp_sim import SimulatorServer
 
 
 def rate(func, seconds: float) -> float:
-    """Calls of ``func`` per wall second, measured over about ``seconds``."""
+    """Measure the calls of ``func`` per wall second, measured over about ``seconds``."""
     n, t0 = 0, time.perf_counter()
     while True:
         for _ in range(200):

@@ -1,5 +1,6 @@
-"""Benchmark the overhead of ``RE(ramp(cs0, T))`` beyond the simulated ramp time, for the
-ophyd device and the ophyd-async device side by side.
+"""Benchmark the overhead of ``RE(ramp(cs0, T))`` beyond the simulated ramp time.
+
+For the ophyd device and the ophyd-async device side by side.
 
 Run::
 
@@ -37,7 +38,7 @@ GAS_TAU_S = 20.0  # the simulator's gas time constant at normal flow (sim_ioc.co
 
 
 def connect_aio(prefix: str):
-    """The ophyd-async CS800 on ``prefix``, connected in the RunEngine's event loop."""
+    """Return the ophyd-async CS800 on ``prefix``, connected in the RunEngine's event loop."""
     from bluesky.run_engine import call_in_bluesky_event_loop
 
     from ophyd_cs800 import aio

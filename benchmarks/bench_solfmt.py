@@ -1,5 +1,6 @@
-"""Benchmark solfmt on the largest corpus file (HFEMS, 588 lines, 64 solenoids) against the
-reference C compiler, and the import cost of the commands.
+"""Benchmark solfmt against the reference C compiler, and the import cost of the commands.
+
+Measured on the largest corpus file (HFEMS, 588 lines, 64 solenoids).
 
 Run: ``python benchmarks/bench_solfmt.py [--repeat N] [--reference-ms MS | --reference-cmd CMD]``.
 
@@ -58,7 +59,7 @@ def _times(fn, repeat: int) -> list[float]:
 
 
 def _env() -> dict[str, str]:
-    """The environment of the measured commands: bytecode caches allowed (as installed)."""
+    """Return the environment of the measured commands: bytecode caches allowed (as installed)."""
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
@@ -90,7 +91,7 @@ _IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+\d+ \| (\s*)(\S+)")
 
 
 def _imported(code: str) -> dict[str, int]:
-    """Module -> self import time in µs for running ``code`` under ``python -X importtime``."""
+    """Map module -> self import time in µs for running ``code`` under ``python -X importtime``."""
     proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], env=_env(),
                           capture_output=True, text=True, timeout=60, check=False)
     out = {}
@@ -100,8 +101,11 @@ def _imported(code: str) -> dict[str, int]:
 
 
 def import_cost_ms(code: str, repeat: int) -> float:
-    """Median import cost in ms of ``code``: self times of the modules it imports beyond those
-    that the interpreter imports at start-up (``python -c pass``)."""
+    """Median import cost in ms of ``code``.
+
+    Self times of the modules it imports beyond those that the interpreter imports at start-up
+    (``python -c pass``).
+    """
     costs = []
     for _ in range(repeat):
         startup = _imported("pass")
@@ -121,8 +125,10 @@ print((time.perf_counter() - t0) * 1e3)
 
 
 def first_compile_ms(repeat: int) -> float:
-    """Median in ms of the first compile + write of HFEMS in a fresh interpreter (cold code
-    paths and caches, unlike the repeated in-process figure)."""
+    """Median in ms of the first compile + write of HFEMS in a fresh interpreter.
+
+    Cold code paths and caches, unlike the repeated in-process figure.
+    """
     code = _FIRST_COMPILE.format(src=str(SOURCE))
     out = []
     for _ in range(repeat):

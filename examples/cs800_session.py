@@ -1,5 +1,6 @@
-"""Helpers for the CS800 examples: connect to a CryoStream (or start a simulated one), and
-keep the runs in a Tiled store.
+"""Helpers for the CS800 examples.
+
+Connect to a CryoStream (or start a simulated one), and keep the runs in a Tiled store.
 
 ``open_cs800(prefix)`` yields a connected :class:`ophyd_cs800.CS800`. With ``prefix=None`` it
 first starts ``cs800-sim-ioc`` (one simulated controller, sped up) on free loopback ports and

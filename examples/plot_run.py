@@ -20,7 +20,7 @@ from typing import Any
 
 
 def _stream(run: Any, stream: str, key: str) -> tuple[list[float], list[Any]]:
-    """(times, values) of ``key`` in ``stream`` of ``run``; empty if the stream is absent."""
+    """Return (times, values) of ``key`` in ``stream`` of ``run``; empty if the stream is absent."""
     if stream not in run:
         return [], []
     node = run[stream]
@@ -90,7 +90,7 @@ def draw_run(run: Any, out: str, *, name: str = "cs0") -> str:
 
 
 def find_run(client: Any, uid: str | None) -> Any:
-    """The run ``uid`` (or uid prefix) of ``client``; the newest when ``uid`` is None."""
+    """Return the run ``uid`` (or uid prefix) of ``client``; the newest when ``uid`` is None."""
     if uid is None:
         return client.values().last()
     if uid in client:

@@ -77,8 +77,11 @@ _INVALID = -1
 
 
 class Phase(SupersetEnum):
-    """PHASE as text. A superset enum: the synApps C IOC serves the first 11 strings, this
-    package's IOC all 13 (adding Regen, Regen 2), and a strict enum would refuse one of them."""
+    """PHASE as text: a superset enum.
+
+    The synApps C IOC serves the first 11 strings, this package's IOC all 13 (adding Regen, Regen
+    2), and a strict enum would refuse one of them.
+    """
 
     RAMP = "Ramp"
     COOL = "Cool"
@@ -121,14 +124,16 @@ _TUNABLES = ("ramp_rate", "tolerance", "settle_time")
 
 
 def _index(value: Any, strings: tuple[str, ...]) -> int | None:
-    """The int of an enum PV value (``Phase.RAMP`` or ``"Ramp"`` -> 0), or None."""
+    """Return the int of an enum PV value (``Phase.RAMP`` or ``"Ramp"`` -> 0), or None."""
     text = getattr(value, "value", value)
     return strings.index(text) if text in strings else None
 
 
 class AsyncJobRunner(FollowedJob):
-    """Follows one :class:`Job` in an asyncio task: the same :class:`JobTracker` decisions as
-    the ophyd device's thread, fed by monitor callbacks (:meth:`wake`) and a poll timer.
+    """Follows one :class:`Job` in an asyncio task.
+
+    The same :class:`JobTracker` decisions as the ophyd device's thread, fed by monitor callbacks
+    (:meth:`wake`) and a poll timer.
 
     Parameters: as :class:`ophyd_cs800.move_status.JobRunner`; ``send_lock`` is an
     ``asyncio.Lock``, ``job.send`` and ``on_timeout`` are coroutine functions.
@@ -478,7 +483,7 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
     # -- the cached state ---------------------------------------------------------------------
     @staticmethod
     def _number(reading: dict[str, Any] | None) -> float | None:
-        """A reading's value as a float; None if INVALID, no number or "not available"."""
+        """Return a reading's value as a float; None if INVALID, no number or "not available"."""
         if reading is None or reading.get("alarm_severity", 0) == _INVALID:
             return None
         return available(reading["value"])
@@ -496,7 +501,7 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
         return _index(reading["value"], strings)
 
     def snapshot(self) -> Snapshot:
-        """The controller state from the monitored values (no Channel Access traffic)."""
+        """Return the controller state from the monitored values (no Channel Access traffic)."""
         temp_reading = self._readings.get("temperature")
         temp_invalid = temp_reading is None or temp_reading.get("alarm_severity") == _INVALID
         alarm = self._readings.get("alarm")
@@ -514,21 +519,23 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
 
     @property
     def log(self) -> Any:  # a logging.Logger (ophyd-async's Device.log is an adapter)
-        """This device's logger, ``ophyd_cs800.device.<name>`` (as the ophyd device's)."""
+        """The device's logger, ``ophyd_cs800.device.<name>`` (as the ophyd device's)."""
         return device_logger(self.name)
 
 
 
 
     def add_alarm_callback(self, callback: AlarmCallback) -> Callable[[], None]:
-        """Call ``callback(change)`` on every change of the alarm code (ALARMI), in the event
-        loop; returns a function that unsubscribes (as the ophyd device)."""
+        """Call ``callback(change)`` on every change of the alarm code (ALARMI), in the event loop.
+
+        Returns a function that unsubscribes (as the ophyd device).
+        """
         if self._alarms is None:
             raise CS800StaleError(f"{self.name}: connect the device first.")
         return self._alarms.subscribe(callback)
 
     def ioc_limits(self, attr: str) -> Range | None:
-        """The IOC's own limits (DRVL/DRVH, read at connection) of a parameter, or None."""
+        """Return the IOC's own limits (DRVL/DRVH, read at connection) of a parameter, or None."""
         return self._ioc_ranges.get(attr)
 
     @property
@@ -626,9 +633,28 @@ class CS800(FollowedState, StandardReadable, Locatable[float], Stoppable,
             cool: bool = False, timeout: float | None = None) -> WatchableAsyncStatus[float]:
         """Ramp (or Cool) to ``value`` K; the status is done when it is there.
 
-        Raises before anything is written, exactly as the ophyd device: CS800RangeError,
-        CS800CommsDisabledError, CS800ShutDownError, CS800StaleError. The status reports
-        current/initial/target/unit/fraction to watchers (``ProgressBarManager``).
+        Parameters
+        ----------
+        value : float
+            Target temperature in K, within :attr:`limits`.
+        rate : float or None, optional
+            Ramp rate in whole K/h, 1-360 (default: the ``ramp_rate`` signal).
+        cool : bool, optional
+            Send Cool (as fast as possible) instead of Ramp; ``rate`` must be None.
+        timeout : float or None, optional
+            Seconds before the move fails (default: :attr:`timeout` if set, else computed).
+
+        Returns
+        -------
+        WatchableAsyncStatus[float]
+            Done when it is there; it reports current/initial/target/unit/fraction to watchers
+            (``ProgressBarManager``).
+
+        Raises
+        ------
+        CS800Error
+            Before anything is written, exactly as the ophyd device: CS800RangeError,
+            CS800CommsDisabledError, CS800ShutDownError, CS800StaleError.
         """
         snap = self._check_commandable("move", modes=rules.READY_OR_RUN)
         job = rules.move_job(

@@ -28,11 +28,16 @@ WARNING_LEVEL = 2
 class AlarmChange:
     """One change of a controller's alarm.
 
-    Attributes:
-        device: the device name (``"cs0"``).
-        old: the previous alarm (``None`` before the first one seen).
-        new: the alarm now (code, Oxford level, Oxford text).
-        ioc_text: the IOC's ``ALARM`` string at the time (``""`` if unknown).
+    Attributes
+    ----------
+    device : str
+        The device name (``"cs0"``).
+    old : ophyd_cs800.enums.Alarm or None
+        The previous alarm (``None`` before the first one seen).
+    new : ophyd_cs800.enums.Alarm
+        The alarm now (code, Oxford level, Oxford text).
+    ioc_text : str
+        The IOC's ``ALARM`` string at the time (``""`` if unknown).
     """
 
     device: str
@@ -60,9 +65,12 @@ AlarmCallback = Callable[[AlarmChange], None]
 class AlarmWatch:
     """Follows one controller's alarm code; logs and reports each change.
 
-    Parameters:
-        device: the device name used in messages.
-        logger: where changes are logged.
+    Parameters
+    ----------
+    device : str
+        The device name used in messages.
+    logger : logging.Logger
+        Where changes are logged.
     """
 
     def __init__(self, device: str, logger: logging.Logger) -> None:

@@ -69,8 +69,11 @@ class PutRefusedError(RuntimeError):
 
     def __init__(self, pvname: str, reason: str, status: int = ECA_PUTFAIL,
                  response: Any = None) -> None:
-        """Build the exception; the message is ``"put refused by the IOC: <pv>: <reason>"``
-        (``<pv>: `` left out when the reason starts with it)."""
+        """Build the exception.
+
+        The message is ``"put refused by the IOC: <pv>: <reason>"`` (``<pv>: `` left out when the
+        reason starts with it).
+        """
         self.pvname = pvname
         self.reason = reason
         self.status = status
@@ -81,7 +84,10 @@ class PutRefusedError(RuntimeError):
 
 
 def server_reason(error_message: bytes | bytearray | str) -> str:
-    """The sentence of a CA ``ErrorResponse`` text (NULs and caproto's type prefix removed)."""
+    """Return the sentence of a CA ``ErrorResponse`` text.
+
+    NULs and caproto's type prefix are removed.
+    """
     if isinstance(error_message, (bytes, bytearray)):
         error_message = bytes(error_message).split(b"\0", 1)[0].decode("latin-1")
     text = _PYTHON_EXCEPTION.sub("", error_message.strip())
@@ -98,7 +104,7 @@ class RefusalWatch:
     """
 
     def __init__(self) -> None:
-        """An empty watch."""
+        """Start an empty watch."""
         self._lock = threading.Lock()
         self.error: PutRefusedError | None = None
         self._status: Any = None
@@ -181,7 +187,7 @@ def _log_once(key: str, level: int, message: str, *args: Any) -> None:
 
 
 def _enabled() -> bool:
-    """False when :data:`ENV_SWITCH` says off."""
+    """Return False when :data:`ENV_SWITCH` says off."""
     return os.environ.get(ENV_SWITCH, "1").strip().lower() not in {"0", "off", "no", "false"}
 
 
@@ -204,8 +210,10 @@ Patch = tuple[Any, str, Callable[[Any], bool], Callable[[Any], Callable[..., Any
 
 
 def _patch_all(part: str, patches: list[Patch]) -> bool:
-    """Replace each ``owner.attr`` by ``make(original)``: all of them, only if every original
-    is what its test accepts (or already replaced); else none, logged once.
+    """Replace each ``owner.attr`` by ``make(original)``.
+
+    All of them, only if every original is what its test accepts (or already replaced); else none,
+    logged once.
 
     Idempotent; returns True when the part is in place.
     """
@@ -296,16 +304,19 @@ def _install_caproto() -> bool:
 
 
 def _error_of(pvname: str, response: Any) -> PutRefusedError:
-    """The exception for a caproto ``ErrorResponse``."""
+    """Return the exception for a caproto ``ErrorResponse``."""
     status = int(response.header.parameter2)
     return PutRefusedError(pvname, server_reason(response.error_message), status, response)
 
 
 def _write_callback(pvname: str, callback: Callable[[Any], Any], watch: RefusalWatch | None,
                     ca: Any, *, quiet: bool) -> Callable[[Any], Any]:
-    """``callback`` for caproto's ``PV.write``. A refusal goes to ``watch`` and not to
-    ``callback`` (callers there take any callback as success); without a watch ``callback``
-    gets the ``ErrorResponse`` and the refusal is logged unless ``quiet``."""
+    """Wrap ``callback`` for caproto's ``PV.write``.
+
+    A refusal goes to ``watch`` and not to ``callback`` (callers there take any callback as
+    success); without a watch ``callback`` gets the ``ErrorResponse`` and the refusal is logged
+    unless ``quiet``.
+    """
     def on_response(response: Any) -> Any:
         if isinstance(response, ca.ErrorResponse):
             error = _error_of(pvname, response)
@@ -319,8 +330,10 @@ def _write_callback(pvname: str, callback: Callable[[Any], Any], watch: RefusalW
 
 
 def _deliver_error(manager: Any, command: Any, ca: Any) -> None:
-    """Give a write's ``ErrorResponse`` to the ``PV.write`` waiting on it, as caproto does
-    with the ``WriteNotifyResponse`` of an accepted put (same ioid bookkeeping)."""
+    """Give a write's ``ErrorResponse`` to the ``PV.write`` waiting on it.
+
+    As caproto does with the ``WriteNotifyResponse`` of an accepted put (same ioid bookkeeping).
+    """
     request = command.original_request
     pv = manager.pvs.get(command.cid)
     pvname = pv.name if pv is not None else f"channel {command.cid}"
@@ -351,9 +364,10 @@ def _deliver_error(manager: Any, command: Any, ca: Any) -> None:
 
 
 def _compat_patch() -> Patch:
-    """caproto's pyepics-compatible ``PV.put`` (ophyd's caproto layer) runs inside
-    :func:`watching`: a refused put does not run the completion callback (nor set
-    ``put_complete``)."""
+    """Caproto's pyepics-compatible ``PV.put`` (ophyd's caproto layer) runs inside :func:`watching`.
+
+    A refused put does not run the completion callback (nor set ``put_complete``).
+    """
     from caproto.threading import pyepics_compat
 
     def expected(func: Any) -> bool:
@@ -402,8 +416,11 @@ _put_status = threading.local()
 
 
 def _install_pyepics() -> bool:
-    """pyepics' ``ca.put``: a put callback with a failed status does not run the user's
-    callback; ``put(wait=True)`` raises; the status reaches the watch."""
+    """Pyepics' ``ca.put``.
+
+    A put callback with a failed status does not run the user's callback; ``put(wait=True)`` raises;
+    the status reaches the watch.
+    """
     from epics import ca
 
     def expected_event(func: Any) -> bool:
@@ -455,8 +472,11 @@ class _PyepicsPut:
 
     def __init__(self, pvname: str, callback: Any, watch: RefusalWatch | None,
                  wait: bool) -> None:
-        """Call ``callback`` on success; on refusal, tell ``watch``, or leave the error for the
-        waiting ``put`` to raise (``wait``), or log it."""
+        """Call ``callback`` on success.
+
+        On refusal, tell ``watch``, or leave the error for the waiting ``put`` to raise (``wait``),
+        or log it.
+        """
         self.pvname = pvname
         self.wait = wait
         self.callback = callback
@@ -465,7 +485,7 @@ class _PyepicsPut:
         self.settled = threading.Event()
 
     def __call__(self, pvname: str | None = None, **kwargs: Any) -> None:
-        """pyepics' put-completion call (on a CA thread, inside ``_onPutEvent``)."""
+        """Pyepics' put-completion call (on a CA thread, inside ``_onPutEvent``)."""
         status = getattr(_put_status, "value", ECA_NORMAL)
         try:
             if status == ECA_NORMAL:

@@ -63,7 +63,7 @@ IocLimits = Callable[[str], "Range | None"]
 
 
 def no_ioc_limits(attr: str) -> Range | None:
-    """An :data:`IocLimits` for an IOC whose parameters have no limits of their own."""
+    """Return an :data:`IocLimits` for an IOC whose parameters have no limits of their own."""
     return None
 
 
@@ -81,8 +81,9 @@ def limits_from(low: float | None, high: float | None) -> tuple[float, float]:
 def check_commandable(name: str, what: str, *, disabled: int | None, snap: Snapshot,
                       modes: tuple[RunMode, ...] | None, disable_pv: str,
                       temp_pv: str) -> None:
-    """Raise unless comms are enabled (``disabled`` 0), the controller reports (not silent,
-    TEMP valid) and the run mode fits.
+    """Raise unless comms are enabled, the controller reports and the run mode fits.
+
+    Comms enabled: ``disabled`` 0; reporting: not silent, TEMP valid.
 
     ``modes=None`` accepts any run mode. ``disabled`` is DISABLE's raw value (``None`` if
     unreadable, which counts as disabled).
@@ -119,8 +120,11 @@ def check_commandable(name: str, what: str, *, disabled: int | None, snap: Snaps
 
 def target_kelvin(name: str, value: Any, limits: tuple[float, float],
                   ioc: Range | None = None) -> float:
-    """``value`` as a target in K at the wire resolution, checked against the controller's
-    ``limits`` and the IOC's own ``ioc`` range (RTEMP or CTEMP); CS800RangeError otherwise."""
+    """``value`` as a target in K at the wire resolution.
+
+    Checked against the controller's ``limits`` and the IOC's own ``ioc`` range (RTEMP or CTEMP);
+    CS800RangeError otherwise.
+    """
     try:
         target = float(value)
     except (TypeError, ValueError):
@@ -176,7 +180,7 @@ def move_job(name: str, snap: Snapshot, new_position: Any, writer: Writer, *,
              limits: tuple[float, float], ioc_limits: IocLimits, rate: Any, default_rate: Any,
              cool: bool, tolerance: float, settle_time: float, timeout: float | None,
              timeout_margin: float) -> MoveJob:
-    """The Ramp (or Cool) job to ``new_position`` K, checked (raises before any write).
+    """Return the Ramp (or Cool) job to ``new_position`` K, checked (raises before any write).
 
     ``snap`` is the snapshot :func:`check_commandable` passed; ``timeout`` ``None`` computes
     ``1.1 * |dT| / rate + timeout_margin + settle_time``.
@@ -230,7 +234,10 @@ def hold_job(name: str, writer: Writer, *, timeout: float | None,
 
 
 def end_rate(name: str, rate: Any) -> int:
-    """The End rate (whole K/h, 1-360) or CS800RangeError; checked before anything else."""
+    """Return the End rate (whole K/h, 1-360) or raise CS800RangeError.
+
+    Checked before anything else.
+    """
     return validated(name, lambda: P.end(rate)).param1
 
 
@@ -292,7 +299,7 @@ def stop_sends_hold(following: bool, snap: Snapshot) -> bool:
 
 def stopped_error(name: str, what: str, snap: Snapshot,
                   hold_error: BaseException | None) -> CS800InterruptedError:
-    """The failure of a job ended by ``stop()`` (``hold_error``: HOLD could not be sent)."""
+    """Return the failure of a job ended by ``stop()`` (``hold_error``: HOLD could not be sent)."""
     held = ("HOLD was sent, so the controller holds its current temperature."
             if hold_error is None else f"sending HOLD failed: {hold_error}")
     temp = snap.temp if snap.temp is not None else float("nan")
@@ -300,8 +307,11 @@ def stopped_error(name: str, what: str, snap: Snapshot,
 
 
 def describe_state(name: str, snap: Snapshot) -> str:
-    """One line for people: ``cs0: TEMP 150.00 K, phase Hold, run mode Run, target 150.00 K``;
-    a silent controller reads ``cs0: no status for 4.0 s (last TEMP 150.00 K)``."""
+    """One line for people.
+
+    ``cs0: TEMP 150.00 K, phase Hold, run mode Run, target 150.00 K``; a silent controller reads
+    ``cs0: no status for 4.0 s (last TEMP 150.00 K)``.
+    """
     if snap.silent:  # the phase and run mode are frozen: not shown
         return f"{name}: {snap.describe()}"
     target = "unknown" if snap.target is None else f"{snap.target:.2f} K"
@@ -309,7 +319,7 @@ def describe_state(name: str, snap: Snapshot) -> str:
 
 
 def clamp_error(name: str, pvname: str, written: float, echo: float) -> CS800RangeError | None:
-    """The error when the IOC clamped a written temperature parameter, else ``None``."""
+    """Return the error when the IOC clamped a written temperature parameter, else ``None``."""
     if abs(echo - written) <= SAME_TEMP_K:
         return None
     return CS800RangeError(
@@ -319,7 +329,7 @@ def clamp_error(name: str, pvname: str, written: float, echo: float) -> CS800Ran
 
 
 def send_failure(name: str, what: str, exc: BaseException) -> CS800Error:
-    """The failure of a one-shot command write (pause, resume, turbo)."""
+    """Return the failure of a one-shot command write (pause, resume, turbo)."""
     return CS800Error(f"{name}: could not send {what}: {exc}")
 
 

@@ -59,7 +59,9 @@ STATUS_PACKET_RECORD = "CS:status_packet"
 
 
 def default_status_packet_pv(prefix: str) -> str:
-    """The usual status-packet PV of a controller prefix: ``xxx:CS0:`` -> ``xxx:CS:status_packet``.
+    """Return the usual status-packet PV of a controller prefix.
+
+    ``xxx:CS0:`` -> ``xxx:CS:status_packet``.
 
     Both the synApps ``iocsh`` examples and ``cs800-ioc`` put the status server at
     ``$(P)CS:`` and the controllers at ``$(P)CS0:``, ``$(P)CS1:``...: ``$(P)`` is the prefix
@@ -71,17 +73,26 @@ def default_status_packet_pv(prefix: str) -> str:
 
 
 def _hk(suffix: str, **kwargs: Any) -> Cpt:
-    """A housekeeping status PV: read-only, not in read()/configuration, created on first use."""
+    """Return a housekeeping status PV.
+
+    Read-only, not in read()/configuration, created on first use.
+    """
     return Cpt(EpicsSignalRO, suffix, kind="omitted", lazy=True, **kwargs)
 
 
 def _param(suffix: str) -> Cpt:
-    """A command parameter PV (RRATE, RTEMP, ...): written with put completion before an action."""
+    """Return a command parameter PV (RRATE, RTEMP, ...).
+
+    Written with put completion before an action.
+    """
     return Cpt(EpicsSignal, suffix, kind="omitted", put_complete=True)
 
 
 def _action_pv(suffix: str) -> Cpt:
-    """A command record processed by writing 1 to its ``.PROC`` field (sends one UDP command)."""
+    """Return a command record processed by writing 1 to its ``.PROC`` field.
+
+    (sends one UDP command).
+    """
     return Cpt(EpicsSignal, f"{suffix}.PROC", kind="omitted", put_complete=True)
 
 
@@ -127,37 +138,52 @@ class CS800Actions(Device):
 class CS800(FollowedState, Device, PositionerBase):
     """An Oxford CryoStream 800 on the synApps ``Oxford_CS800.db`` PVs, a positioner in kelvin.
 
-    Parameters:
-        prefix: the controller's PV prefix ``$(P)$(R)``, e.g. ``"xxx:CS0:"``.
-        name: the device name; the readback TEMP is reported under it (``cs0``).
-        tolerance: |TEMP - target| (K) that counts as "there" (default 0.2 K: the readback
-            resolution is 0.01 K and the noise at rest about +/-0.05 K).
-        settle_time: seconds (wall clock) TEMP must stay within tolerance, out of
-            Ramp/Cool/Wait, before a move is done (default 5 s).
-        ramp_rate: K/h used by ``set`` / ``ramp`` when no rate is given (1-360, default 360).
-        status_period: the shortest status period to plan with, seconds (1.0: a real
-            controller reports once a second). The period actually used is learned from the
-            arrival of status (:attr:`learned_status_period`) and never below this floor: an
-            IOC that delivers status late or seldom widens the confirmation window and the
-            stale limit instead of causing re-sends. Sets the poll interval too.
-        max_resends: re-sends of a command the controller has not acted on (default 2; the
-            confirmation window doubles at each).
-        timeout_margin: seconds added to the computed ramp time for the default timeout.
-        stale_after: seconds without any status before the controller counts as silent: a
-            running move fails, and every command is refused before anything is written.
-            ``"auto"`` (default): 3 status periods + 0.5 s, so a move fails within 3 status
-            periods + 1 s of the last datagram; a number: that many seconds; ``None``: only
-            INVALID severity on TEMP counts (the synApps C IOC never sets it).
-        status_packet_pv: the status server's datagram PV, which moves with every datagram
-            whatever the values (``$(P)CS:status_packet`` on the synApps IOC and ours), used as
-            the heartbeat. ``"auto"`` (default): derived from ``prefix``
-            (``xxx:CS0:`` -> ``xxx:CS:status_packet``, see :func:`default_status_packet_pv`);
-            ``None``: no packet heartbeat. Without it (or while it is not connected) the
-            heartbeat is the monitors of the noisy status PVs (TEMP, SUCTTEMP, EVAPTEMP,
-            GASHEAT, ...): a controller whose readings do not change at all then looks silent.
-        put_timeout: seconds allowed for each PV write.
-        timeout: a fixed default timeout for moves (seconds) instead of the computed one.
+    Parameters
+    ----------
+    prefix : str, optional
+        The controller's PV prefix ``$(P)$(R)``, e.g. ``"xxx:CS0:"``.
+    name : str
+        The device name; the readback TEMP is reported under it (``cs0``).
+    tolerance : float, optional
+        |TEMP - target| (K) that counts as "there" (default 0.2 K: the readback
+        resolution is 0.01 K and the noise at rest about +/-0.05 K).
+    settle_time : float, optional
+        Seconds (wall clock) TEMP must stay within tolerance, out of
+        Ramp/Cool/Wait, before a move is done (default 5 s).
+    ramp_rate : float, optional
+        K/h used by ``set`` / ``ramp`` when no rate is given (1-360, default 360).
+    status_period : float, optional
+        The shortest status period to plan with, seconds (1.0: a real
+        controller reports once a second). The period actually used is learned from the
+        arrival of status (:attr:`learned_status_period`) and never below this floor: an
+        IOC that delivers status late or seldom widens the confirmation window and the
+        stale limit instead of causing re-sends. Sets the poll interval too.
+    max_resends : int, optional
+        Re-sends of a command the controller has not acted on (default 2; the
+        confirmation window doubles at each).
+    timeout_margin : float, optional
+        Seconds added to the computed ramp time for the default timeout.
+    stale_after : float | str | None, optional
+        Seconds without any status before the controller counts as silent: a
+        running move fails, and every command is refused before anything is written.
+        ``"auto"`` (default): 3 status periods + 0.5 s, so a move fails within 3 status
+        periods + 1 s of the last datagram; a number: that many seconds; ``None``: only
+        INVALID severity on TEMP counts (the synApps C IOC never sets it).
+    status_packet_pv : str | None, optional
+        The status server's datagram PV, which moves with every datagram
+        whatever the values (``$(P)CS:status_packet`` on the synApps IOC and ours), used as
+        the heartbeat. ``"auto"`` (default): derived from ``prefix``
+        (``xxx:CS0:`` -> ``xxx:CS:status_packet``, see :func:`default_status_packet_pv`);
+        ``None``: no packet heartbeat. Without it (or while it is not connected) the
+        heartbeat is the monitors of the noisy status PVs (TEMP, SUCTTEMP, EVAPTEMP,
+        GASHEAT, ...): a controller whose readings do not change at all then looks silent.
+    put_timeout : float, optional
+        Seconds allowed for each PV write.
+    timeout : float | None, optional
+        A fixed default timeout for moves (seconds) instead of the computed one.
 
+    Notes
+    -----
     Attributes set from the parameters can be changed later (``cs0.status_period = 0.2``);
     ``tolerance``, ``settle_time`` and ``ramp_rate`` are configuration signals
     (``cs0.tolerance.put(0.3)``) and so appear in the run's configuration.
@@ -360,7 +386,7 @@ class CS800(FollowedState, Device, PositionerBase):
                                timestamp=timestamp if timestamp is not None else time.time())
 
     def _status_changed(self, obj: Signal | None = None, **kwargs: Any) -> None:
-        """A status PV changed: a datagram arrived (see :meth:`Heartbeat.on_monitor`)."""
+        """Note that a status PV changed: a datagram arrived (see :meth:`Heartbeat.on_monitor`)."""
         severity = None if obj is None else obj.metadata.get("severity")
         self._heartbeat.on_monitor(severity, time.monotonic())
 
@@ -385,8 +411,10 @@ class CS800(FollowedState, Device, PositionerBase):
         self._alarms.update(None if code is None else int(code), text)
 
     def add_alarm_callback(self, callback: AlarmCallback) -> Callable[[], None]:
-        """Call ``callback(change)`` with an :class:`~ophyd_cs800.alarms.AlarmChange` on every
-        change of the controller's alarm code (ALARMI); returns a function that unsubscribes.
+        """Call ``callback(change)`` on every change of the controller's alarm code (ALARMI).
+
+        ``change`` is an :class:`~ophyd_cs800.alarms.AlarmChange`. Returns a function that
+        unsubscribes.
 
         Every change is also logged on :attr:`log` (WARNING from Oxford level 2). Callbacks
         run on a Channel Access monitor thread: keep them short.
@@ -399,7 +427,7 @@ class CS800(FollowedState, Device, PositionerBase):
     # -- reading the cached state ------------------------------------------------------------
     @staticmethod
     def _valid_value(sig: Signal) -> float | None:
-        """The cached value of a monitored PV as a float, or None if absent/invalid/NaN.
+        """Return the cached value of a monitored PV as a float, or None if absent/invalid/NaN.
 
         The synApps "not available" readings (655.34, 65534, 6553.4) are ``None`` too.
         """
@@ -458,7 +486,7 @@ class CS800(FollowedState, Device, PositionerBase):
 
     # -- checks before sending anything -------------------------------------------------------
     def _pvname(self, sig: Signal) -> str:
-        """The PV name behind a component signal (also for ophyd fake signals)."""
+        """Return the PV name behind a component signal (also for ophyd fake signals)."""
         name = getattr(sig, "pvname", None)
         if name:
             return str(name)
@@ -495,15 +523,19 @@ class CS800(FollowedState, Device, PositionerBase):
         return snap
 
     def check_value(self, value: Any) -> None:
-        """Raise :class:`CS800RangeError` unless ``value`` is a finite temperature that both the
-        controller (:attr:`limits`) and the IOC (RTEMP's control limits) accept."""
+        """Raise :class:`CS800RangeError` unless ``value`` is a temperature both sides accept.
+
+        ``value`` must be a finite temperature (K) that both the controller (:attr:`limits`) and
+        the IOC (RTEMP's control limits) accept.
+        """
         rules.target_kelvin(self.name, value, self.limits, self._ioc_limits("rtemp"))
 
     def ioc_limits(self, sig: EpicsSignal) -> Range | None:
-        """The IOC's own limits on a parameter PV (its CA control limits, DRVL/DRVH), or None.
+        """Return the IOC's own limits on a parameter PV (its CA control limits, DRVL/DRVH).
 
-        Read fresh from the IOC (a CA read of the control form, no write), falling back to the
-        values cached at connection; 0..0 (no limits) or a missing value give ``None``.
+        ``None`` if it has none. Read fresh from the IOC (a CA read of the control form, no
+        write), falling back to the values cached at connection; 0..0 (no limits) or a missing
+        value give ``None``.
         """
         meta: dict[str, Any] = dict(sig.metadata)
         pv = getattr(sig, "_read_pv", None)
@@ -616,22 +648,41 @@ class CS800(FollowedState, Device, PositionerBase):
     ) -> MoveStatus:
         """Ramp (or Cool) to ``new_position`` kelvin; return a status done when it is there.
 
-        Parameters:
-            new_position: target temperature in K, within :attr:`limits`.
-            rate: ramp rate in whole K/h, 1-360 (default: the ``ramp_rate`` signal).
-            cool: send Cool (as fast as possible) instead of Ramp; ``rate`` must be None.
-            timeout: seconds before the move fails (default: :attr:`timeout` if set, else
-                ``1.1 * |dT| / rate + timeout_margin + settle_time``).
-            moved_cb: called with ``obj=self`` when the move finishes (ophyd compatibility).
-            wait: block until the move finishes (for interactive use outside a plan).
+        Parameters
+        ----------
+        new_position : float
+            Target temperature in K, within :attr:`limits`.
+        rate : float | None, optional
+            Ramp rate in whole K/h, 1-360 (default: the ``ramp_rate`` signal).
+        cool : bool, optional
+            Send Cool (as fast as possible) instead of Ramp; ``rate`` must be None.
+        timeout : float | None, optional
+            Seconds before the move fails (default: :attr:`timeout` if set, else
+            ``1.1 * |dT| / rate + timeout_margin + settle_time``).
+        moved_cb : Callable[..., None] | None, optional
+            Called with ``obj=self`` when the move finishes (ophyd compatibility).
+        wait : bool, optional
+            Block until the move finishes (for interactive use outside a plan).
 
-        Raises (before anything is sent): :class:`CS800RangeError` (target or rate out of
-        range), :class:`CS800CommsDisabledError`, :class:`CS800ShutDownError` (shut down:
-        restart it first), :class:`CS800StaleError` (not connected / not reporting).
-        Set on the status later: not accepted after re-sends, timeout (HOLD is sent), stale
-        controller, shutdown, or interrupted (HOLD from elsewhere, stop()). A newer
-        command of this device (another set, hold, plateau, ...) ends the status
-        successfully: the move is over, replaced by the newer command.
+        Returns
+        -------
+        MoveStatus
+            Done when the controller is there. Set on the status later: not accepted after
+            re-sends, timeout (HOLD is sent), stale controller, shutdown, or interrupted (HOLD
+            from elsewhere, stop()). A newer command of this device (another set, hold,
+            plateau, ...) ends the status successfully: the move is over, replaced by the
+            newer command.
+
+        Raises
+        ------
+        CS800RangeError
+            Before anything is sent: target or rate out of range.
+        CS800CommsDisabledError
+            Before anything is sent: comms are disabled.
+        CS800ShutDownError
+            Before anything is sent: shut down, restart it first.
+        CS800StaleError
+            Before anything is sent: not connected / not reporting.
         """
         snap = self._check_commandable("move", modes=rules.READY_OR_RUN)
         job = rules.move_job(
@@ -698,8 +749,24 @@ class CS800(FollowedState, Device, PositionerBase):
     def plateau(self, minutes: float, *, timeout: float | None = None) -> StatusBase:
         """Hold the current temperature for ``minutes`` (whole minutes, 1-1440), then Hold.
 
-        The status finishes when the controller leaves the Plat phase. Raises before sending
-        like :meth:`set` (range, comms, shut down).
+        The status finishes when the controller leaves the Plat phase.
+
+        Parameters
+        ----------
+        minutes : float
+            Plateau duration in whole minutes, 1-1440.
+        timeout : float or None, optional
+            Seconds before the status fails (default: ``minutes * 60 + timeout_margin``).
+
+        Returns
+        -------
+        StatusBase
+            Finished when the controller leaves the Plat phase.
+
+        Raises
+        ------
+        CS800Error
+            Before sending, like :meth:`set` (range, comms, shut down).
         """
         self._check_commandable("plateau", modes=rules.READY_OR_RUN)
         return self._command(rules.plateau_job(
@@ -718,8 +785,28 @@ class CS800(FollowedState, Device, PositionerBase):
     def end(self, rate: float = 360, *, timeout: float | None = None) -> StatusBase:
         """Ramp to 300 K at ``rate`` (whole K/h, 1-360), then shut down (Shutdown OK).
 
-        The status finishes when the run mode reads Shutdown OK (at once if already shut
-        down, without sending). A ramp afterwards raises "controller is shut down".
+        A ramp afterwards raises "controller is shut down".
+
+        Parameters
+        ----------
+        rate : float, optional
+            Ramp rate in whole K/h, 1-360.
+        timeout : float or None, optional
+            Seconds before the status fails (default: ``1.1 * |300 K - TEMP| / rate`` in
+            hours, plus ``timeout_margin`` s).
+
+        Returns
+        -------
+        StatusBase
+            Finished when the run mode reads Shutdown OK (at once if already shut down,
+            without sending).
+
+        Raises
+        ------
+        CS800RangeError
+            For a rate outside 1-360 K/h, checked before anything else.
+        CS800Error
+            Before sending, when comms are disabled or the controller is silent.
         """
         rate_k_h = rules.end_rate(self.name, rate)
         snap = self._check_commandable("end", modes=None)

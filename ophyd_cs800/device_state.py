@@ -28,7 +28,10 @@ class FollowedState:
     _paused: bool
 
     def snapshot(self) -> Any:  # pragma: no cover - provided by the device
-        """The controller state from the monitors (:class:`~ophyd_cs800.move_status.Snapshot`)."""
+        """Return the controller state from the monitors.
+
+        A :class:`~ophyd_cs800.move_status.Snapshot`.
+        """
         raise NotImplementedError
 
     @property
@@ -80,6 +83,7 @@ class FollowedState:
         print(self.summary_text())
 
     def __repr__(self) -> str:
+        """Show ``<CS800 one-line state>`` (name and prefix if it is unknown; never fails)."""
         try:
             state = self.summary_text()
         except Exception:  # never let a repr fail (disconnected, destroyed)

@@ -100,11 +100,16 @@ class HardwareBits(IntFlag):
 class Alarm:
     """One alarm code (status id 1065).
 
-    Attributes:
-        code: the raw alarm code.
-        level: 0 none, 1 information, 2 warning, 3 serious warning, 4 error (shuts down).
-        text: Oxford's display text (``Cryostream.xml``).
-        description: a longer description (DLS ``alarmlookup.c`` / bliss), or ``""``.
+    Attributes
+    ----------
+    code : int
+        The raw alarm code.
+    level : int
+        0 none, 1 information, 2 warning, 3 serious warning, 4 error (shuts down).
+    text : str
+        Oxford's display text (``Cryostream.xml``).
+    description : str
+        A longer description (DLS ``alarmlookup.c`` / bliss), or ``""``.
     """
 
     code: int

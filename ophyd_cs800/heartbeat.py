@@ -46,8 +46,10 @@ class StatusClock:
     """
 
     def __init__(self, start: float, *, merge: float = SAME_DATAGRAM_S) -> None:
-        """Start counting the age from ``start`` (no datagram seen yet); beats closer than
-        ``merge`` seconds count as one."""
+        """Start counting the age from ``start`` (no datagram seen yet).
+
+        Beats closer than ``merge`` seconds count as one.
+        """
         self._merge = merge
         self._lock = threading.Lock()
         self._last = start
@@ -88,7 +90,7 @@ class StatusClock:
             return statistics.median(self._intervals)
 
     def period(self, floor: float) -> float:
-        """The status period to plan with: the learned one, never below ``floor`` seconds."""
+        """Return the status period to plan with: the learned one, never below ``floor`` seconds."""
         learned = self.learned_period
         return floor if learned is None else max(floor, learned)
 
@@ -109,7 +111,7 @@ class Heartbeat:
         self._last_packet = b""
 
     def on_monitor(self, severity: int | None, now: float) -> None:
-        """A status PV posted a monitor at ``now``: a beat unless it only turned INVALID (3).
+        """Count a monitor a status PV posted at ``now``: a beat unless it only turned INVALID (3).
 
         The fixed IOC marks a silent controller's PVs INVALID; that post is no datagram.
         """
@@ -145,7 +147,7 @@ class Heartbeat:
         return learned if learned is not None else self.monitors.learned_period
 
     def period(self, floor: float) -> float:
-        """The status period to plan with: the learned one, never below ``floor`` seconds."""
+        """Return the status period to plan with: the learned one, never below ``floor`` seconds."""
         learned = self.learned_period
         return floor if learned is None else max(floor, learned)
 
@@ -164,7 +166,9 @@ def datagram_bytes(datagram: object) -> bytes:
 
 
 def packet_controller(datagram: object) -> int | None:
-    """The controller number a status datagram carries, or ``None`` if it is no valid datagram.
+    """Return the controller number a status datagram carries.
+
+    ``None`` if it is no valid datagram.
 
     ``status_packet.BINP`` holds the bytes the IOC read (NORD of them; a waveform may carry
     trailing zeros, which are cut at the datagram's own length field).

@@ -28,7 +28,7 @@ _SENTINEL_TOLERANCE = 1e-6
 
 
 def is_not_available(value: float) -> bool:
-    """True for NaN and for the synApps "not available" readings 655.34, 65534 and 6553.4."""
+    """Return True for NaN and for the synApps "not available" readings 655.34, 65534 and 6553.4."""
     return math.isnan(value) or any(
         abs(value - sentinel) <= _SENTINEL_TOLERANCE * sentinel
         for sentinel in NOT_AVAILABLE_READINGS
@@ -50,11 +50,15 @@ def available(value: object) -> float | None:
 class Range:
     """An allowed interval ``low..high`` (inclusive) and who imposes it.
 
-    Attributes:
-        low: lowest allowed value, in ``unit``.
-        high: highest allowed value, in ``unit``.
-        owner: who imposes it, as it reads in a sentence: ``"the controller's limit"``
-            or ``"the IOC's RTEMP limit"``.
+    Attributes
+    ----------
+    low : float
+        Lowest allowed value, in ``unit``.
+    high : float
+        Highest allowed value, in ``unit``.
+    owner : str
+        Who imposes it, as it reads in a sentence: ``"the controller's limit"``
+        or ``"the IOC's RTEMP limit"``.
     """
 
     low: float
@@ -63,7 +67,9 @@ class Range:
 
 
 def ioc_range(low: object, high: object, record: str) -> Range | None:
-    """The IOC's control limits of ``record`` as a :class:`Range`, or ``None`` if it has none.
+    """Return the IOC's control limits of ``record`` as a :class:`Range`.
+
+    ``None`` if it has none.
 
     CA reports "no limits" as 0..0 (or low >= high); a missing, NaN or sentinel value also
     means none is known.

@@ -18,12 +18,15 @@ DEVICE_LOGGER = "ophyd_cs800.device"
 
 
 def device_logger(name: str) -> logging.Logger:
-    """The logger of the device called ``name``: ``ophyd_cs800.device.<name>``."""
+    """Return the logger of the device called ``name``: ``ophyd_cs800.device.<name>``."""
     return logging.getLogger(f"{DEVICE_LOGGER}.{name}")
 
 
 def command_meaning(cmd: Command) -> str:
-    """What a command datagram asks, in words: ``"RAMP 150.00 K at 360 K/h"``, ``"PLAT 5 min"``."""
+    """Return what a command datagram asks, in words.
+
+    ``"RAMP 150.00 K at 360 K/h"``, ``"PLAT 5 min"``.
+    """
     c, p1, p2 = cmd.command, cmd.param1, cmd.param2
     if c is CommandId.RAMP:
         return f"RAMP {ck_to_kelvin(p2):.2f} K at {p1} K/h"

@@ -56,21 +56,33 @@ SHUT_DOWN_MODES = frozenset({RunMode.SHUTDOWN_OK, RunMode.SHUTDOWN_FAIL, RunMode
 class Snapshot:
     """The controller state as the device's monitors show it at one instant (no CA traffic).
 
-    Attributes:
-        now: ``time.monotonic()`` when the snapshot was taken.
-        temp: sample gas temperature TEMP in K (``None`` if unknown).
-        temp_invalid: TEMP is disconnected or has INVALID alarm severity (stale controller).
-        update_age: seconds since any status PV last posted a monitor.
-        setpoint: the ramping gas set point SETPOINT in K (``None`` if unknown).
-        target: the programme's final target TARGETTEMP in K (``None`` if unknown).
-        phase: PHASE as an int (:class:`~ophyd_cs800.protocol.Phase` value) or ``None``.
-        run_mode: RUNMODE as an int (:class:`~ophyd_cs800.protocol.RunMode` value) or ``None``.
-        alarm: the ALARM text ("" if unknown).
-        status_period: the status period to plan with, s: learned from the arrival of status
-            (:class:`ophyd_cs800.heartbeat.StatusClock`), never below the device's
-            ``status_period``.
-        stale_limit: seconds of silence (``update_age``) after which the controller counts as
-            silent (``None``: never); see :func:`stale_limit`.
+    Attributes
+    ----------
+    now : float
+        ``time.monotonic()`` when the snapshot was taken.
+    temp : float | None
+        Sample gas temperature TEMP in K (``None`` if unknown).
+    temp_invalid : bool
+        TEMP is disconnected or has INVALID alarm severity (stale controller).
+    update_age : float
+        Seconds since any status PV last posted a monitor.
+    setpoint : float | None
+        The ramping gas set point SETPOINT in K (``None`` if unknown).
+    target : float | None
+        The programme's final target TARGETTEMP in K (``None`` if unknown).
+    phase : int | None
+        PHASE as an int (:class:`~ophyd_cs800.protocol.Phase` value) or ``None``.
+    run_mode : int | None
+        RUNMODE as an int (:class:`~ophyd_cs800.protocol.RunMode` value) or ``None``.
+    alarm : str
+        The ALARM text ("" if unknown).
+    status_period : float
+        The status period to plan with, s: learned from the arrival of status
+        (:class:`ophyd_cs800.heartbeat.StatusClock`), never below the device's
+        ``status_period``.
+    stale_limit : float | None
+        Seconds of silence (``update_age``) after which the controller counts as
+        silent (``None``: never); see :func:`stale_limit`.
     """
 
     now: float
@@ -120,7 +132,7 @@ def stale_limit(stale_after: float | str | None, status_period: float) -> float 
 
 
 def silence_error(snap: Snapshot, device: str, doing: str) -> CS800StaleError | None:
-    """The error for a controller silent for longer than ``snap.stale_limit``, else ``None``.
+    """Return the error for a controller silent for longer than ``snap.stale_limit``, else ``None``.
 
     ``doing`` ends the sentence's first part: ``"during the ramp to 150.00 K at 360 K/h"`` or
     ``"so the move was not sent"``.
@@ -161,14 +173,21 @@ def close(a: float | None, b: float, tol: float) -> bool:
 class Job:
     """One controller command followed to completion (subclasses fill in the predicates).
 
-    Attributes:
-        device: the device name, used in messages.
-        what: what was asked, e.g. ``"ramp to 150.00 K at 360 K/h"``.
-        send: callable that writes the PVs of the command once (raises on a CA failure).
-        timeout: seconds from the first send until the job fails with a timeout.
-        confirm_periods: status periods to wait for acceptance before a re-send.
-        meaning: what the command's bytes mean, for the log (``"RAMP 150.00 K at 360 K/h"``);
-            set by the device, ``what`` is used when empty.
+    Attributes
+    ----------
+    device : str
+        The device name, used in messages.
+    what : str
+        What was asked, e.g. ``"ramp to 150.00 K at 360 K/h"``.
+    send : Callable[[], None]
+        Callable that writes the PVs of the command once (raises on a CA failure).
+    timeout : float
+        Seconds from the first send until the job fails with a timeout.
+    confirm_periods : float
+        Status periods to wait for acceptance before a re-send.
+    meaning : str
+        What the command's bytes mean, for the log (``"RAMP 150.00 K at 360 K/h"``);
+        set by the device, ``what`` is used when empty.
     """
 
     confirm_periods: float = 3.0
@@ -231,7 +250,10 @@ class MoveJob(Job):
         self._off_since: float | None = None
 
     def accepted(self, snap: Snapshot) -> bool:
-        """Accepted when TARGETTEMP shows the target, the mode is Run, and it moves or is there."""
+        """Tell whether accepted.
+
+        When TARGETTEMP shows the target, the mode is Run, and it moves or is there.
+        """
         if not close(snap.target, self.target, SAME_TEMP_K) or snap.run_mode != RunMode.RUN:
             return False
         return (
@@ -315,7 +337,7 @@ class PhaseJob(Job):
         self.done_in_phase = done_in_phase
 
     def accepted(self, snap: Snapshot) -> bool:
-        """Accepted when the run mode is Run and PHASE is one of ``phases``."""
+        """Tell whether accepted: when the run mode is Run and PHASE is one of ``phases``."""
         return snap.run_mode == RunMode.RUN and snap.phase in self.phases
 
     def done(self, snap: Snapshot) -> bool:
@@ -324,11 +346,14 @@ class PhaseJob(Job):
 
 
 class ShutdownJob(PhaseJob):
-    """End or Purge: accepted when PHASE enters ``phases`` (or the unit is shut down already),
-    done when the run mode is Shutdown OK; Shutdown Fail is an error."""
+    """End or Purge: accepted when PHASE enters ``phases``, done at Shutdown OK.
+
+    Accepted also when the unit is shut down already; done when the run mode is Shutdown OK;
+    Shutdown Fail is an error.
+    """
 
     def accepted(self, snap: Snapshot) -> bool:
-        """Accepted when PHASE is one of ``phases`` or the controller is shut down."""
+        """Tell whether accepted: when PHASE is one of ``phases`` or the controller is shut down."""
         return snap.phase in self.phases or snap.run_mode in SHUT_DOWN_MODES
 
     def done(self, snap: Snapshot) -> bool:
@@ -351,7 +376,10 @@ class RestartJob(Job):
     confirm_periods = 6.0  # BCSB waits about 4 s after Restart before it expects Ready
 
     def accepted(self, snap: Snapshot) -> bool:
-        """Accepted once the run mode is no longer Shutdown OK / Shutdown Fail / Startup Fail."""
+        """Tell whether accepted.
+
+        Once the run mode is no longer Shutdown OK / Shutdown Fail / Startup Fail.
+        """
         return snap.run_mode is not None and snap.run_mode not in SHUT_DOWN_MODES
 
     def done(self, snap: Snapshot) -> bool:
@@ -394,7 +422,7 @@ class ResponseTimes:
             self._times.append(max(0.0, float(seconds)))
 
     def window_floor(self) -> float:
-        """The shortest confirmation window the recent acceptances allow (s, 0 if none)."""
+        """Return the shortest confirmation window the recent acceptances allow (s, 0 if none)."""
         with self._lock:
             slowest = max(self._times, default=0.0)
         return min(LAG_FACTOR * slowest, MAX_LAG_WINDOW_S)
@@ -414,13 +442,17 @@ def confirm_window(job: Job, snap: Snapshot, sends: int, responses: ResponseTime
 class Step:
     """What a :class:`JobTracker` decided at one look: the driver of the job acts on it.
 
-    Attributes:
-        kind: ``"wait"`` (look again later), ``"send"`` (send the command again; ``why`` says
-            why, for the log), ``"done"`` (finish the status successfully), ``"fail"`` (fail it
-            with ``error``) or ``"timeout"`` (send HOLD if the job holds on timeout, then fail
-            it with :meth:`JobTracker.timeout_error`).
-        error: the failure for ``"fail"``, else ``None``.
-        why: the reason of a re-send.
+    Attributes
+    ----------
+    kind : str
+        ``"wait"`` (look again later), ``"send"`` (send the command again; ``why`` says
+        why, for the log), ``"done"`` (finish the status successfully), ``"fail"`` (fail it
+        with ``error``) or ``"timeout"`` (send HOLD if the job holds on timeout, then fail
+        it with :meth:`JobTracker.timeout_error`).
+    error : CS800Error | None
+        The failure for ``"fail"``, else ``None``.
+    why : str
+        The reason of a re-send.
     """
 
     __slots__ = ("kind", "error", "why")
@@ -431,6 +463,7 @@ class Step:
         self.why = why
 
     def __repr__(self) -> str:
+        """Show the step as ``Step(kind, error, why)``."""
         return f"Step({self.kind!r}, {self.error!r}, {self.why!r})"
 
 
@@ -531,14 +564,14 @@ class JobTracker:
         return WAIT if exc is None else Step("fail", exc)
 
     def send_error(self, exc: BaseException) -> CS800Error:
-        """The failure of a send that raised ``exc`` (a CS800Error is already a sentence)."""
+        """Return the failure of a send that raised ``exc`` (a CS800Error is already a sentence)."""
         if isinstance(exc, CS800Error):
             return exc
         return CS800Error(f"{self.job.device}: could not send the {self.job.what}: {exc}")
 
     def timeout_error(self, snap: Snapshot, hold_error: BaseException | None,
                       *, held: bool) -> CS800TimeoutError:
-        """The timeout failure; ``held``: HOLD was tried (``hold_error``: how it failed)."""
+        """Return the timeout failure; ``held``: HOLD was tried (``hold_error``: how it failed)."""
         job = self.job
         note = ""
         if held:
@@ -563,8 +596,11 @@ class JobTracker:
 
 
 class FollowedJob:
-    """What the runners of both device families share: the job, its :class:`JobTracker`, and
-    whether it is over (finished, failed, cancelled or handed over)."""
+    """What the runners of both device families share.
+
+    The job, its :class:`JobTracker`, and whether it is over (finished, failed, cancelled or handed
+    over).
+    """
 
     def __init__(self, job: Job, tracker: JobTracker):
         self.job = job
@@ -590,27 +626,42 @@ class FollowedJob:
 class JobRunner(FollowedJob):
     """Follows one :class:`Job` on a daemon thread and finishes its ophyd status.
 
-    Parameters:
-        job: what to follow.
-        status: the ophyd status to finish (``set_finished`` / ``set_exception``).
-        snapshot: callable returning the current :class:`Snapshot`.
-        status_period: the device's status period floor, s (1.0 on real hardware): sets the
-            poll interval; the windows use each snapshot's learned ``status_period``.
-        max_resends: re-sends allowed when the command is not accepted in time (the window
-            doubles at each, see :func:`confirm_window`).
-        poll_interval: seconds between checks (default ``min(0.25, status_period / 4)``).
-        paused: callable, True while the programme is paused (time does not count then).
-        on_timeout: called (on the runner thread) before a timeout error is set, e.g. HOLD.
-        on_finish: called with the runner after the status is finished, either way.
-        clock: monotonic clock (injectable for tests).
-        send_lock: lock held around every send, shared by all commands of one device, so a
-            re-send can never interleave its parameter writes with another command's or land
-            after a HOLD sent by ``stop()`` (a closed runner sends nothing once it holds it).
-        responses: the device's :class:`ResponseTimes` (acceptance times feed it and widen the
-            confirmation window); a private one if not given.
-        log: the device's logger: sends, re-sends, acceptance and the end are logged on it.
-        already_accepted: the controller is already acting on this very command (the same
-            command issued again takes over a running job): follow it without sending.
+    Parameters
+    ----------
+    job : Job
+        What to follow.
+    status : StatusBase
+        The ophyd status to finish (``set_finished`` / ``set_exception``).
+    snapshot : Callable[[], Snapshot]
+        Callable returning the current :class:`Snapshot`.
+    status_period : float, optional
+        The device's status period floor, s (1.0 on real hardware): sets the
+        poll interval; the windows use each snapshot's learned ``status_period``.
+    max_resends : int, optional
+        Re-sends allowed when the command is not accepted in time (the window
+        doubles at each, see :func:`confirm_window`).
+    poll_interval : float | None, optional
+        Seconds between checks (default ``min(0.25, status_period / 4)``).
+    paused : Callable[[], bool], optional
+        Callable, True while the programme is paused (time does not count then).
+    on_timeout : Callable[[], None] | None, optional
+        Called (on the runner thread) before a timeout error is set, e.g. HOLD.
+    on_finish : Callable[[JobRunner], None] | None, optional
+        Called with the runner after the status is finished, either way.
+    clock : Callable[[], float], optional
+        Monotonic clock (injectable for tests).
+    send_lock : AbstractContextManager[object] | None, optional
+        Lock held around every send, shared by all commands of one device, so a
+        re-send can never interleave its parameter writes with another command's or land
+        after a HOLD sent by ``stop()`` (a closed runner sends nothing once it holds it).
+    responses : ResponseTimes | None, optional
+        The device's :class:`ResponseTimes` (acceptance times feed it and widen the
+        confirmation window); a private one if not given.
+    log : logging.Logger | None, optional
+        The device's logger: sends, re-sends, acceptance and the end are logged on it.
+    already_accepted : bool, optional
+        The controller is already acting on this very command (the same
+        command issued again takes over a running job): follow it without sending.
     """
 
     def __init__(
@@ -755,8 +806,10 @@ class JobRunner(FollowedJob):
 
 
 def supersede(old: Any, job: Job, successor: Any) -> bool:
-    """A new ``job`` of a device replaces the runner ``old`` (a :class:`JobRunner` or the
-    ophyd-async runner); returns True when the new one starts already accepted.
+    """Tell whether a new ``job`` of a device replaces the runner ``old``.
+
+    ``old`` is a :class:`JobRunner` or the ophyd-async runner. Returns True when the new one starts
+    already accepted.
 
     The same command again (e.g. replayed by the RunEngine after a pause) takes over: ``old``
     finishes the way ``successor`` does, and is not sent again if the controller already acts

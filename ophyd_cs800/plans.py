@@ -1,5 +1,7 @@
-"""Bluesky plans for the Oxford CryoStream 800 (:class:`ophyd_cs800.device.CS800` or the
-ophyd-async :class:`ophyd_cs800.aio.CS800`: every plan takes either).
+"""Bluesky plans for the Oxford CryoStream 800.
+
+Every plan takes either device: :class:`ophyd_cs800.device.CS800` or the ophyd-async
+:class:`ophyd_cs800.aio.CS800`.
 
 Every plan is a generator of ``Msg`` objects: usable as ``RE(ramp(cs0, 150))``, inside other
 plans (``yield from ramp(cs0, 150, record=False)`` inside your own run: by default ``ramp`` and
@@ -42,7 +44,7 @@ REASON_ALARM_LEVEL = 3
 
 
 def monitored_signals(cs: CS800) -> list[Any]:
-    """What a recorded run of ``cs`` monitors, one stream each (``<name>_monitor``).
+    """Return what a recorded run of ``cs`` monitors, one stream each (``<name>_monitor``).
 
     TEMP (stream ``cs0_monitor``), SETPOINT, PHASE and RUNMODE (as text), ALARM (text) and
     ALARMI (the alarm code; its Oxford level is ``ophyd_cs800.enums.alarm_for(code).level``).
@@ -101,7 +103,7 @@ class _AlarmRecord:
             self._unsubscribe = None
 
     def reason(self, error: str = "") -> str:
-        """The stop document's reason: ``error`` and/or the alarm of level >= 3 seen."""
+        """Return the stop document's reason: ``error`` and/or the alarm of level >= 3 seen."""
         parts = [error] if error else []
         if self.worst is not None and self.worst.level >= REASON_ALARM_LEVEL:
             parts.append(f"{self.cs.name} raised alarm {self.worst.code} {self.worst.text!r} "
@@ -144,8 +146,11 @@ def recorded_run(cs: CS800, plan: Plan, *, md: dict[str, Any]) -> Plan:
 
 
 def _is_cs800(cs: Any) -> bool:
-    """True for a CS800 of either family (``ophyd_cs800.aio`` is looked up, never imported:
-    an ophyd-async CS800 can only exist once that module was imported)."""
+    """Return True for a CS800 of either family.
+
+    ``ophyd_cs800.aio`` is looked up, never imported: an ophyd-async CS800 can only exist once that
+    module was imported.
+    """
     aio = sys.modules.get("ophyd_cs800.aio")
     return isinstance(cs, CS800) or (aio is not None and isinstance(cs, aio.CS800))
 
@@ -221,16 +226,34 @@ def ramp(
 ) -> Plan:
     """Ramp ``cs`` to ``target`` K at ``rate`` K/h (default: ``cs.ramp_rate``, 360 K/h).
 
-    With ``wait=True`` the plan returns when the sample gas is at the target (out of
-    Ramp/Cool/Wait, within ``cs.tolerance`` for ``cs.settle_time`` s); ``timeout`` (s)
-    overrides the computed one.
+    Parameters
+    ----------
+    cs : ophyd_cs800.device.CS800 or ophyd_cs800.aio.CS800
+        The controller (either device family).
+    target : float
+        Target temperature in K.
+    rate : float or None, optional
+        Ramp rate in whole K/h, 1-360 (default: ``cs.ramp_rate``).
+    wait : bool, optional
+        With ``wait=True`` the plan returns when the sample gas is at the target (out of
+        Ramp/Cool/Wait, within ``cs.tolerance`` for ``cs.settle_time`` s); ``wait=False``
+        starts the ramp and returns its status at once (wait later with ``bps.wait(group)``).
+    timeout : float or None, optional
+        Seconds; overrides the computed timeout.
+    record : bool or None, optional
+        Default: same as ``wait``. Makes the move a run: a ``primary`` event before and after
+        the move (the table shows where it started and ended) and a ``cs0_monitor`` stream of
+        TEMP during it. With ``record=False`` it is a plain move like ``bps.mv`` (no
+        documents, usable inside another run).
+    group : str or None, optional
+        The bluesky group of the move's status.
+    md : dict or None, optional
+        Extra run metadata (with ``record``).
 
-    ``record`` (default: same as ``wait``) makes the move a run: a ``primary`` event before
-    and after the move (the table shows where it started and ended) and a ``cs0_monitor``
-    stream of TEMP during it; the plan returns the run uid. With ``record=False`` it is a
-    plain move like ``bps.mv`` (no documents, usable inside another run) and returns the
-    status; ``wait=False`` starts the ramp and returns its status at once (wait later with
-    ``bps.wait(group)``).
+    Returns
+    -------
+    str or Status
+        The plan's return value: the run uid when recorded, else the move's status.
     """
     return (yield from _move(cs, target, wait=wait, record=record, group=group, md=md,
                              plan_name="ramp", rate=rate, timeout=timeout))
@@ -315,8 +338,32 @@ def temperature_series(
     """Read ``detectors`` (and ``cs``) at each temperature in turn, settling at each one.
 
     One run; one event per temperature, after the move to it is done (the device's tolerance
-    and settle time decide). ``rate`` (K/h) sets ``cs.ramp_rate`` first. Every temperature is
-    checked against the controller's range before anything moves. Returns the run uid.
+    and settle time decide).
+
+    Parameters
+    ----------
+    detectors : Sequence[Readable]
+        Read at each temperature.
+    cs : ophyd_cs800.device.CS800 or ophyd_cs800.aio.CS800
+        The controller (either device family).
+    temperatures : Sequence[float]
+        Temperatures in K, in order.
+    rate : float or None, optional
+        K/h; sets ``cs.ramp_rate`` first.
+    md : dict or None, optional
+        Extra run metadata.
+
+    Returns
+    -------
+    str
+        The run uid (the plan's return value).
+
+    Raises
+    ------
+    ValueError
+        For an empty ``temperatures``.
+    CS800RangeError
+        Every temperature is checked against the controller's range before anything moves.
     """
     _require_cs800(cs, "temperature_series")
     temps = [float(t) for t in temperatures]
@@ -367,7 +414,26 @@ def ramp_and_record(
     Built on ``bluesky.plans.ramp_plan``: a ``primary`` event per reading (before, during and
     after the ramp) plus a monitor stream of the temperature. If the move fails (timeout,
     stale controller, ...) the run ends with that error instead of looking successful.
-    Returns the run uid.
+
+    Parameters
+    ----------
+    detectors : Sequence[Readable]
+        Read with ``cs`` at each reading.
+    cs : ophyd_cs800.device.CS800 or ophyd_cs800.aio.CS800
+        The controller (either device family).
+    target : float
+        Target temperature in K, checked before anything moves.
+    rate : float or None, optional
+        Ramp rate in K/h (default: ``cs.ramp_rate``).
+    period : float or None, optional
+        Seconds between readings.
+    md : dict or None, optional
+        Extra run metadata.
+
+    Returns
+    -------
+    str
+        The run uid (the plan's return value).
     """
     _require_cs800(cs, "ramp_and_record").check_value(target)
     readables = [*detectors, cs]

@@ -131,11 +131,13 @@ DEFAULT_MAX_TEMP_K = 400.0
 class ProtocolError(ValueError):
     """A datagram that cannot be decoded; the message names the problem and the bytes found.
 
-    Attributes:
-        reason: which check failed, for counting without parsing the message: ``"short"``,
-            ``"header"``, ``"length"``, ``"footer"``, ``"checksum"`` (status and command
-            datagrams), ``"command"`` (unknown command id) or ``"identification"`` (an
-            identification datagram, see :func:`decode_identification`).
+    Attributes
+    ----------
+    reason : str
+        Which check failed, for counting without parsing the message: ``"short"``,
+        ``"header"``, ``"length"``, ``"footer"``, ``"checksum"`` (status and command
+        datagrams), ``"command"`` (unknown command id) or ``"identification"`` (an
+        identification datagram, see :func:`decode_identification`).
     """
 
     def __init__(self, message: str, reason: str) -> None:
@@ -181,16 +183,26 @@ SIGNED_IDS: frozenset[int] = frozenset({1052})
 class Param:
     """One status parameter.
 
-    Attributes:
-        id: the parameter id on the wire.
-        legacy_name: symbolic name from ``cs800sim`` (e.g. ``StatusGasTemp``).
-        name: Oxford's name (``OxcryoProperties.xml``, e.g. ``Sample temp``).
-        raw_unit: unit of the raw word (``cK``, ``min``, ``cl/min`` ...).
-        unit: engineering unit after scaling (``K``, ``min``, ``l/min`` ...; ``""`` for counts).
-        num: scaling numerator; engineering = raw * num / den.
-        den: scaling denominator.
-        signed: the raw word is a signed 16-bit integer (only id 1052).
-        pv: synApps ``Oxford_CS800.db`` PV suffix filled from this id, or ``None``.
+    Attributes
+    ----------
+    id : int
+        The parameter id on the wire.
+    legacy_name : str
+        Symbolic name from ``cs800sim`` (e.g. ``StatusGasTemp``).
+    name : str
+        Oxford's name (``OxcryoProperties.xml``, e.g. ``Sample temp``).
+    raw_unit : str
+        Unit of the raw word (``cK``, ``min``, ``cl/min`` ...).
+    unit : str
+        Engineering unit after scaling (``K``, ``min``, ``l/min`` ...; ``""`` for counts).
+    num : int
+        Scaling numerator; engineering = raw * num / den.
+    den : int
+        Scaling denominator.
+    signed : bool
+        The raw word is a signed 16-bit integer (only id 1052).
+    pv : str | None
+        SynApps ``Oxford_CS800.db`` PV suffix filled from this id, or ``None``.
     """
 
     id: int
@@ -228,10 +240,25 @@ LONG_IDS: tuple[int, ...] = tuple(sorted((*STANDARD_IDS, *(r[0] for r in LONG_EX
 def raw_to_value(pid: int, raw: int) -> float | int | None:
     """Convert a raw 16-bit word of parameter ``pid`` to engineering units.
 
-    Returns ``None`` for the 0xFFFE "not available" sentinel (for the signed error id 1052 the
-    sentinel is ambiguous and decodes to -0.02 K; :attr:`StatusPacket.error` resolves it).
-    Unknown ids and unit-less counts return the raw integer. ``raw`` outside 0..65535 raises
-    ``ValueError``.
+    Parameters
+    ----------
+    pid : int
+        Status parameter id (e.g. 1051, the gas temperature).
+    raw : int
+        The raw 16-bit word, 0..65535.
+
+    Returns
+    -------
+    float or int or None
+        The value in the parameter's engineering unit (K, K/h, min, ...). ``None`` for the
+        0xFFFE "not available" sentinel (for the signed error id 1052 the sentinel is ambiguous
+        and decodes to -0.02 K; :attr:`StatusPacket.error` resolves it). Unknown ids and
+        unit-less counts return the raw integer.
+
+    Raises
+    ------
+    ValueError
+        If ``raw`` is outside 0..65535.
     """
     if not 0 <= raw <= 0xFFFF:
         raise ValueError(f"raw value {raw} of parameter {pid} is not a 16-bit word (0..65535)")
@@ -249,9 +276,23 @@ def raw_to_value(pid: int, raw: int) -> float | int | None:
 def value_to_raw(pid: int, value: float | None) -> int:
     """Convert an engineering value of parameter ``pid`` to its raw 16-bit word.
 
-    ``None`` gives 0xFFFE. Values are rounded to the nearest raw count. A value that does not
-    fit the word (0..65533 unsigned, -32768..32767 signed) raises ``ValueError`` naming the
-    range.
+    Parameters
+    ----------
+    pid : int
+        Status parameter id.
+    value : float or None
+        The value in the parameter's engineering unit; ``None`` means "not available".
+
+    Returns
+    -------
+    int
+        The raw word, rounded to the nearest raw count; 0xFFFE for ``None``.
+
+    Raises
+    ------
+    ValueError
+        Naming the range, if the value does not fit the word (0..65533 unsigned,
+        -32768..32767 signed).
     """
     if value is None:
         return NOT_AVAILABLE
@@ -309,10 +350,14 @@ def _words(data: bytes) -> tuple[int, ...]:
 class StatusPacket:
     """A decoded status datagram.
 
-    Attributes:
-        raw: parameter id -> raw unsigned 16-bit word, in packet order (unknown ids kept).
-        trailing: bytes of the data region after the last id/value pair (firmware 153).
-        checksum: the checksum word carried by the datagram (already verified).
+    Attributes
+    ----------
+    raw : dict[int, int]
+        Parameter id -> raw unsigned 16-bit word, in packet order (unknown ids kept).
+    trailing : bytes
+        Bytes of the data region after the last id/value pair (firmware 153).
+    checksum : int
+        The checksum word carried by the datagram (already verified).
     """
 
     raw: dict[int, int] = field(default_factory=dict)
@@ -414,8 +459,11 @@ class StatusPacket:
 
     @property
     def gas_flow(self) -> float | None:
-        """Gas flow in l/min: id 1060 (dl/min), or the flow block's id 1100 (cl/min) when 1060
-        reads 0xFFFE, as on real 800s."""
+        """Gas flow in l/min.
+
+        Id 1060 (dl/min), or the flow block's id 1100 (cl/min) when 1060 reads 0xFFFE, as on real
+        800s.
+        """
         legacy = self.value(1060)
         return legacy if legacy is not None else self.value(1100)
 
@@ -431,8 +479,23 @@ def encode_status(
 ) -> bytes:
     """Encode a status datagram from (id, raw word) pairs, in the given order.
 
-    ``trailing`` bytes are appended to the data region (covered by length and checksum), as in
-    the firmware-153 packet. Raises ``ValueError`` if an id or value is not a 16-bit word.
+    Parameters
+    ----------
+    raw : Mapping[int, int] or Iterable[tuple[int, int]]
+        The (parameter id, raw 16-bit word) pairs.
+    trailing : bytes, optional
+        Bytes appended to the data region (covered by length and checksum), as in the
+        firmware-153 packet.
+
+    Returns
+    -------
+    bytes
+        The datagram: header, length, data, checksum and footer.
+
+    Raises
+    ------
+    ValueError
+        If an id or value is not a 16-bit word, or the data region exceeds 65535 bytes.
     """
     pairs = raw.items() if isinstance(raw, Mapping) else raw
     words: list[int] = []
@@ -456,11 +519,24 @@ def encode_status(
 def decode_status(datagram: bytes) -> StatusPacket:
     """Decode one status datagram.
 
-    Checks, in this order, and raises :class:`ProtocolError` naming the first failure: at least
-    8 bytes; header ``AA AB``; the length field equals the datagram's data size; footer
-    ``AB AA``; the checksum. The data region is split into (id, value) pairs until a pair whose
-    id is not a plausible parameter id (1000..9999, not seen before); the rest is kept as
-    :attr:`StatusPacket.trailing`.
+    Parameters
+    ----------
+    datagram : bytes
+        One UDP status datagram as received.
+
+    Returns
+    -------
+    StatusPacket
+        The (id, value) pairs of the data region, split until a pair whose id is not a
+        plausible parameter id (1000..9999, not seen before); the rest is kept as
+        :attr:`StatusPacket.trailing`.
+
+    Raises
+    ------
+    ProtocolError
+        Naming the first failure of these checks, in this order: at least 8 bytes; header
+        ``AA AB``; the length field equals the datagram's data size; footer ``AB AA``; the
+        checksum.
     """
     data = bytes(datagram)
     total = len(data)
@@ -549,6 +625,7 @@ class Command:
     param2: int = 0
 
     def __post_init__(self) -> None:
+        """Make ``command`` a :class:`CommandId` (a plain int is accepted)."""
         object.__setattr__(self, "command", CommandId(self.command))
         for name in ("param1", "param2"):
             value = getattr(self, name)
@@ -558,7 +635,7 @@ class Command:
                 )
 
     def encode(self) -> bytes:
-        """The 7-byte datagram: ``>HHH`` and the 8-bit sum of those six bytes."""
+        """Return the 7-byte datagram: ``>HHH`` and the 8-bit sum of those six bytes."""
         body = struct.pack(">HHH", self.command, self.param1, self.param2)
         return body + bytes([sum(body) & 0xFF])
 
@@ -566,9 +643,23 @@ class Command:
 def decode_command(datagram: bytes) -> Command:
     """Decode a 7-byte command datagram.
 
-    Raises :class:`ProtocolError` for a wrong length, a checksum mismatch or an unknown command
-    id (including 66, firmware update). Parameter ranges are not checked here: see
-    :func:`validate_command`.
+    Parameter ranges are not checked here: see :func:`validate_command`.
+
+    Parameters
+    ----------
+    datagram : bytes
+        One UDP command datagram as received.
+
+    Returns
+    -------
+    Command
+        The command id and its two 16-bit parameters.
+
+    Raises
+    ------
+    ProtocolError
+        For a wrong length, a checksum mismatch or an unknown command id (including 66,
+        firmware update).
     """
     data = bytes(datagram)
     if len(data) != 7:
@@ -622,7 +713,19 @@ def validate_command(
     ids 1002/1003); ramp rate 0-360 K/h; End rate 1-360 K/h; Plat 1-1440 min; Turbo and Run shield
     0/1; flow interrupt time 1-600 ds; autofill mode and idle shield mode 0/1/2; autofill refill
     level 20-40 %, stop level 60-80 %. Unused parameters are not checked (clients send 0 or a
-    copy of param1). Raises ``ValueError`` naming the allowed range.
+    copy of param1).
+
+    Parameters
+    ----------
+    cmd : Command
+        The command to check.
+    min_temp, max_temp : float, optional
+        The device's temperature limits in K (ids 1002/1003).
+
+    Raises
+    ------
+    ValueError
+        Naming the allowed range, for a parameter outside it.
     """
     c, p1, p2 = cmd.command, cmd.param1, cmd.param2
     if c is CommandId.RAMP:
@@ -683,7 +786,24 @@ def ramp(
 ) -> Command:
     """Ramp to ``target_k`` kelvin at ``rate_k_per_h`` (whole K/h, 0-360).
 
-    The target must lie within ``min_temp``..``max_temp`` K; ``ValueError`` names the range.
+    Parameters
+    ----------
+    rate_k_per_h : float
+        Ramp rate in K/h, a whole number 0-360.
+    target_k : float
+        Target temperature in K (sent at 0.01 K resolution).
+    min_temp, max_temp : float, optional
+        The limits in K the target must lie within.
+
+    Returns
+    -------
+    Command
+        The checked Ramp command.
+
+    Raises
+    ------
+    ValueError
+        Naming the range, for a rate or target outside it or a rate that is not whole.
     """
     rate = _int_param("ramp rate", rate_k_per_h, "K/h")
     _check_range("ramp rate", rate, 0, 360, "K/h")
@@ -788,7 +908,10 @@ def set_autofill_stop_level(percent: int) -> Command:
 
 
 def set_parameter(pid: int, raw: int) -> Command:
-    """Generic parameter write (e.g. Ethernet settings 1300-1310): id and raw 16-bit value."""
+    """Build a generic parameter write (e.g. Ethernet settings 1300-1310).
+
+    Id and raw 16-bit value.
+    """
     for what, word in (("parameter id", pid), ("parameter value", raw)):
         if not 0 <= word <= 0xFFFF:
             raise ValueError(f"{what} {word} is out of range: allowed 0 to 65535")
@@ -820,11 +943,14 @@ class Identification:
 
     The controller's IP address is not in the data: it is the datagram's source address.
 
-    Attributes:
-        name: the NetBIOS name, or ``None`` when none is assigned (the name field is all
-            0xFF, as on the APS 19-ID unit).
-        mac: the MAC address as six upper-case hex pairs joined by dashes
-            (``00-00-0C-01-01-AB``).
+    Attributes
+    ----------
+    name : str | None
+        The NetBIOS name, or ``None`` when none is assigned (the name field is all
+        0xFF, as on the APS 19-ID unit).
+    mac : str
+        The MAC address as six upper-case hex pairs joined by dashes
+        (``00-00-0C-01-01-AB``).
     """
 
     name: str | None
@@ -832,7 +958,10 @@ class Identification:
 
 
 def _mac_pairs(text: str) -> list[str] | None:
-    """The six hex pairs of ``text`` split on ``-`` (or on ``:``), or ``None`` if malformed."""
+    """Return the six hex pairs of ``text`` split on ``-`` or ``:``.
+
+    ``None`` if malformed.
+    """
     sep = "-" if "-" in text else ":"
     pairs = text.split(sep)
     if len(pairs) != 6 or any(len(p) != 2 or not _HEX.issuperset(p.encode()) for p in pairs):
@@ -843,8 +972,21 @@ def _mac_pairs(text: str) -> list[str] | None:
 def normalise_mac(mac: str) -> str:
     """Return ``mac`` as six upper-case hex pairs joined by dashes (``00-00-0C-01-01-AB``).
 
-    Accepts dashes or colons as separators, any case. Anything else (wrong number of pairs,
-    non-hex characters, not a string) raises ``ValueError`` naming the expected form.
+    Parameters
+    ----------
+    mac : str
+        Six hex pairs separated by dashes or colons, any case.
+
+    Returns
+    -------
+    str
+        The normalised MAC address.
+
+    Raises
+    ------
+    ValueError
+        Naming the expected form, for anything else (wrong number of pairs, non-hex
+        characters, not a string).
     """
     pairs = _mac_pairs(mac) if isinstance(mac, str) and mac.isascii() else None
     if pairs is None:
@@ -856,19 +998,36 @@ def normalise_mac(mac: str) -> str:
 
 
 def mac_to_words(mac: str) -> tuple[int, int, int]:
-    """The three 16-bit words of ``mac`` as sent in status ids 1311, 1312, 1313.
+    """Return the three 16-bit words of ``mac`` as sent in status ids 1311, 1312, 1313.
 
-    ``00-00-0C-01-04-BD`` gives ``(0x0000, 0x0C01, 0x04BD)`` (the BCSB capture). A malformed
-    MAC raises ``ValueError`` (see :func:`normalise_mac`).
+    ``00-00-0C-01-04-BD`` gives ``(0x0000, 0x0C01, 0x04BD)`` (the BCSB capture).
+
+    Raises
+    ------
+    ValueError
+        For a malformed MAC (see :func:`normalise_mac`).
     """
     octets = bytes.fromhex(normalise_mac(mac).replace("-", ""))
     return struct.unpack(">3H", octets)
 
 
 def mac_from_words(word1: int, word2: int, word3: int) -> str:
-    """The MAC address carried by status ids 1311, 1312, 1313 (big-endian words, in order).
+    """Return the MAC address carried by status ids 1311, 1312, 1313 (big-endian words, in order).
 
-    Raises ``ValueError`` if a word is not 0..65535.
+    Parameters
+    ----------
+    word1, word2, word3 : int
+        The raw words of ids 1311, 1312 and 1313.
+
+    Returns
+    -------
+    str
+        Six upper-case hex pairs joined by dashes.
+
+    Raises
+    ------
+    ValueError
+        If a word is not 0..65535.
     """
     for word in (word1, word2, word3):
         if not 0 <= word <= 0xFFFF:
@@ -877,12 +1036,17 @@ def mac_from_words(word1: int, word2: int, word3: int) -> str:
 
 
 def mac_for_controller(cid: int) -> str:
-    """The MAC address a CS800 with controller number ``cid`` appears to have.
+    """Return the MAC address a CS800 with controller number ``cid`` appears to have.
 
     ``00-00-0C-01-HH-LL`` with the controller number in the last two bytes: an inference
     from two units (MAC ``...-01-AB`` with controller 427 at APS 19-ID, MAC
     words ``0000 0C01 04BD`` with controller 1213 at LBL), not documented by Oxford. Used by the
-    simulator. ``cid`` outside 0..65535 raises ``ValueError``.
+    simulator.
+
+    Raises
+    ------
+    ValueError
+        For ``cid`` outside 0..65535 (or not an integer).
     """
     if not isinstance(cid, int) or isinstance(cid, bool) or not 0 <= cid <= 0xFFFF:
         raise ValueError(f"controller number must be an integer 0..65535, got {cid!r}")
@@ -890,17 +1054,21 @@ def mac_for_controller(cid: int) -> str:
 
 
 def controller_number_from_mac(mac: str) -> int:
-    """A *hint* at the controller number (id 1028): the last two bytes of ``mac``.
+    """Return a *hint* at the controller number (id 1028): the last two bytes of ``mac``.
 
     The inverse of :func:`mac_for_controller`. Inferred from two units, not documented by Oxford:
-    trust the status datagram's id 1028 when it is available. A malformed MAC raises
-    ``ValueError``.
+    trust the status datagram's id 1028 when it is available.
+
+    Raises
+    ------
+    ValueError
+        For a malformed MAC.
     """
     return mac_to_words(mac)[2]
 
 
 def decode_identification(data: bytes) -> Identification:
-    """Decode an identification datagram (UDP 30303).
+    r"""Decode an identification datagram (UDP 30303).
 
     The real one (APS 19-ID) is 34 bytes: 15 x 0xFF, CR LF, then the MAC address as 17 ASCII
     characters (``00-00-0C-01-01-AB``). Oxford's wording puts the NetBIOS name in the first 16
@@ -908,13 +1076,26 @@ def decode_identification(data: bytes) -> Identification:
     MAC after it. So: trailing padding (0xFF, NUL, CR, LF, spaces) is dropped; the MAC is the
     last 17 bytes left, six hex pairs joined by dashes (returned in upper case); the name is
     ``data[:15]`` with padding stripped from both ends (nothing left: ``None``), any byte that is
-    not printable ASCII shown as ``\\xNN`` (the MAC is what matters: an odd name never loses
+    not printable ASCII shown as ``\xNN`` (the MAC is what matters: an odd name never loses
     the datagram). The 33-byte form of that wording (no CR LF) and longer datagrams are
     accepted; bytes between the two fields are ignored.
 
-    Raises :class:`ProtocolError` (reason ``"identification"``) naming the problem and showing
-    the bytes found: fewer than 33 bytes (trailing padding not counted), or a MAC field that is
-    not six dash-separated hex pairs.
+    Parameters
+    ----------
+    data : bytes
+        One identification datagram as received.
+
+    Returns
+    -------
+    Identification
+        The NetBIOS name (or ``None``) and the MAC address.
+
+    Raises
+    ------
+    ProtocolError
+        Reason ``"identification"``, naming the problem and showing the bytes found: fewer than
+        33 bytes (trailing padding not counted), or a MAC field that is not six dash-separated
+        hex pairs.
     """
     data = bytes(data)
     body = data.rstrip(_NAME_PAD)

@@ -70,29 +70,52 @@ def _require_tiled(*, local: bool) -> None:
 
 
 def default_data_dir() -> Path:
-    """The per-user store directory: ``$XDG_DATA_HOME/ophyd-cs800/runs`` (``~/.local/share``)."""
+    """Return the per-user store directory.
+
+    ``$XDG_DATA_HOME/ophyd-cs800/runs`` (``~/.local/share``).
+    """
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "ophyd-cs800" / "runs"
 
 
 def is_uri(where: str | os.PathLike[str]) -> bool:
-    """True for an ``http://`` or ``https://`` address of a Tiled server."""
+    """Return True for an ``http://`` or ``https://`` address of a Tiled server."""
     return str(where).startswith(("http://", "https://"))
 
 
 def _storage_uris(directory: Path) -> tuple[str, list[str]]:
-    """The catalog URI and the writable storage (files, tables) of a store directory."""
+    """Return the catalog URI and the writable storage (files, tables) of a store directory."""
     directory = directory.resolve()
     return (f"sqlite:///{directory / CATALOG_FILE}",
             [str(directory / DATA_DIR), f"sqlite:///{directory / TABLES_FILE}"])
 
 
 def open_catalog(where: str | os.PathLike[str] | None = None, **from_uri_kwargs: Any) -> Any:
-    """A Tiled client over the store ``where`` (a directory, default :func:`default_data_dir`).
+    """Return a Tiled client over the store ``where``.
+
+    ``where`` is a directory (default :func:`default_data_dir`).
 
     A directory is created with its catalog on first use and served in this process. An
     ``http(s)://`` address is opened with ``tiled.client.from_uri(where, **from_uri_kwargs)``.
-    ``client[uid]`` is a run; ``client.values().last()`` the newest.
+
+    Parameters
+    ----------
+    where : str or os.PathLike or None, optional
+        A store directory (default :func:`default_data_dir`) or an ``http(s)://`` address.
+    **from_uri_kwargs
+        Passed to ``tiled.client.from_uri`` for an address (e.g. ``api_key``).
+
+    Returns
+    -------
+    tiled.client.container.Container
+        ``client[uid]`` is a run; ``client.values().last()`` the newest.
+
+    Raises
+    ------
+    StoreUnavailableError
+        (One sentence.) When Tiled or its writer is not installed.
+    NotADirectoryError
+        If ``where`` is a file.
     """
     remote = where is not None and is_uri(where)
     _require_tiled(local=not remote)
@@ -197,14 +220,14 @@ class Store:
         return self.writer.flush(timeout)
 
     def run(self, uid: str) -> Any:
-        """The stored run ``uid`` (after :meth:`flush`)."""
+        """Return the stored run ``uid`` (after :meth:`flush`)."""
         self.flush()
         return self.client[uid]
 
 
 def serve_command(directory: str | os.PathLike[str], *, port: int = 8000,
                   host: str = "127.0.0.1", api_key: str | None = None) -> list[str]:
-    """The ``tiled serve catalog`` command line that serves the store ``directory`` over HTTP.
+    """Return the ``tiled serve catalog`` command line serving the store ``directory`` (HTTP).
 
     Browse it at ``http://host:port/`` (Tiled's web UI) or open it with
     ``open_catalog("http://host:port", api_key=...)``. Without ``api_key`` the server is
@@ -220,7 +243,10 @@ def serve_command(directory: str | os.PathLike[str], *, port: int = 8000,
 
 
 def read_run_summary(run: Any, key: str = "cs0") -> dict[str, Any]:
-    """The number of primary events, the last ``key`` reading and the streams of a stored run."""
+    """Summarise a stored run.
+
+    The number of primary events, the last ``key`` reading and the streams of the run.
+    """
     primary = run["primary"]
     values = primary[key].read()
     return {

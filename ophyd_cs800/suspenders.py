@@ -46,7 +46,7 @@ def _number(value: Any) -> float | None:
 
 
 def _run_mode(value: Any) -> int | None:
-    """The run mode's int from an ophyd reading (``3``) or an ophyd-async one (``"Run"``)."""
+    """Return the run mode's int from an ophyd reading (``3``) or an ophyd-async one (``"Run"``)."""
     text = getattr(value, "value", value)
     if isinstance(text, str) and text in RUN_MODE_STRINGS:
         return RUN_MODE_STRINGS.index(text)
@@ -55,8 +55,10 @@ def _run_mode(value: Any) -> int | None:
 
 
 class _AsyncSignalValues:
-    """An ophyd-async signal seen through ophyd's ``subscribe(cb, event_type, run)`` /
-    ``clear_sub(cb)``, which bluesky's ``SuspenderBase`` calls: ``cb(value)`` on each reading.
+    """An ophyd-async signal seen through ophyd's subscription interface.
+
+    That is ``subscribe(cb, event_type, run)`` / ``clear_sub(cb)``, which bluesky's
+    ``SuspenderBase`` calls: ``cb(value)`` on each reading.
 
     The current value is passed at once (ophyd's ``run=True``). The CS800's watched signals
     (ALARMI, RUNMODE) are monitored from ``connect()``, so subscribing from another thread
@@ -109,11 +111,16 @@ class _CS800Suspender(SuspenderBase):
 class SuspendOnAlarm(_CS800Suspender):
     """Suspend while the controller's alarm is at or above Oxford ``level`` (default 3).
 
-    Parameters:
-        cs: the CS800 (either family).
-        level: 2 (warning), 3 (serious warning) or 4 (error: the cooler shuts down).
-        sleep: seconds to wait after the alarm cleared before resuming.
-        pre_plan, post_plan, tripped_message: as for bluesky's suspenders.
+    Parameters
+    ----------
+    cs : Any
+        The CS800 (either family).
+    level : int, optional
+        2 (warning), 3 (serious warning) or 4 (error: the cooler shuts down).
+    sleep : float, optional
+        Seconds to wait after the alarm cleared before resuming.
+    pre_plan, post_plan, tripped_message : optional
+        As for bluesky's suspenders.
     """
 
     def __init__(self, cs: Any, level: int = 3, **kwargs: Any) -> None:
@@ -210,8 +217,10 @@ class SuspendWhenStale(_CS800Suspender):
 
 
 def cs800_suspenders(cs: Any, *, alarm_level: int = 3, sleep: float = 0.0) -> list[Any]:
-    """The three suspenders for ``cs``, e.g. ``for s in cs800_suspenders(cs0):
-    RE.install_suspender(s)``."""
+    """Return the three suspenders for ``cs``.
+
+    E.g. ``for s in cs800_suspenders(cs0): RE.install_suspender(s)``.
+    """
     return [SuspendOnAlarm(cs, alarm_level, sleep=sleep), SuspendOnShutdown(cs, sleep=sleep),
             SuspendWhenStale(cs, sleep=sleep)]
 

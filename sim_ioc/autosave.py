@@ -70,13 +70,18 @@ def default_directory() -> Path:
 
 
 def settings_path(directory: str | os.PathLike[str], prefix: str) -> Path:
-    """The autosave file of the group at ``prefix`` (``xxx:CS0:`` -> ``xxx_CS0_settings.json``)."""
+    """Return the autosave file of the group at ``prefix``.
+
+    E.g. ``xxx:CS0:`` -> ``xxx_CS0_settings.json``.
+    """
     return Path(directory) / f"{_UNSAFE.sub('_', prefix)}settings.json"
 
 
 def _json_value(value: Any) -> Any:
-    """A channel value as JSON data: a number as a float (whatever its flavour's type), a
-    string as itself."""
+    """Return a channel value as JSON data.
+
+    A number as a float (whatever its flavour's type), a string as itself.
+    """
     if hasattr(value, "tolist"):
         value = value.tolist()
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -85,7 +90,10 @@ def _json_value(value: Any) -> Any:
 
 
 def encode_settings(prefix: str, cid: int, values: Mapping[str, Any]) -> str:
-    """The text of the autosave file of ``prefix`` (controller ``cid``) holding ``values``."""
+    """Return the text of the autosave file of ``prefix`` holding ``values``.
+
+    ``cid`` is the controller number.
+    """
     return json.dumps({
         "format": FILE_FORMAT,
         "version": FILE_VERSION,
@@ -127,7 +135,12 @@ def decode_settings(text: str, prefix: str, cid: int, source: str = "the file") 
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same directory and a rename.
 
-    A reader (or a crash) sees the old file or the new one, never a part. Raises ``OSError``.
+    A reader (or a crash) sees the old file or the new one, never a part.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written.
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -144,11 +157,15 @@ def write_atomically(path: Path, text: str) -> None:
 class Autosave:
     """Restore and save the settings of controller groups (see the module docstring).
 
-    Args:
-        groups: the IOC's :class:`~sim_ioc.ioc.CS800ControllerGroup` objects (each has
-            ``prefix``, ``config.cid`` and one channel attribute per field, lower case).
-        directory: where the files live; created (with parents) by :meth:`restore`.
-        period: seconds between looks for changes (default :data:`SAVE_PERIOD`).
+    Parameters
+    ----------
+    groups : Iterable[Any]
+        The IOC's :class:`~sim_ioc.ioc.CS800ControllerGroup` objects (each has
+        ``prefix``, ``config.cid`` and one channel attribute per field, lower case).
+    directory : str | os.PathLike[str]
+        Where the files live; created (with parents) by :meth:`restore`.
+    period : float, optional
+        Seconds between looks for changes (default :data:`SAVE_PERIOD`).
     """
 
     def __init__(self, groups: Iterable[Any], directory: str | os.PathLike[str], *,
@@ -164,18 +181,22 @@ class Autosave:
 
     @staticmethod
     def values(group: Any) -> dict[str, Any]:
-        """The current ``{field: value}`` of ``group``."""
+        """Return the current ``{field: value}`` of ``group``."""
         return {name: _json_value(getattr(group, name.lower()).value) for name in SETTINGS_FIELDS}
 
     def path(self, group: Any) -> Path:
-        """The autosave file of ``group``."""
+        """Return the autosave file of ``group``."""
         return settings_path(self.directory, group.prefix)
 
     async def restore(self) -> None:
         """Create the directory and restore every group from its file (if any).
 
-        Raises ``OSError`` (with a sentence naming the directory) only if the directory cannot
-        be created; every problem with a file or a value is logged and keeps the defaults.
+        Every problem with a file or a value is logged and keeps the defaults.
+
+        Raises
+        ------
+        OSError
+            With a sentence naming the directory, only if the directory cannot be created.
         """
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 
 def port(text: str) -> int:
-    """A UDP/TCP port number 0..65535 (0 = a free port)."""
+    """Return a UDP/TCP port number 0..65535 (0 = a free port)."""
     if not text.isdigit() or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0..65535 (0 = a free port), got {text!r}")
     return int(text)
@@ -28,8 +28,11 @@ def host_port(text: str) -> tuple[str, int]:
 
 def bounded_positive(what: str, maximum: float = math.inf,
                      noun: str = "a number") -> Callable[[str], float]:
-    """A type for a finite number > 0 and <= ``maximum``; the error names ``what`` and the
-    range, e.g. ``speed must be a number > 0 and <= 100000, got 'x'``."""
+    """Return a type for a finite number > 0 and <= ``maximum``.
+
+    The error names ``what`` and the range, e.g. ``speed must be a number > 0 and <= 100000, got
+    'x'``.
+    """
     limit = "" if math.isinf(maximum) else f" and <= {maximum:g}"
 
     def parse(text: str) -> float:

@@ -46,12 +46,18 @@ def _check_speed(speed: float) -> float:
 class ScaledClock:
     """Simulated time = ``start`` + wall-clock monotonic time elapsed x ``speed``.
 
-    Args:
-        speed: simulated seconds per wall second (1.0 = real time, 1000.0 = a 33-minute ramp in
-            2 s). Must be finite, > 0 and <= :data:`MAX_SPEED`, else ``ValueError``.
-        start: simulated time at construction, in seconds.
-        wall: wall-clock source in seconds (default ``time.monotonic``); injectable for tests.
+    Parameters
+    ----------
+    speed : float, optional
+        Simulated seconds per wall second (1.0 = real time, 1000.0 = a 33-minute ramp in
+        2 s). Must be finite, > 0 and <= :data:`MAX_SPEED`, else ``ValueError``.
+    start : float, optional
+        Simulated time at construction, in seconds.
+    wall : Callable[[], float], optional
+        Wall-clock source in seconds (default ``time.monotonic``); injectable for tests.
 
+    Notes
+    -----
     The speed may be changed at any time through the :attr:`speed` property; simulated time stays
     continuous across the change. Thread-safe.
     """
@@ -101,8 +107,10 @@ class ScaledClock:
 class ManualClock:
     """A clock that moves only when told to: for unit tests and deterministic runs.
 
-    Args:
-        start: initial simulated time in seconds.
+    Parameters
+    ----------
+    start : float, optional
+        Initial simulated time in seconds.
     """
 
     def __init__(self, start: float = 0.0) -> None:

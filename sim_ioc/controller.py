@@ -85,32 +85,45 @@ def _ck(t_k: float) -> int:
 
 
 def _pct(value: float) -> int:
-    """A heater/valve percentage as a whole number 0..100."""
+    """Return a heater/valve percentage as a whole number 0..100."""
     return int(min(100, max(0, round(value))))
 
 
 class SimulatedCS800:
     """One simulated CS800 controller.
 
-    Args:
-        cid: controller number (status id 1028), 1..65533.
-        clock: the time source (simulated seconds); share one between controllers.
-        firmware: control firmware version reported in id 1004 (115 at APS, 153 at LBL).
-        layout: ``"928"`` (the 230 standard ids) or ``"long"`` (the 1236-byte firmware-153
-            datagram: :data:`ophyd_cs800.protocol.LONG_IDS` and 196 trailing bytes).
-        seed: seed of the noise and datagram-drop generators (``None``: not reproducible).
-        start_temp_k: gas and evaporator temperature at power-up, kelvin.
+    Parameters
+    ----------
+    cid : int
+        Controller number (status id 1028), 1..65533.
+    clock : Clock
+        The time source (simulated seconds); share one between controllers.
+    firmware : int, optional
+        Control firmware version reported in id 1004 (115 at APS, 153 at LBL).
+    layout : str, optional
+        ``"928"`` (the 230 standard ids) or ``"long"`` (the 1236-byte firmware-153
+        datagram: :data:`ophyd_cs800.protocol.LONG_IDS` and 196 trailing bytes).
+    seed : int | None, optional
+        Seed of the noise and datagram-drop generators (``None``: not reproducible).
+    start_temp_k : float, optional
+        Gas and evaporator temperature at power-up, kelvin.
         min_temp_k, max_temp_k: device limits (ids 1002/1003); Ramp and Cool targets outside
-            them are ignored.
-        startup_seconds: simulated duration of StartUp before Ready (added keyword).
-        ambient_k: room temperature, kelvin: without gas flow (StartUp, Ready, shut down, flow
-            interrupted) the gas and the evaporator relax toward it (added keyword).
-        mac: MAC address (dashes or colons), sent in status ids 1311..1313 and in the
-            identification datagram; default :func:`ophyd_cs800.protocol.mac_for_controller`
-            (``00-00-0C-01-HH-LL``, the controller number in the last two bytes).
-        name: NetBIOS name for the identification datagram (at most 15 printable ASCII
-            characters), or ``None`` for none (all 0xFF, as on the real APS unit).
+        them are ignored.
+    startup_seconds : float, optional
+        Simulated duration of StartUp before Ready (added keyword).
+    ambient_k : float, optional
+        Room temperature, kelvin: without gas flow (StartUp, Ready, shut down, flow
+        interrupted) the gas and the evaporator relax toward it (added keyword).
+    mac : str | None, optional
+        MAC address (dashes or colons), sent in status ids 1311..1313 and in the
+        identification datagram; default :func:`ophyd_cs800.protocol.mac_for_controller`
+        (``00-00-0C-01-HH-LL``, the controller number in the last two bytes).
+    name : str | None, optional
+        NetBIOS name for the identification datagram (at most 15 printable ASCII
+        characters), or ``None`` for none (all 0xFF, as on the real APS unit).
 
+    Notes
+    -----
     Bad arguments raise ``ValueError`` with the allowed range. The controller starts in StartUp.
 
     Fault injection (all may be changed at run time, e.g. from IOC PVs):
@@ -234,7 +247,10 @@ class SimulatedCS800:
         return self._name
 
     def identification_datagram(self) -> bytes:
-        """The 34-byte identification datagram (UDP port 30303 on a real unit): name and MAC."""
+        """Return the 34-byte identification datagram (UDP port 30303 on a real unit).
+
+        Name and MAC.
+        """
         return self._identification
 
     @property
@@ -677,7 +693,7 @@ class SimulatedCS800:
         return 0
 
     def _dynamic_values(self) -> dict[int, int]:
-        """The raw words that change with the state (temperatures, modes, housekeeping)."""
+        """Return the raw words that change with the state (temperatures, modes, housekeeping)."""
         now = self._t_last
         dt = now - self._noise_t
         self._noise_t = now

@@ -52,23 +52,37 @@ _MAX_DATAGRAM = 65535
 class Found:
     """One controller heard by :func:`discover`.
 
-    Attributes:
-        ip: source IP address of its datagrams (where its commands go, UDP 30305).
-        port: source port of its status datagrams (of its identification datagrams if no status
-            was heard). A simulator sends from its command port; a real unit's is not documented.
-        controller: controller number from its status datagrams (id 1028), or ``None``.
-        controller_from_mac: the last two MAC bytes, a *hint* at the controller number
-            (:func:`ophyd_cs800.protocol.controller_number_from_mac`), or ``None``.
-        mac: MAC address (``00-00-0C-01-01-AB``) from the identification datagram, else from
-            status ids 1311..1313, or ``None``.
-        name: NetBIOS name from the identification datagram, or ``None``.
-        firmware: control firmware version (id 1004), or ``None``.
-        run_mode: run mode as text (``"Run"``, ``"Startup OK"`` ...; id 1053), or ``None``.
-        phase: phase as text (``"Ramp"``, ``"Hold"`` ...; id 1054), only in run mode Run.
-        temp_k: gas temperature at the sample in kelvin (id 1051), or ``None``.
-        status_bytes: length of its last status datagram (928, or 1236 for firmware 153).
-        status_datagrams: good status datagrams heard.
-        id_datagrams: good identification datagrams heard.
+    Attributes
+    ----------
+    ip : str
+        Source IP address of its datagrams (where its commands go, UDP 30305).
+    port : int
+        Source port of its status datagrams (of its identification datagrams if no status
+        was heard). A simulator sends from its command port; a real unit's is not documented.
+    controller : int | None
+        Controller number from its status datagrams (id 1028), or ``None``.
+    controller_from_mac : int | None
+        The last two MAC bytes, a *hint* at the controller number
+        (:func:`ophyd_cs800.protocol.controller_number_from_mac`), or ``None``.
+    mac : str | None
+        MAC address (``00-00-0C-01-01-AB``) from the identification datagram, else from
+        status ids 1311..1313, or ``None``.
+    name : str | None
+        NetBIOS name from the identification datagram, or ``None``.
+    firmware : int | None
+        Control firmware version (id 1004), or ``None``.
+    run_mode : str | None
+        Run mode as text (``"Run"``, ``"Startup OK"`` ...; id 1053), or ``None``.
+    phase : str | None
+        Phase as text (``"Ramp"``, ``"Hold"`` ...; id 1054), only in run mode Run.
+    temp_k : float | None
+        Gas temperature at the sample in kelvin (id 1051), or ``None``.
+    status_bytes : int | None
+        Length of its last status datagram (928, or 1236 for firmware 153).
+    status_datagrams : int
+        Good status datagrams heard.
+    id_datagrams : int
+        Good identification datagrams heard.
     """
 
     ip: str
@@ -91,7 +105,7 @@ class Found:
         return self.controller if self.controller is not None else self.controller_from_mac
 
     def to_dict(self) -> dict[str, object]:
-        """The fields as a JSON-ready dict."""
+        """Return the fields as a JSON-ready dict."""
         return asdict(self)
 
 
@@ -124,7 +138,7 @@ def _enum_text(raw: int | None, strings: Sequence[str]) -> str | None:
 
 
 def _status_mac(packet: P.StatusPacket) -> str | None:
-    """The MAC carried in ids 1311..1313, or None if absent or "not available" (0xFFFE)."""
+    """Return the MAC carried in ids 1311..1313, or None if absent or "not available" (0xFFFE)."""
     words = [packet.get_raw(pid) for pid in (1311, 1312, 1313)]
     if any(w is None or w == P.NOT_AVAILABLE for w in words):
         return None
@@ -138,11 +152,15 @@ class Discovery:
     source ``(ip, port)``); read the result with :meth:`found`. Status datagrams are kept per
     source IP and controller number, so several simulated controllers behind one IP stay apart.
 
-    Attributes:
-        malformed: count of rejected datagrams by kind and reason (``"status checksum"``,
-            ``"identification"`` ...).
-        malformed_from: count of rejected datagrams by source IP.
-        last_malformed: what was wrong with the last rejected datagram (a sentence), or ``""``.
+    Attributes
+    ----------
+    malformed : Counter[str]
+        Count of rejected datagrams by kind and reason (``"status checksum"``,
+        ``"identification"`` ...).
+    malformed_from : Counter[str]
+        Count of rejected datagrams by source IP.
+    last_malformed : str
+        What was wrong with the last rejected datagram (a sentence), or ``""``.
     """
 
     def __init__(self) -> None:
@@ -193,8 +211,11 @@ class Discovery:
         return True
 
     def _match_ids(self) -> dict[tuple[str, int | None, int], _IdSource]:
-        """Pair identification sources with controllers: same MAC, else same source address,
-        else the only controller and the only identification source of an IP address."""
+        """Pair identification sources with controllers.
+
+        Same MAC, else same source address, else the only controller and the only identification
+        source of an IP address.
+        """
         matched: dict[tuple[str, int | None, int], _IdSource] = {}
         free = dict(self._ids)
         per_ip = Counter(src.ip for src in self._status.values())
@@ -253,11 +274,17 @@ class Discovery:
 class Listener:
     """The two shared UDP sockets of a discovery (status and identification), bound at once.
 
-    Args:
-        listen: local IPv4 address to bind (``"0.0.0.0"`` receives broadcasts).
-        status_port: status port (30304 on real hardware); 0 picks a free port.
-        id_port: identification port (30303 on real hardware); 0 picks a free port.
+    Parameters
+    ----------
+    listen : str, optional
+        Local IPv4 address to bind (``"0.0.0.0"`` receives broadcasts).
+    status_port : int, optional
+        Status port (30304 on real hardware); 0 picks a free port.
+    id_port : int, optional
+        Identification port (30303 on real hardware); 0 picks a free port.
 
+    Notes
+    -----
     Port 0 is never left to the kernel (see :func:`sim_ioc.status_server.open_status_socket`):
     a random free port outside the ephemeral range is taken. A port that cannot be bound raises
     ``OSError`` whose message names the socket and address; nothing stays bound.
@@ -333,10 +360,28 @@ def discover(
 ) -> list[Found]:
     """Listen ``duration`` seconds on ``listen`` for CS800 datagrams; return who was heard.
 
-    Binds ``status_port`` and ``id_port`` (0: free ports, see :class:`Listener`) and returns one
-    :class:`Found` per controller, sorted by IP address. Pass a ``collector`` to read the counts
-    of malformed datagrams afterwards. Raises ``OSError`` (naming the address) if a port cannot
-    be bound; a malformed datagram never raises.
+    A malformed datagram never raises.
+
+    Parameters
+    ----------
+    listen : str, optional
+        Local IPv4 address to bind (``"0.0.0.0"`` receives broadcasts).
+    status_port, id_port : int, optional
+        The status and identification ports to bind (0: free ports, see :class:`Listener`).
+    duration : float, optional
+        Seconds to listen.
+    collector : Discovery or None, optional
+        Pass one to read the counts of malformed datagrams afterwards.
+
+    Returns
+    -------
+    list[Found]
+        One :class:`Found` per controller, sorted by IP address.
+
+    Raises
+    ------
+    OSError
+        Naming the address, if a port cannot be bound.
     """
     with Listener(listen, status_port, id_port) as listener:
         return listener.run(duration, collector).found()
@@ -344,7 +389,9 @@ def discover(
 
 # -------------------------------------------------------------------------------- output
 def ioc_command(found: Sequence[Found], prefix: str = "xxx:") -> str:
-    """The ``cs800-ioc`` command line serving ``found``: ``CS0:``, ``CS1:`` ... in that order.
+    """Return the ``cs800-ioc`` command line serving ``found``.
+
+    ``CS0:``, ``CS1:`` ... in that order.
 
     The command port is left at its default (30305) unless several controllers share one IP
     address (simulators): then each gets its source port, where a simulator takes commands. A
@@ -360,8 +407,10 @@ def ioc_command(found: Sequence[Found], prefix: str = "xxx:") -> str:
 
 
 def format_table(found: Sequence[Found]) -> str:
-    """``found`` as an aligned text table; ``-`` for unknown values, ``427?`` for a controller
-    number guessed from the MAC."""
+    """``found`` as an aligned text table.
+
+    ``-`` for unknown values, ``427?`` for a controller number guessed from the MAC.
+    """
     header = ("IP", "CTRL", "MAC", "NAME", "FW", "RUN MODE", "PHASE", "TEMP", "STATUS", "ID")
     rows = [header]
     for f in found:
@@ -403,7 +452,7 @@ _duration = bounded_positive("time", MAX_DURATION_S, "a number of seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``cs800-discover`` argument parser."""
+    """Return the ``cs800-discover`` argument parser."""
     p = argparse.ArgumentParser(
         prog="cs800-discover",
         description="Listen for CryoStream 800 status (UDP 30304) and identification (UDP 30303) "

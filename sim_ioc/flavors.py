@@ -23,12 +23,17 @@ from sim_ioc.pvs import DEBUG_STRINGS
 class ParamSpec:
     """One command parameter (an ao record).
 
-    Attributes:
-        name: PV name after ``$(P)$(R)`` (``RTEMP``, ...).
-        default: value at boot (engineering units).
+    Attributes
+    ----------
+    name : str
+        PV name after ``$(P)$(R)`` (``RTEMP``, ...).
+    default : float
+        Value at boot (engineering units).
         low, high: DRVL..DRVH (the CA control limits), engineering units.
-        units: engineering units (``K``, ``K/h``, ``min``).
-        whole: the value is a whole number (K/h, minutes).
+    units : str
+        Engineering units (``K``, ``K/h``, ``min``).
+    whole : bool
+        The value is a whole number (K/h, minutes).
     """
 
     name: str
@@ -43,22 +48,34 @@ class ParamSpec:
 class Flavor:
     """What a client sees from one flavour of the IOC.
 
-    Attributes:
-        name: ``"fixed"`` or ``"synapps"``.
-        params: the command parameters by name.
-        clamp: a put outside DRVL..DRVH is clamped silently (EPICS ao); False: refused.
-        disabled_put_succeeds: an action put while DISABLE is 1 succeeds and sends nothing
-            (the record is skipped through SDIS); False: refused with a sentence.
-        limits_follow_device: RTEMP/CTEMP limits follow DEVICEMINTEMP..DEVICEMAXTEMP.
-        disabled_at_boot: DISABLE reads Disabled (1) at boot.
+    Attributes
+    ----------
+    name : str
+        ``"fixed"`` or ``"synapps"``.
+    params : dict[str, ParamSpec]
+        The command parameters by name.
+    clamp : bool
+        A put outside DRVL..DRVH is clamped silently (EPICS ao); False: refused.
+    disabled_put_succeeds : bool
+        An action put while DISABLE is 1 succeeds and sends nothing
+        (the record is skipped through SDIS); False: refused with a sentence.
+    limits_follow_device : bool
+        RTEMP/CTEMP limits follow DEVICEMINTEMP..DEVICEMAXTEMP.
+    disabled_at_boot : bool
+        DISABLE reads Disabled (1) at boot.
         debug_strings, debug_default: the DEBUG mbbo.
-        phase_strings: the PHASE mbbi.
-        c_ioc_status: decode status as the C IOC does (:mod:`sim_ioc.synapps`): raw x ESLO,
-            0xFFFE as a number, NO_ALARM, the SNL's alarm texts, ALARMI MAJOR when non-zero.
-        marks_stale: a silent controller's status PVs go INVALID/COMM after the stale timeout.
-        scan_limited: the status port is read by a 0.1 s scan (at most 10 decodes/s, backlog
-            queued) and ``status_packet`` shows the asyn record's NORD/alarm cycle.
-        per_controller_stats: serve ``$(P)CS:$(R)AGE`` and ``COUNT`` (not in the C IOC).
+    phase_strings : tuple[str, ...]
+        The PHASE mbbi.
+    c_ioc_status : bool
+        Decode status as the C IOC does (:mod:`sim_ioc.synapps`): raw x ESLO,
+        0xFFFE as a number, NO_ALARM, the SNL's alarm texts, ALARMI MAJOR when non-zero.
+    marks_stale : bool
+        A silent controller's status PVs go INVALID/COMM after the stale timeout.
+    scan_limited : bool
+        The status port is read by a 0.1 s scan (at most 10 decodes/s, backlog
+        queued) and ``status_packet`` shows the asyn record's NORD/alarm cycle.
+    per_controller_stats : bool
+        Serve ``$(P)CS:$(R)AGE`` and ``COUNT`` (not in the C IOC).
     """
 
     name: str
@@ -131,7 +148,7 @@ DEFAULT_FLAVOR = FIXED.name
 
 
 def get_flavor(name: str | Flavor) -> Flavor:
-    """The flavour called ``name`` (a :class:`Flavor` is returned as is).
+    """Return the flavour called ``name`` (a :class:`Flavor` is returned as is).
 
     Raises ``ValueError`` naming the choices for an unknown name.
     """

@@ -34,7 +34,7 @@ MAX_COUNT = 100_000_000
 
 
 def payload(replay_cid: int | None) -> bytes:
-    """The datagram to send: 64 junk bytes, or a valid status datagram of ``replay_cid``."""
+    """Return the datagram to send: 64 junk bytes, or a valid status datagram of ``replay_cid``."""
     if replay_cid is None:
         return bytes(range(64))
     from sim_ioc.clock import ManualClock
@@ -81,8 +81,9 @@ def flood(to: tuple[str, int], source: str, data: bytes, rate: float, seconds: f
 
 
 class MarkerProbe:
-    """Feeds controller ``cid``'s status to ``status_to`` from ``source`` at ``rate_hz``, each
-    datagram with a new marker in RUNTIME (id 1066), and records through a CA monitor of
+    """Feeds controller ``cid``'s status to ``status_to`` from ``source`` at ``rate_hz``.
+
+    Each datagram with a new marker in RUNTIME (id 1066), and records through a CA monitor of
     ``runtime_pv`` when each marker was shown (``time.monotonic()`` seconds).
 
     Use as a context manager; entering waits (up to ``timeout`` s) until 3 markers were shown.
@@ -148,12 +149,14 @@ class MarkerProbe:
         self.sock.close()
 
     def caught_up(self) -> bool:
-        """True once the last marker sent (or the one before) was shown."""
+        """Return True once the last marker sent (or the one before) was shown."""
         return bool(self.sent) and max(self.shown, default=0) >= max(self.sent) - 2
 
     def latencies(self, start: float, end: float) -> list[float]:
-        """Sorted send-to-monitor latencies (s) of markers sent in [start, end]; ``inf`` for
-        a marker never shown (lost)."""
+        """Sorted send-to-monitor latencies (s) of markers sent in [start, end].
+
+        ``inf`` for a marker never shown (lost).
+        """
         return sorted(self.shown.get(m, math.inf) - t for m, t in self.sent.items()
                       if start <= t <= end)
 
@@ -163,12 +166,15 @@ class MarkerProbe:
         return max(b - a for a, b in zip(times, times[1:], strict=False))
 
     def went_invalid(self, start: float) -> bool:
-        """True if an update after ``start`` had INVALID severity (the controller went stale)."""
+        """Return True if an update after ``start`` had INVALID severity.
+
+        That is: the controller went stale.
+        """
         return any(severity == 3 for t, severity in self.severities if t >= start)
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0..100) of already sorted values (nearest rank)."""
+    """Return the ``q``-th percentile (0..100) of already sorted values (nearest rank)."""
     return sorted_values[min(len(sorted_values) - 1, int(q / 100 * len(sorted_values)))]
 
 

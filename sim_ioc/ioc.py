@@ -98,16 +98,21 @@ _DEBUG_LEVELS = {
 class ControllerConfig:
     """One controller served by the IOC.
 
-    Attributes:
-        r: the group's ``$(R)``, e.g. ``"CS0:"``.
-        cid: controller number (status id 1028) whose datagrams this group shows; 0 adopts the
-            first controller heard from one of this group's addresses that no other group
-            claims (one-controller setups only).
-        command_addr: ``(host, port)`` the 7-byte commands are sent to (port 30305 on hardware).
-        status_from: addresses (host names or dotted IPv4) this group accepts status datagrams
-            from; empty: the host of ``command_addr`` (the controller itself). Give it for a
-            site whose status arrives through a relay, or when commands go to a broadcast
-            address.
+    Attributes
+    ----------
+    r : str
+        The group's ``$(R)``, e.g. ``"CS0:"``.
+    cid : int
+        Controller number (status id 1028) whose datagrams this group shows; 0 adopts the
+        first controller heard from one of this group's addresses that no other group
+        claims (one-controller setups only).
+    command_addr : tuple[str, int] | None
+        ``(host, port)`` the 7-byte commands are sent to (port 30305 on hardware).
+    status_from : tuple[str, ...]
+        Addresses (host names or dotted IPv4) this group accepts status datagrams
+        from; empty: the host of ``command_addr`` (the controller itself). Give it for a
+        site whose status arrives through a relay, or when commands go to a broadcast
+        address.
     """
 
     r: str
@@ -116,16 +121,19 @@ class ControllerConfig:
     status_from: tuple[str, ...] = ()
 
     def status_hosts(self) -> tuple[str, ...]:
-        """The hosts status is accepted from (``status_from``, else the command host)."""
+        """Return the hosts status is accepted from (``status_from``, else the command host)."""
         if self.status_from:
             return tuple(self.status_from)
         return (self.command_addr[0],) if self.command_addr else ()
 
 
 def resolve_source(host: str) -> str:
-    """The dotted IPv4 address of ``host`` (a name or an address), as datagrams show it.
+    """Return the dotted IPv4 address of ``host`` (a name or an address), as datagrams show it.
 
-    Raises ``ValueError`` naming the host if it cannot be resolved.
+    Raises
+    ------
+    ValueError
+        Naming the host, if it cannot be resolved.
     """
     try:
         return socket.gethostbyname(host)
@@ -134,16 +142,22 @@ def resolve_source(host: str) -> str:
 
 
 class _ParamDouble(LazyFieldsMixin, PvpropertyDouble):
-    """An ``ao`` parameter: a put outside DRVL..DRVH (the control limits) is refused, or, in a
-    flavour that clamps (synApps), clamped silently to the nearer limit as an EPICS ao does."""
+    """An ``ao`` parameter.
+
+    A put outside DRVL..DRVH (the control limits) is refused, or, in a flavour that clamps
+    (synApps), clamped silently to the nearer limit as an EPICS ao does.
+    """
 
     whole = False
     #: A command parameter: clamped instead of refused in a flavour that clamps.
     flavor_clamps = False
 
     async def verify_value(self, value):
-        """Refuse (or clamp) values outside the control limits; refuse NaN; whole numbers for
-        whole-number PVs (refused in the fixed flavour, rounded as the ao's RVAL when clamping)."""
+        """Refuse (or clamp) values outside the control limits.
+
+        Refuse NaN; whole numbers for whole-number PVs (refused in the fixed flavour, rounded as the
+        ao's RVAL when clamping).
+        """
         lo, hi = self.lower_ctrl_limit, self.upper_ctrl_limit
         units = f" {self.units}" if self.units else ""
         clamp = self.flavor_clamps and getattr(self.group, "flavor", FIXED).clamp
@@ -178,8 +192,11 @@ class _WholeCommandParam(_CommandParam):
 
 
 class _CheckedEnum(LazyFieldsMixin, PvpropertyEnum):
-    """A writable enum (bo, mbbo): a put that is not one of its strings, or an index outside
-    them (e.g. -1 sent as an integer), is refused with a sentence naming the choices."""
+    """A writable enum (bo, mbbo).
+
+    A put that is not one of its strings, or an index outside them (e.g. -1 sent as an integer), is
+    refused with a sentence naming the choices.
+    """
 
     def _refusal(self, value: Any) -> ValueError:
         return ValueError(enum_sentence(self.pvname, self.enum_strings, value))
@@ -196,7 +213,7 @@ class _CheckedEnum(LazyFieldsMixin, PvpropertyEnum):
 
 
 def _enum(name: str, value: str, strings: tuple[str, ...], record: str, doc: str) -> pvproperty:
-    """A writable, checked enum record."""
+    """Return a writable, checked enum record."""
     return pvproperty(name=name, value=value, dtype=_CheckedEnum, enum_strings=strings,
                       record=record, alarm_group=name, doc=doc)
 
@@ -217,7 +234,7 @@ def _status_property(pv) -> pvproperty:
 
 
 def _record_group(name: str, base: type, doc: str, properties: dict[str, pvproperty]) -> type:
-    """A group class ``name`` deriving from ``base`` with the generated ``properties``.
+    """Return a group class ``name`` deriving from ``base`` with the generated ``properties``.
 
     mypy cannot follow a class made this way, so each use gives mypy its base class instead
     (under ``TYPE_CHECKING``): the generated class only adds pvproperties to it.
@@ -236,8 +253,11 @@ else:
 
 
 def _param(name: str, *, precision: int, doc: str) -> pvproperty:
-    """A command parameter (ao); value, units and limits come from the flavour (FIXED here,
-    the IOC's flavour at group creation). A put also updates the byte-split helpers."""
+    """Return a command parameter (ao).
+
+    Value, units and limits come from the flavour (FIXED here, the IOC's flavour at group creation).
+    A put also updates the byte-split helpers.
+    """
     spec = FIXED.params[name]
 
     async def put(group: CS800ControllerGroup, instance, value):
@@ -253,7 +273,10 @@ def _param(name: str, *, precision: int, doc: str) -> pvproperty:
 
 
 def _helper(name: str) -> pvproperty:
-    """A byte-split helper: ``XH``/``XL`` (ao) or ``XCH``/``XCL`` (calcout), computed only."""
+    """Return a byte-split helper.
+
+    ``XH``/``XL`` (ao) or ``XCH``/``XCL`` (calcout), computed only.
+    """
     record = "calcout" if name.endswith(("CH", "CL")) else "ao"
     return pvproperty(name=name, value=0.0, dtype=float, read_only=True, record=record,
                       alarm_group=name, doc=f"Signed byte of {name.rstrip('CHL')} (computed)")
@@ -373,7 +396,10 @@ class CS800ControllerGroup(_HelperRecords):
                                                  severity=AlarmSeverity.INVALID_ALARM)
 
     def _set_split(self, name: str, value: float) -> dict[Any, int]:
-        """The helper channels of parameter ``name`` and the values they take for ``value``."""
+        """Return the helper channels of parameter ``name``, each with the value it takes.
+
+        The values are those for parameter value ``value``.
+        """
         high, low = split_word(raw_word(name, value))
         channels = {getattr(self, f"{name}{s}".lower()): v
                     for s, v in (("CH", high), ("H", high), ("CL", low), ("L", low))}
@@ -393,9 +419,12 @@ class CS800ControllerGroup(_HelperRecords):
         return self.disable.value == "Disabled"
 
     def temp_limits(self, channel: Any) -> dict[str, float]:
-        """Temperature limits a command built from ``channel`` (RTEMP, CTEMP) is checked with,
-        as builder keywords: DEVICEMINTEMP..DEVICEMAXTEMP in the fixed flavour; the channel's
-        own DRVL..DRVH where the IOC does not check the device's limits (synApps)."""
+        """Return the temperature limits a command built from ``channel`` is checked with.
+
+        ``channel`` is RTEMP or CTEMP; the limits are builder keywords: DEVICEMINTEMP..DEVICEMAXTEMP
+        in the fixed flavour; the channel's own DRVL..DRVH where the IOC does not check the
+        device's limits (synApps).
+        """
         if self.flavor.limits_follow_device:
             return {"min_temp": self.min_temp, "max_temp": self.max_temp}
         return {"min_temp": channel.lower_ctrl_limit, "max_temp": channel.upper_ctrl_limit}
@@ -404,8 +433,11 @@ class CS800ControllerGroup(_HelperRecords):
     def send(self, command: P.Command) -> None:
         """Send one command datagram to this controller.
 
-        Raises ``RuntimeError`` (the CA put fails with this text) when DISABLE is Disabled, when
-        no command address is known, or when the socket refuses the datagram.
+        Raises
+        ------
+        RuntimeError
+            (The CA put fails with this text.) When DISABLE is Disabled, when no command address
+            is known, or when the socket refuses the datagram.
         """
         name = command.command.name
         if self.disabled and self.flavor.disabled_put_succeeds:  # SDIS: skipped, no error
@@ -814,7 +846,10 @@ class CS800IOC:
     async def open(self) -> None:
         """Bind the status and command sockets and start the background tasks.
 
-        Raises ``OSError`` (with the address) if a socket cannot be bound.
+        Raises
+        ------
+        OSError
+            With the address, if a socket cannot be bound.
         """
         loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()

@@ -109,8 +109,10 @@ class LazyFieldsMixin(RefusalSentenceMixin):
 
 
 def _limit_write_refuser(record: str, field: str):
-    """A ``write_from_dbr`` for limit field ``field`` of ``record``: every CA put is refused
-    with a sentence (the record's limits are the IOC's)."""
+    """Return a ``write_from_dbr`` for limit field ``field`` of ``record``.
+
+    Every CA put is refused with a sentence (the record's limits are the IOC's).
+    """
 
     async def refuse(*args: Any, **kwargs: Any) -> None:
         raise ValueError(f"{record}.{field} cannot be written: the limits of {record} are "

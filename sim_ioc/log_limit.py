@@ -46,8 +46,10 @@ class RateLimitedLog:
 
     def note(self, key: str, message: str, detail: str = "",
              level: int = logging.WARNING, count: int = 1) -> None:
-        """``count`` events of kind ``key``: the first is logged now if none was in this
-        interval, the others are counted for the summary.
+        """``count`` events of kind ``key``.
+
+        The first is logged now if none was in this interval, the others are counted for the
+        summary.
 
         ``detail`` (e.g. a source address) is tallied for the summary line.
         """
@@ -70,8 +72,10 @@ class RateLimitedLog:
             details[detail] = details.get(detail, 0) + count
 
     def flush(self, level: int = logging.WARNING, *, everything: bool = False) -> None:
-        """Write the summary of every kind whose interval is over (``everything``: of every
-        kind, e.g. at exit) and forget those kinds."""
+        """Write the summary of every kind whose interval is over, and forget those kinds.
+
+        With ``everything``: of every kind, e.g. at exit.
+        """
         now = self.clock()
         for key, kind in list(self._kinds.items()):
             if everything or now - kind.started >= self.interval:

@@ -50,11 +50,16 @@ def time_to_within(x0: float, target: float, tau_s: float, tolerance: float) -> 
 class Ar1Noise:
     """Band-limited Gaussian noise (an Ornstein-Uhlenbeck process sampled exactly), clipped.
 
-    Args:
-        rng: the seeded random generator to draw from.
-        sigma: standard deviation of the stationary process (same unit as the signal).
-        tau_s: correlation time in seconds (> 0).
-        clip: the output is limited to +/- ``clip``.
+    Parameters
+    ----------
+    rng : random.Random
+        The seeded random generator to draw from.
+    sigma : float
+        Standard deviation of the stationary process (same unit as the signal).
+    tau_s : float
+        Correlation time in seconds (> 0).
+    clip : float
+        The output is limited to +/- ``clip``.
     """
 
     def __init__(self, rng: random.Random, sigma: float, tau_s: float, clip: float) -> None:

@@ -118,10 +118,21 @@ def _bind_both(port: int, kind: int) -> int | None:
 
 
 def loopback_ca_env(port: int, *extra_ports: int) -> dict[str, str]:
-    """The EPICS environment for a CA server on 127.0.0.1:``port`` and its clients.
+    """Return the EPICS environment for a CA server on 127.0.0.1:``port`` and its clients.
 
-    Clients search ``127.0.0.1:port`` (and ``127.0.0.1:p`` for each of ``extra_ports``); the
-    server binds 127.0.0.1 only and sends beacons to loopback only.
+    Parameters
+    ----------
+    port : int
+        The CA server port (UDP search and TCP circuit).
+    *extra_ports : int
+        More loopback CA servers the clients search too.
+
+    Returns
+    -------
+    dict[str, str]
+        ``EPICS_CA_*`` and ``EPICS_CAS_*`` variables: clients search ``127.0.0.1:port`` (and
+        ``127.0.0.1:p`` for each of ``extra_ports``); the server binds 127.0.0.1 only and sends
+        beacons to loopback only.
     """
     addr_list = " ".join(f"127.0.0.1:{p}" for p in (port, *extra_ports))
     return {
@@ -136,25 +147,33 @@ def loopback_ca_env(port: int, *extra_ports: int) -> dict[str, str]:
 
 
 def random_prefix(stem: str = "cs800") -> str:
-    """A unique record-name prefix, e.g. ``cs800a1b2c3d4:``."""
+    """Return a unique record-name prefix, e.g. ``cs800a1b2c3d4:``."""
     return f"{stem}{uuid.uuid4().hex[:8]}:"
 
 
 class IocProcess:
     """A ``python -m sim_ioc.cli ARGS`` subprocess serving CA on its own loopback port.
 
-    Args:
-        args: arguments after ``python -m sim_ioc.cli`` (the prefix is added from ``prefix``;
-            ``cs800-ioc`` gets ``--no-autosave`` unless ``--autosave DIR`` is given).
-        prefix: record-name prefix (default: a random one).
-        ready_pv: PV (without the prefix) that must answer before :meth:`start` returns.
-        ca_port: CA server port (default: a free one).
-        log_path: file for the IOC's stdout and stderr (default: a new temporary file, deleted
-            by :meth:`stop` when the IOC exited cleanly).
-        startup_timeout: seconds to wait for ``ready_pv``; ``RuntimeError`` (with the end of
-            the log) if it does not answer in time or the process exits.
-        flavor: ``"fixed"`` or ``"synapps"`` (adds ``--flavor``); None: the IOC's default
-            (fixed). Kept in :attr:`flavor`.
+    Parameters
+    ----------
+    args : Sequence[str]
+        Arguments after ``python -m sim_ioc.cli`` (the prefix is added from ``prefix``;
+        ``cs800-ioc`` gets ``--no-autosave`` unless ``--autosave DIR`` is given).
+    prefix : str | None, optional
+        Record-name prefix (default: a random one).
+    ready_pv : str, optional
+        PV (without the prefix) that must answer before :meth:`start` returns.
+    ca_port : int | None, optional
+        CA server port (default: a free one).
+    log_path : str | os.PathLike[str] | None, optional
+        File for the IOC's stdout and stderr (default: a new temporary file, deleted
+        by :meth:`stop` when the IOC exited cleanly).
+    startup_timeout : float, optional
+        Seconds to wait for ``ready_pv``; ``RuntimeError`` (with the end of
+        the log) if it does not answer in time or the process exits.
+    flavor : str | None, optional
+        ``"fixed"`` or ``"synapps"`` (adds ``--flavor``); None: the IOC's default
+        (fixed). Kept in :attr:`flavor`.
     """
 
     def __init__(self, args: Sequence[str], *, prefix: str | None = None,
@@ -203,7 +222,7 @@ class IocProcess:
         return f"{self.prefix}CS{i}:"
 
     def log_text(self, tail: int = 4000) -> str:
-        """The last ``tail`` characters of the IOC's log."""
+        """Return the last ``tail`` characters of the IOC's log."""
         try:
             return self.log_path.read_text(errors="replace")[-tail:]
         except OSError:
@@ -218,7 +237,19 @@ class IocProcess:
         return ca_write(pv, value, self.env, timeout=timeout, **kwargs)
 
     def start(self) -> IocProcess:
-        """Start the IOC and wait until :attr:`ready_pv` answers (bounded)."""
+        """Start the IOC and wait until :attr:`ready_pv` answers (bounded).
+
+        Returns
+        -------
+        IocProcess
+            This process, started.
+
+        Raises
+        ------
+        RuntimeError
+            If it is already started, exits during startup, or ``ready_pv`` does not answer
+            within ``startup_timeout`` s (the message holds the end of the log).
+        """
         if self._proc is not None:
             raise RuntimeError("the IOC process is already started")
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
@@ -248,7 +279,12 @@ class IocProcess:
     def stop(self) -> int | None:
         """Stop the IOC by PID: SIGINT, then SIGTERM, then SIGKILL (each bounded).
 
-        Returns the exit status (None if it was not running). Safe to call twice.
+        Safe to call twice.
+
+        Returns
+        -------
+        int or None
+            The exit status (None if it was not running).
         """
         proc, self._proc = self._proc, None
         if proc is None:
@@ -281,18 +317,28 @@ class IocProcess:
 class SimIocProcess(IocProcess):
     """``cs800-sim-ioc`` as a subprocess: the IOC with ``controllers`` simulated controllers.
 
-    Args:
-        prefix: record-name prefix (default: random); controllers at ``{prefix}CS0:`` ...
-        controllers: number of simulated controllers (411, 412, ...).
-        speed: simulated seconds per wall second.
-        valves: N > 0 also serves the simulated valve bank at ``{prefix}VB:``.
-        stale_timeout: seconds before silent controllers' PVs go INVALID (None: IOC default).
-        max_rate_hz: simulator datagrams per wall second per controller (None: the default, 5).
-        flavor: ``"fixed"`` (None: the default) or ``"synapps"``.
-        enable_comms: synapps flavour: set DISABLE to Enabled after start-up, as a beamline
-            IOC whose autosave restored it (default True); False keeps the C IOC's boot state.
+    Parameters
+    ----------
+    prefix : str | None, optional
+        Record-name prefix (default: random); controllers at ``{prefix}CS0:`` ...
+    controllers : int, optional
+        Number of simulated controllers (411, 412, ...).
+    speed : float, optional
+        Simulated seconds per wall second.
+    valves : int, optional
+        N > 0 also serves the simulated valve bank at ``{prefix}VB:``.
+    stale_timeout : float | None, optional
+        Seconds before silent controllers' PVs go INVALID (None: IOC default).
+    max_rate_hz : float | None, optional
+        Simulator datagrams per wall second per controller (None: the default, 5).
+    flavor : str | None, optional
+        ``"fixed"`` (None: the default) or ``"synapps"``.
+    enable_comms : bool, optional
+        Synapps flavour: set DISABLE to Enabled after start-up, as a beamline
+        IOC whose autosave restored it (default True); False keeps the C IOC's boot state.
         ca_port, log_path, startup_timeout: as :class:`IocProcess`.
-        extra_args: more ``cs800-sim-ioc`` arguments.
+    extra_args : Sequence[str], optional
+        More ``cs800-sim-ioc`` arguments.
     """
 
     def __init__(self, *, prefix: str | None = None, controllers: int = 1, speed: float = 100.0,
@@ -386,7 +432,7 @@ def _search_retried(call: Callable[[], Any], attempts: int = CA_SEARCH_ATTEMPTS)
 
 
 def _raised_in_search(exc: BaseException) -> bool:
-    """True if ``exc`` was raised inside ``caproto.sync.client.search``."""
+    """Return True if ``exc`` was raised inside ``caproto.sync.client.search``."""
     tb = exc.__traceback__
     while tb is not None:
         code = tb.tb_frame.f_code

@@ -31,7 +31,7 @@ CAPROTO_CIRCUIT_LOGGER = "caproto.circ"
 
 
 def _shown(data: Any) -> str:
-    """The value a client put, as text (one element unwrapped, strings decoded)."""
+    """Return the value a client put, as text (one element unwrapped, strings decoded)."""
     try:  # lists, tuples, numpy arrays of one element
         if not isinstance(data, (str, bytes)) and len(data) == 1:
             data = data[0]
@@ -45,14 +45,14 @@ def _shown(data: Any) -> str:
 
 
 def enum_sentence(name: str, strings: list[str] | tuple[str, ...], data: Any) -> str:
-    """The sentence for a value that is none of an enum PV's strings or indexes."""
+    """Return the sentence for a value that is none of an enum PV's strings or indexes."""
     choices = ", ".join(repr(s) for s in strings)
     return (f"{name} accepts only {choices} (or index 0..{len(strings) - 1}), got "
             f"{_shown(data)}; nothing was changed")
 
 
 def conversion_sentence(channel: Any, data: Any) -> str:
-    """The sentence for a value caproto could not convert for ``channel``."""
+    """Return the sentence for a value caproto could not convert for ``channel``."""
     name = str(getattr(channel, "pvname", None) or getattr(channel, "name", "this PV"))
     strings = list(getattr(channel, "enum_strings", None) or [])
     if channel.data_type == ChannelType.ENUM and strings:
@@ -63,8 +63,10 @@ def conversion_sentence(channel: Any, data: Any) -> str:
 
 
 def _is_conversion_error(exc: BaseException) -> bool:
-    """True for caproto's conversion errors and the numpy ones it lets through (text to a
-    number: "could not convert string to float")."""
+    """Return True for caproto's conversion errors and the numpy ones it lets through.
+
+    The numpy ones: text to a number, "could not convert string to float".
+    """
     return isinstance(exc, CaprotoConversionError) or str(exc).startswith("could not convert")
 
 
@@ -72,8 +74,11 @@ class RefusalSentenceMixin:
     """Mixin for caproto channel classes: conversion failures become a sentence."""
 
     async def write_from_dbr(self, data, data_type, metadata, *, flags=0):
-        """caproto's ``write_from_dbr``; a value it cannot convert raises ``ValueError`` with
-        a sentence naming the PV, the value and what is accepted."""
+        """Caproto's ``write_from_dbr``.
+
+        A value it cannot convert raises ``ValueError`` with a sentence naming the PV, the value and
+        what is accepted.
+        """
         try:
             return await super().write_from_dbr(data, data_type, metadata, flags=flags)
         except (CaprotoConversionError, ValueError) as exc:

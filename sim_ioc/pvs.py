@@ -45,15 +45,23 @@ ALARM_TEXT_UNSET = "unset"
 class StatusPV:
     """One status record of a controller group.
 
-    Attributes:
-        suffix: PV name after ``$(P)$(R)``, as in ``Oxford_CS800.db``.
-        pid: status parameter id read (ALARM: the alarm code id 1065).
-        record: EPICS record type reported as ``.RTYP`` (``ai``, ``mbbi``, ``stringin``).
-        units: engineering units (``PARAMS[pid].unit``; ``""`` for counts and flags).
-        precision: display precision (digits after the point).
+    Attributes
+    ----------
+    suffix : str
+        PV name after ``$(P)$(R)``, as in ``Oxford_CS800.db``.
+    pid : int
+        Status parameter id read (ALARM: the alarm code id 1065).
+    record : str
+        EPICS record type reported as ``.RTYP`` (``ai``, ``mbbi``, ``stringin``).
+    units : str
+        Engineering units (``PARAMS[pid].unit``; ``""`` for counts and flags).
+    precision : int
+        Display precision (digits after the point).
         low, high: display limits (LOPR/HOPR); equal means "not set".
-        enum_strings: mbbi state strings.
-        doc: description (``.DESC``).
+    enum_strings : tuple[str, ...]
+        Mbbi state strings.
+    doc : str
+        Description (``.DESC``).
     """
 
     suffix: str

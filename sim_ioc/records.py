@@ -50,8 +50,10 @@ assert len(C_IOC_RECORDS) == 86 and len(set(C_IOC_RECORDS)) == 86, "the C IOC ha
 
 
 def raw_word(param: str, value: float) -> int:
-    """``.RVAL`` of parameter ``param`` holding ``value`` (engineering units): the ao's
-    conversion ``round(value / ESLO)``, kept to 0..65535 as the 16-bit protocol field."""
+    """``.RVAL`` of parameter ``param`` holding ``value`` (engineering units).
+
+    The ao's conversion ``round(value / ESLO)``, kept to 0..65535 as the 16-bit protocol field.
+    """
     return min(max(round(value / PARAM_ESLO[param]), 0), 0xFFFF)
 
 
@@ -60,7 +62,7 @@ def _signed_byte(byte: int) -> int:
 
 
 def split_word(raw: int) -> tuple[int, int]:
-    """The calcouts' signed (high, low) bytes of a 16-bit word, e.g. 36000 -> (-116, -96).
+    """Return the calcouts' signed (high, low) bytes of a 16-bit word, e.g. 36000 -> (-116, -96).
 
     The C IOC's CALC strings (``(A>>8>=C)?A>>8-C:A>>8``, ``(A%B>=C)?A%B-B:A%B``) give these
     bytes on common platforms; ``%r`` then emits them unchanged.

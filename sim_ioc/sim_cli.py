@@ -32,7 +32,7 @@ _rate = bounded_positive("max rate")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``cs800-sim`` argument parser."""
+    """Return the ``cs800-sim`` argument parser."""
     p = argparse.ArgumentParser(
         prog="cs800-sim",
         description="Simulated Oxford CryoStream 800 controllers on UDP: status datagrams out "

@@ -216,7 +216,10 @@ class StatusReceiver:
 
 def _udp_socket(host: str, port: int, what: str,
                 options: tuple[tuple[int, int], ...]) -> socket.socket:
-    """A non-blocking UDP socket with ``options`` (level, name) set to 1, bound to host:port."""
+    """Return a non-blocking UDP socket bound to host:port.
+
+    Its ``options`` (level, name) are set to 1.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         for level, name in options:
@@ -244,7 +247,11 @@ def open_status_socket(host: str, port: int, rng: random.Random | None = None) -
     the reply is counted as a malformed datagram. So port 0 means a random free port outside the
     kernel's ephemeral range (:func:`_bind_outside_ephemeral`), which no port-0 bind is given
     (below it, else above it; if neither has a free port, an exclusive kernel-chosen one).
-    Raises ``OSError`` with the address in the message if the bind fails.
+
+    Raises
+    ------
+    OSError
+        With the address in the message, if the bind fails.
     """
     return open_shared_socket(host, port, "status", rng)
 
@@ -270,7 +277,10 @@ def open_shared_socket(host: str, port: int, what: str,
 
 
 def ephemeral_port_range() -> tuple[int, int]:
-    """The kernel's ephemeral (port 0) range, from ``/proc`` on Linux; ``(32768, 60999)`` else."""
+    """Return the kernel's ephemeral (port 0) range, from ``/proc`` on Linux.
+
+    ``(32768, 60999)`` elsewhere.
+    """
     try:
         low, high = (int(x) for x in Path(EPHEMERAL_RANGE_FILE).read_text().split())
     except (OSError, ValueError):
@@ -294,7 +304,7 @@ def open_private_status_socket(host: str, rng: random.Random | None = None) -> s
 
 def _bind_outside_ephemeral(host: str, options: tuple[tuple[int, int], ...],
                             rng: random.Random | None, what: str = "status") -> socket.socket:
-    """A socket with ``options`` on a random free port outside the kernel's ephemeral range.
+    """Return a socket with ``options`` on a random free port outside the kernel's ephemeral range.
 
     Tries up to ``PRIVATE_PORT_TRIES`` random ports of ``PRIVATE_PORT_LOW`` .. (start of the
     ephemeral range - 1), then as many above the range's end (a tuned range may leave no room

@@ -73,12 +73,12 @@ _OK = (AlarmSeverity.NO_ALARM, AlarmStatus.NO_ALARM)
 
 
 def alarm_text(code: int) -> str:
-    """The C IOC's ALARM text of alarm ``code``."""
+    """Return the C IOC's ALARM text of alarm ``code``."""
     return SNL_ALARM_TEXTS[code] if 0 <= code < len(SNL_ALARM_TEXTS) else UNKNOWN_ALARM
 
 
 def initial_reading(suffix: str, enum_strings: tuple[str, ...]) -> Reading:
-    """What a C IOC status record reads before any datagram (PINI, VAL 0; ALARM "unset")."""
+    """Return what a C IOC status record reads before any datagram (PINI, VAL 0; ALARM "unset")."""
     if suffix == "ALARM":
         return ("unset", *_OK)
     return ((enum_strings[0] if enum_strings else 0.0), *_OK)

@@ -60,8 +60,11 @@ def _check_address(address: tuple[str, int], what: str) -> tuple[str, int]:
 
 def _send(transport: asyncio.DatagramTransport, data: bytes, to: tuple[str, int], cid: int,
           what: str) -> bool:
-    """Send one datagram of controller ``cid``; on ``OSError`` (e.g. an unresolvable host) log
-    a warning naming ``what`` and return False, so the server keeps running."""
+    """Send one datagram of controller ``cid``.
+
+    On ``OSError`` (e.g. an unresolvable host) log a warning naming ``what`` and return False, so
+    the server keeps running.
+    """
     try:
         transport.sendto(data, to)
     except OSError as exc:
@@ -99,20 +102,31 @@ class _CommandProtocol(asyncio.DatagramProtocol):
 class SimulatorServer:
     """UDP front end for one or more simulated controllers sharing an asyncio loop.
 
-    Args:
-        controllers: the controllers to serve (at least one; controller numbers unique).
-        status_to: ``(host, port)`` the status datagrams go to; may be changed at run time
-            through :attr:`status_to`.
-        command_host: local address the command sockets bind to.
-        command_port: command port of the first controller; 0 picks free ports. Without
-            ``command_ports``, controller ``i`` binds ``command_port + i`` (or a free port).
-        command_ports: explicit ``{cid: port}`` (0 = free port) for some or all controllers;
-            overrides ``command_port`` for those.
-        broadcast: set ``SO_BROADCAST`` so ``status_to`` may be a broadcast address.
-        max_rate_hz: wall-clock cap on status datagrams per second per controller (> 0).
-        id_to: ``(host, port)`` the identification datagrams go to, once per wall second per
-            controller (:data:`ID_PERIOD_S`); ``None`` (default): none are sent.
+    Parameters
+    ----------
+    controllers : Sequence[SimulatedCS800]
+        The controllers to serve (at least one; controller numbers unique).
+    status_to : tuple[str, int], optional
+        ``(host, port)`` the status datagrams go to; may be changed at run time
+        through :attr:`status_to`.
+    command_host : str, optional
+        Local address the command sockets bind to.
+    command_port : int, optional
+        Command port of the first controller; 0 picks free ports. Without
+        ``command_ports``, controller ``i`` binds ``command_port + i`` (or a free port).
+    command_ports : Mapping[int, int] | None, optional
+        Explicit ``{cid: port}`` (0 = free port) for some or all controllers;
+        overrides ``command_port`` for those.
+    broadcast : bool, optional
+        Set ``SO_BROADCAST`` so ``status_to`` may be a broadcast address.
+    max_rate_hz : float, optional
+        Wall-clock cap on status datagrams per second per controller (> 0).
+    id_to : tuple[str, int] | None, optional
+        ``(host, port)`` the identification datagrams go to, once per wall second per
+        controller (:data:`ID_PERIOD_S`); ``None`` (default): none are sent.
 
+    Notes
+    -----
     Bad arguments raise ``ValueError``; a port that cannot be bound makes :meth:`start` raise
     ``OSError`` naming the controller and port (nothing stays bound).
     """

@@ -93,12 +93,19 @@ def _bank_class(base: type, n_valves: int, n_dtoa: int) -> type:
 class ValveBank(PVGroup):
     """A bank of ``n_valves`` solenoid valves and ``n_dtoa`` D/A channels (see module doc).
 
-    Args:
-        prefix: PV prefix, e.g. ``"sim:VB:"``.
-        n_valves: number of valves, 1..1024 (ValueError otherwise).
-        n_dtoa: number of D/A channels, 0..256 (ValueError otherwise).
-        rbv_delay: seconds between a command and its readback (default 0: at once).
+    Parameters
+    ----------
+    prefix : str
+        PV prefix, e.g. ``"sim:VB:"``.
+    n_valves : int
+        Number of valves, 1..1024 (ValueError otherwise).
+    n_dtoa : int, optional
+        Number of D/A channels, 0..256 (ValueError otherwise).
+    rbv_delay : float, optional
+        Seconds between a command and its readback (default 0: at once).
 
+    Notes
+    -----
     A put of a value other than 0/1 to a valve, or outside 0..65535 to a D/A channel, is
     refused with an error the CA client sees; the bank keeps serving.
     """

@@ -45,7 +45,10 @@ __all__ = [
 def resolve_solenoid(program: Program, key: str | int) -> int:
     """Return the solenoid index for ``key``: a name (case-insensitive), ``"sol<i>"`` or an int.
 
-    Raises KeyError with a sentence listing the known names when nothing matches.
+    Raises
+    ------
+    KeyError
+        With a sentence listing the known names, when nothing matches.
     """
     n = len(program.solenoids)
     if isinstance(key, int) and not isinstance(key, bool):
@@ -152,13 +155,19 @@ class LogEntry:
 class SimHardware:
     """A simulated valve bank: solenoid states, D/A values and a time-stamped log.
 
-    Args:
-        program: gives the solenoids (open/close commands, names) and D/A channels.
-        clock: time source for the log, seconds (default ``time.monotonic``); a runner
-            replaces it with its own clock through :meth:`attach_clock` (the virtual clock
-            of a dry run stamps virtual seconds).
-        max_log: entries kept in :attr:`log` (older ones are dropped), default 100000.
+    Parameters
+    ----------
+    program : Program
+        Gives the solenoids (open/close commands, names) and D/A channels.
+    clock : Callable[[], float] | None, optional
+        Time source for the log, seconds (default ``time.monotonic``); a runner
+        replaces it with its own clock through :meth:`attach_clock` (the virtual clock
+        of a dry run stamps virtual seconds).
+    max_log : int, optional
+        Entries kept in :attr:`log` (older ones are dropped), default 100000.
 
+    Notes
+    -----
     :attr:`states` maps solenoid label -> 1/0/None, :attr:`dtoa` address -> value/None,
     :attr:`unknown_commands` counts commands that belong to no solenoid. Thread-safe.
     """
@@ -221,18 +230,28 @@ class SimHardware:
 class OphydHardware:
     """Drive ophyd signals from the runner.
 
-    Args:
-        program: the program (solenoid commands and names, DtoA names).
-        solenoids: solenoid name (or ``"sol<i>"``, or index) -> signal; an open command puts
-            1, a close command puts 0. Solenoids not mapped are ignored.
-        status: optional solenoid name -> readback signal (see :meth:`readback`).
-        dtoa: DtoA name, ``"0x..."`` string or int address -> signal receiving the value.
-            Several DtoAs at one address are one channel. Unmapped addresses are ignored.
-        proxies: proxy id -> callable with no arguments (a proxy "trigger").
-        unknown_command: called with a command number that belongs to no solenoid.
-        put_timeout: seconds to wait for each put's completion; None (default) puts without
-            waiting (fire and forget, as a strobe is).
+    Parameters
+    ----------
+    program : Program
+        The program (solenoid commands and names, DtoA names).
+    solenoids : Mapping[str | int, Any] | None, optional
+        Solenoid name (or ``"sol<i>"``, or index) -> signal; an open command puts
+        1, a close command puts 0. Solenoids not mapped are ignored.
+    status : Mapping[str | int, Any] | None, optional
+        Optional solenoid name -> readback signal (see :meth:`readback`).
+    dtoa : Mapping[str | int, Any] | None, optional
+        DtoA name, ``"0x..."`` string or int address -> signal receiving the value.
+        Several DtoAs at one address are one channel. Unmapped addresses are ignored.
+    proxies : Mapping[int, Callable[[], object]] | None, optional
+        Proxy id -> callable with no arguments (a proxy "trigger").
+    unknown_command : Callable[[int], object] | None, optional
+        Called with a command number that belongs to no solenoid.
+    put_timeout : float | None, optional
+        Seconds to wait for each put's completion; None (default) puts without
+        waiting (fire and forget, as a strobe is).
 
+    Notes
+    -----
     Raises KeyError for a name that is not in the program. Put errors propagate to the
     runner, which stops the mode with :class:`soldrv.machine.HardwareError`.
     """
@@ -283,8 +302,12 @@ class OphydHardware:
     ) -> OphydHardware:
         """Build it from PV names: ``EpicsSignal`` per solenoid/D/A, ``EpicsSignalRO`` status.
 
-        Waits up to ``connect_timeout`` s for every PV; raises TimeoutError naming the PVs
-        that did not connect. Other arguments as the constructor.
+        Waits up to ``connect_timeout`` s for every PV. Other arguments as the constructor.
+
+        Raises
+        ------
+        TimeoutError
+            Naming the PVs that did not connect.
         """
         from ophyd import EpicsSignal, EpicsSignalRO
 

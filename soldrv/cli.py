@@ -47,18 +47,21 @@ def _ext_index(name: str) -> int:
 
 
 def input_name(arg: str) -> str:
-    """Reference input naming: add ``.sol`` when ``arg`` has no extension."""
+    """Apply the reference input naming: add ``.sol`` when ``arg`` has no extension."""
     return arg if _ext_index(arg) else arg + ".sol"
 
 
 def default_output(input_path: str) -> str:
-    """Reference default output: the input name with its extension replaced by ``.sft``."""
+    """Return the reference default output.
+
+    The input name with its extension replaced by ``.sft``.
+    """
     k = _ext_index(input_path)
     return (input_path[:k] if k else input_path) + ".sft"
 
 
 def output_name(arg: str) -> str:
-    """Reference ``-o`` naming: add ``.sft`` when ``arg`` has no extension."""
+    """Apply the reference ``-o`` naming: add ``.sft`` when ``arg`` has no extension."""
     return arg if _ext_index(arg) else arg + ".sft"
 
 
@@ -125,7 +128,7 @@ def _parse_args(argv: list[str], tool: str = "solfmt") -> _Args:
 
 
 def _same_file(a: str, b: str) -> bool:
-    """True if paths ``a`` and ``b`` name the same existing file."""
+    """Return True if paths ``a`` and ``b`` name the same existing file."""
     try:
         return os.path.samefile(a, b)
     except OSError:

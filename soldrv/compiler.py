@@ -86,10 +86,12 @@ DEFAULT_STATUS_ADDRS = (0x408, 0x40A, 0x411, 0x413)
 
 
 class Change:
-    """One entry of a change list: at ``time`` (step; -1 = Initialize), ``kind`` (T_*),
-    object index ``index`` and ``state`` (solenoid: SOL_OPEN/SOL_CLOSE; DtoA/proxy: index of
-    the set-point character in that object's list); ``pos`` is the source offset for messages
-    (-1: none) in source ``src``."""
+    """One entry of a change list.
+
+    At ``time`` (step; -1 = Initialize), ``kind`` (T_*), object index ``index`` and ``state``
+    (solenoid: SOL_OPEN/SOL_CLOSE; DtoA/proxy: index of the set-point character in that object's
+    list); ``pos`` is the source offset for messages (-1: none) in source ``src``.
+    """
 
     __slots__ = ("time", "kind", "index", "state", "pos", "src")
 
@@ -103,7 +105,7 @@ class Change:
         self.src = src
 
     def same(self, other: Change) -> bool:
-        """True if both would compile to the same code (the reference's duplicate test)."""
+        """Return True if both would compile to the same code (the reference's duplicate test)."""
         return (self.time, self.kind, self.index, self.state) == (
             other.time,
             other.kind,
@@ -120,8 +122,10 @@ def _sort_key(c: Change) -> tuple[int, int]:
 
 
 def add_change(lst: list[Change], nc: Change) -> None:
-    """Insert ``nc`` sorted by time, then descending kind, after equal keys; drop it if it
-    equals its predecessor (reference ``add_change``)."""
+    """Insert ``nc`` sorted by time, then descending kind, after equal keys.
+
+    Drop it if it equals its predecessor (reference ``add_change``).
+    """
     i = bisect.bisect_right(lst, (nc.time, -nc.kind), key=_sort_key)
     if i > 0 and lst[i - 1].same(nc):
         return
@@ -157,8 +161,11 @@ class _SolDef:
 
 
 class _SetDef:
-    """A DtoA or a Proxy: name, set-point characters and their table indices (set-point
-    index or proxy-id index), the DtoA address, the proxy ids, the timeline in this mode."""
+    """A DtoA or a Proxy.
+
+    Name, set-point characters and their table indices (set-point index or proxy-id index), the DtoA
+    address, the proxy ids, the timeline in this mode.
+    """
 
     __slots__ = ("name", "chars", "indices", "address", "ids", "tl", "codes")
 
@@ -172,9 +179,11 @@ class _SetDef:
         self.codes: _PatternCodes | None = None  # built on first use
 
     def pattern_codes(self) -> _PatternCodes:
-        """How to decode this object's pattern characters: a set-point character gives its
-        index in the list (the last definition wins), ``^`` the switch; anything else
-        (C blanks included) is fill."""
+        """How to decode this object's pattern characters.
+
+        A set-point character gives its index in the list (the last definition wins), ``^`` the
+        switch; anything else (C blanks included) is fill.
+        """
         if self.codes is None:
             self.codes = _PatternCodes(
                 {ch: i for i, ch in enumerate(self.chars) if ch and ch not in _C_SPACE})
@@ -182,11 +191,13 @@ class _SetDef:
 
 
 class _PatternCodes:
-    """Decoding of one object's pattern characters: ``codes`` maps a character to its state
-    (``^`` to -2; a character not in it is fill), ``runs`` finds each run of one state
-    character (fill in between allowed: ``__:__:__`` is one run of six steps) and each single
-    ``^`` of a line, so that fill and repeated states, most of a pattern line, are skipped at
-    C speed instead of being looked at one by one."""
+    """Decoding of one object's pattern characters.
+
+    ``codes`` maps a character to its state (``^`` to -2; a character not in it is fill), ``runs``
+    finds each run of one state character (fill in between allowed: ``__:__:__`` is one run of six
+    steps) and each single ``^`` of a line, so that fill and repeated states, most of a pattern
+    line, are skipped at C speed instead of being looked at one by one.
+    """
 
     __slots__ = ("codes", "runs")
 
@@ -211,9 +222,12 @@ class _Routine:
 
 
 class _Mode:
-    """One mode being read, then compiled: init and cycle change lists, successor
-    (``next_mode``, -1: none), cycle ``length`` in steps, resolution, timer ``count`` and
-    ``iters``, and where it is (source text, offset of the closing brace)."""
+    """One mode being read, then compiled.
+
+    Init and cycle change lists, successor (``next_mode``, -1: none), cycle ``length`` in steps,
+    resolution, timer ``count`` and ``iters``, and where it is (source text, offset of the closing
+    brace).
+    """
 
     __slots__ = ("number", "init", "cycle", "last_of", "steps", "next_mode", "length", "res",
                  "count", "iters", "filename", "text", "pos")
@@ -255,6 +269,7 @@ class CompileResult:
         self.verbose_text = verbose_text
 
     def __repr__(self) -> str:
+        """Show the result with the size of its code, not the code itself."""
         return (f"CompileResult(program=<{len(self.program.code)} code bytes>, "
                 f"warnings={self.warnings!r})")
 
@@ -313,9 +328,11 @@ class Compiler:
                    pos, "differs", lx)
 
     def classify(self, tok: Token) -> tuple[str, int]:
-        """Classify a token like the reference lexer: ('keyword', 0) with the word in
-        ``tok.keyword``, ('sol'|'routine'|'dtoa'|'proxy', index), ('undefined', 0) for an
-        unknown identifier, or (token kind, 0) for anything else."""
+        """Classify a token like the reference lexer.
+
+        ('keyword', 0) with the word in ``tok.keyword``, ('sol'|'routine'|'dtoa'|'proxy', index),
+        ('undefined', 0) for an unknown identifier, or (token kind, 0) for anything else.
+        """
         if tok.kind != "ident":
             return tok.kind, 0
         low = tok.text.lower()
@@ -544,8 +561,10 @@ class Compiler:
         return self.dtoas[idx] if cat == "dtoa" else self.proxies[idx]
 
     def _pattern_codes(self, cat: str, obj: _SolDef | _SetDef) -> _PatternCodes:
-        """How ``obj``'s pattern characters decode (:class:`_PatternCodes`); solenoids use
-        the open/close characters in force now."""
+        """How ``obj``'s pattern characters decode (:class:`_PatternCodes`).
+
+        Solenoids use the open/close characters in force now.
+        """
         if cat != "sol":
             return obj.pattern_codes()  # type: ignore[union-attr]
         key = (self.open_char, self.close_char)
@@ -734,10 +753,12 @@ class Compiler:
 
     def _add_step(self, mode: _Mode, time: int, kind: int, index: int, state: int,
                   pos: int) -> None:
-        """Add a change to the mode's cycle as reference ``add_change`` does (a change equal
-        to the last one of the same time and kind is dropped; sorted at the ``}``), and stop
-        with ``Mode Code Table exceeded`` here, where the mode's code outgrows the table: each
-        time step with a change costs at least one byte, so a huge mode fails at once."""
+        """Add a change to the mode's cycle as reference ``add_change`` does.
+
+        A change equal to the last one of the same time and kind is dropped; sorted at the ``}``.
+        Stop with ``Mode Code Table exceeded`` here, where the mode's code outgrows the table:
+        each time step with a change costs at least one byte, so a huge mode fails at once.
+        """
         key = (time, kind)
         last = mode.last_of.get(key)
         if last is not None and last.index == index and last.state == state:
@@ -993,9 +1014,11 @@ class _CodeGen:
         return i
 
     def _check_dccc_buffer(self, cmds: list[int]) -> None:
-        """The reference builds ``M<a>,<b>,...\\n`` in a 250-byte buffer: a number that does
-        not fit is ``DCCC command string overflow``, no room left for the LF and NUL is
-        ``... overflow #2``."""
+        r"""Check the 250-byte buffer.
+
+        The reference builds ``M<a>,<b>,...\n`` in a 250-byte buffer: a number that does not fit is
+        ``DCCC command string overflow``, no room left for the LF and NUL is ``... overflow #2``.
+        """
         space = DCCC_MAX_CMD_BUF
         for cmd in cmds:
             space -= 1  # 'M' or ','
@@ -1228,10 +1251,25 @@ def compile_files(
 ) -> CompileResult:
     """Compile one or more .sol files (shared state, in order) into a Program.
 
-    ``version`` is 3 or 4 (the .sft format the code is generated for); ``compat`` selects
-    bit-exact reference behaviour. Raises SolfmtError on any fatal error in the sources and
-    OSError (from reading) as SolfmtError "Cannot open file"; the warnings given before the
-    error are in its ``warnings`` attribute.
+    Parameters
+    ----------
+    paths : list or tuple of str or os.PathLike
+        The .sol sources, read in this order.
+    compat : bool, optional
+        Select bit-exact reference behaviour.
+    version : int, optional
+        3 or 4: the .sft format the code is generated for.
+
+    Returns
+    -------
+    CompileResult
+        The program, the warnings and the verbose text.
+
+    Raises
+    ------
+    SolfmtError
+        On any fatal error in the sources, and for an OSError from reading (as "Cannot open
+        file"); the warnings given before the error are in its ``warnings`` attribute.
     """
     comp = Compiler(version, compat)
     try:
@@ -1256,7 +1294,29 @@ def compile_text(
     compat: bool = False,
     version: int = 3,
 ) -> CompileResult:
-    """Compile .sol source ``text`` (see :func:`compile_files`); SolfmtError on bad input."""
+    """Compile .sol source ``text`` (see :func:`compile_files`).
+
+    Parameters
+    ----------
+    text : str
+        The .sol source.
+    filename : str, optional
+        The name messages give the source.
+    compat : bool, optional
+        As for :func:`compile_files`.
+    version : int, optional
+        As for :func:`compile_files`.
+
+    Returns
+    -------
+    CompileResult
+        As for :func:`compile_files`.
+
+    Raises
+    ------
+    SolfmtError
+        On bad input; the warnings given before the error are in its ``warnings`` attribute.
+    """
     comp = Compiler(version, compat)
     try:
         comp.read_source(text, filename)

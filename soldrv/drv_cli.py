@@ -316,7 +316,7 @@ def file_error(what: str, path: str, exc: OSError | UnicodeDecodeError) -> str:
 
 
 def _safe_state(args: argparse.Namespace, program: Program) -> dict[int, int] | None:
-    """The safe state applied at exit ({solenoid index: 0/1}); None with --no-safe.
+    """Return the safe state applied at exit ({solenoid index: 0/1}); None with --no-safe.
 
     Raises ValueError naming an unknown solenoid of ``--safe``.
     """
@@ -392,7 +392,10 @@ def _real_time(args: argparse.Namespace, program: Program, out: TextIO, err: Tex
     failures: list[Exception] = []
 
     def on_error(e: Exception) -> None:
-        """A mode stopped on a failure (runner thread): say so, put the safe state at once."""
+        """Handle a mode stopped on a failure (runner thread).
+
+        Say so, put the safe state at once.
+        """
         failures.append(e)
         write(err, f"soldrv: {e}\n")
         if guard is not None:

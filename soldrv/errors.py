@@ -32,10 +32,10 @@ SHOW_WIDTH = 100
 
 
 def render_line(line: str, column: int) -> tuple[str, int]:
-    """Return (printable excerpt of ``line``, 0-based display offset of 1-based ``column``).
+    r"""Return (printable excerpt of ``line``, 0-based display offset of 1-based ``column``).
 
-    TABs are expanded to 8-column stops, CR is shown as ``\\r`` and other control or
-    non-printable characters as ``\\xNN``, so the excerpt is safe for a terminal and a caret
+    TABs are expanded to 8-column stops, CR is shown as ``\r`` and other control or
+    non-printable characters as ``\xNN``, so the excerpt is safe for a terminal and a caret
     at the returned offset sits under the character of ``column``. A line longer than
     :data:`SHOW_WIDTH` is cut to a window around that character, marked with ``...``.
     """
@@ -121,6 +121,7 @@ class SolfmtError(Exception):
         return cls(message, filename, line, col, source_line(source, pos), hint)
 
     def __str__(self) -> str:
+        """Format as ``file:line:col: message``, then the source line with a caret and the note."""
         if not self.line:
             head = f"{self.filename}: {self.message}"
         else:
@@ -150,6 +151,7 @@ class SolfmtWarning(
     __slots__ = ()
 
     def __str__(self) -> str:
+        """Format as ``file:line:col: warning: message`` (the location left out when unknown)."""
         where = f"{self.filename}:{self.line}:{self.column}: " if self.line else (
             f"{self.filename}: " if self.filename else ""
         )

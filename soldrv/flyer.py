@@ -62,22 +62,34 @@ def _safe_key(text: str) -> str:
 class SolenoidCycler(Device):
     """Run one mode of a solenoid-cycle program as a Bluesky flyer.
 
-    Args:
-        program: a :class:`~soldrv.program.Program`, or the path of an ``.sft``/``.sol``.
-        hardware: the backend (default: a new :class:`~soldrv.backends.SimHardware`).
-        name: the ophyd name; data keys are ``{name}_{solenoid}``, ``{name}_da_{dtoa}``,
-            ``{name}_mode``, ``{name}_step``, ``{name}_cycle``, ``{name}_proxies``,
-            ``{name}_elapsed``.
-        safe_solenoids: {solenoid name: 0/1} applied by stage, unstage and stop (default:
-            every solenoid closed).
-        safe_dtoa: {DtoA name or address: value} also applied then (default: none).
-        speed: logical seconds per wall second of the runner (1.0 = real time).
-        stream_name: the collect stream (default: ``name``).
-        timer: ``"exact"`` (default: count/16384 s per tick) or ``"reference"`` (the C
-            driver's period, sub-second part cut to a multiple of 1/1024 s).
-        safe_retry_period: seconds between attempts to write the safe state after a failure,
-            while it does not hold (see :class:`soldrv.safe_state.SafeState`).
+    Parameters
+    ----------
+    program : Program | str | os.PathLike[str]
+        A :class:`~soldrv.program.Program`, or the path of an ``.sft``/``.sol``.
+    hardware : Any, optional
+        The backend (default: a new :class:`~soldrv.backends.SimHardware`).
+    name : str
+        The ophyd name; data keys are ``{name}_{solenoid}``, ``{name}_da_{dtoa}``,
+        ``{name}_mode``, ``{name}_step``, ``{name}_cycle``, ``{name}_proxies``,
+        ``{name}_elapsed``.
+    safe_solenoids : OutputStates | None, optional
+        {solenoid name: 0/1} applied by stage, unstage and stop (default:
+        every solenoid closed).
+    safe_dtoa : OutputStates | None, optional
+        {DtoA name or address: value} also applied then (default: none).
+    speed : float, optional
+        Logical seconds per wall second of the runner (1.0 = real time).
+    stream_name : str | None, optional
+        The collect stream (default: ``name``).
+    timer : str, optional
+        ``"exact"`` (default: count/16384 s per tick) or ``"reference"`` (the C
+        driver's period, sub-second part cut to a multiple of 1/1024 s).
+    safe_retry_period : float, optional
+        Seconds between attempts to write the safe state after a failure,
+        while it does not hold (see :class:`soldrv.safe_state.SafeState`).
 
+    Notes
+    -----
     Configuration signals (read with ``read_configuration``): ``mode`` (the mode kickoff
     requests), ``cycles`` (complete after that many cycles, 0 = no limit), ``duration``
     (complete after that many seconds, 0 = no limit). With neither limit, ``complete`` stops
@@ -221,7 +233,10 @@ class SolenoidCycler(Device):
             self.safe_state.apply()
 
     def _note_safe_state(self) -> None:
-        """The safe state was written (by us or by a retry): record it as the output state."""
+        """Note that the safe state was written (by us or by a retry).
+
+        Record it as the output state.
+        """
         with self._lock:
             for i, v in self.safe_solenoids.items():
                 self._states[i] = v
@@ -350,10 +365,15 @@ class SolenoidCycler(Device):
         return f.complete_status
 
     def request_mode(self, mode: int) -> None:
-        """Request ``mode``: while flying, as soldrv (pending until the next ``^``, mode 0 at
-        once); otherwise it becomes the mode of the next kickoff.
+        """Request ``mode``.
 
-        Raises ModeRequestError for an undefined mode (nothing changes).
+        While flying, as soldrv (pending until the next ``^``, mode 0 at once); otherwise it becomes
+        the mode of the next kickoff.
+
+        Raises
+        ------
+        soldrv.machine.ModeRequestError
+            For an undefined mode (nothing changes).
         """
         f = self._flight
         if f is not None and self.flying:
@@ -464,7 +484,9 @@ class _Flight:
         self.error = err
 
     def on_idle(self) -> None:
-        """The mode ended (END_MODE, limit, halt or error): end the thread, finish statuses.
+        """Handle the end of the mode (END_MODE, limit, halt or error).
+
+        End the thread, finish statuses.
 
         After an error the hardware is put in the safe state at once (the runner thread made
         its last call), and the statuses fail with a sentence saying so.

@@ -161,8 +161,10 @@ _grammar: Grammar | None = None
 
 
 def grammar() -> Grammar:
-    """The parsimonious :class:`~parsimonious.grammar.Grammar` of :data:`GRAMMAR_TEXT`, built
-    (and parsimonious imported) on the first call, about 35 ms; later calls return it."""
+    """Return the parsimonious :class:`~parsimonious.grammar.Grammar` of :data:`GRAMMAR_TEXT`.
+
+    Built (and parsimonious imported) on the first call, about 35 ms; later calls return it.
+    """
     global _grammar
     if _grammar is None:
         from parsimonious.grammar import Grammar
@@ -211,7 +213,7 @@ class Token(namedtuple("_TokenFields", "kind text start end")):
         return self.kind in ("hexnum", "octnum", "zero", "decnum")
 
     def is_punct(self, ch: str) -> bool:
-        """True if this is the punctuation token ``ch`` (one of ``= : { } /``)."""
+        """Return True if this is the punctuation token ``ch`` (one of ``= : { } /``)."""
         return self.kind == "punct" and self.text == ch
 
     @property
@@ -240,8 +242,9 @@ def _hex_parts(text: str) -> tuple[int, str]:
 
 
 def scanf_hex(text: str) -> int:
-    """Value of a ``hexnum`` token as the reference lexer gets it: ``0x`` then
-    ``fscanf("%x")`` into a C ``int`` (glibc semantics, checked against ``sscanf``).
+    """Value of a ``hexnum`` token as the reference lexer gets it.
+
+    ``0x`` then ``fscanf("%x")`` into a C ``int`` (glibc semantics, checked against ``sscanf``).
 
     scanf skips blanks, takes a sign and a second ``0x`` prefix, then hex digits:
     ``0x0x12`` is 18, ``0x+7`` is 7, ``0x0x`` alone is 0 (the ``0`` of the prefix is the
@@ -271,8 +274,10 @@ _OVERFLOW_ERRORS = {
 }
 
 def _too_big(tok: Token) -> bool:
-    """True if number token ``tok`` exceeds :data:`INT_MAX` (checked on the digits first, so
-    that a number with thousands of digits is never converted)."""
+    """Return True if number token ``tok`` exceeds :data:`INT_MAX`.
+
+    Checked on the digits first, so that a number with thousands of digits is never converted.
+    """
     if tok.kind == "zero":
         return False
     digits = _hex_parts(tok.text)[1] if tok.kind == "hexnum" else tok.text
@@ -282,7 +287,10 @@ def _too_big(tok: Token) -> bool:
 
 
 def _lex_hint(text: str) -> str:
-    """A sentence on how to fix the lexical error on ``text`` ("" when there is nothing to add)."""
+    """Return a sentence on how to fix the lexical error on ``text``.
+
+    ``""`` when there is nothing to add.
+    """
     if text == "\r":
         return ("a CR (carriage return) is only allowed inside pattern lines, comments and "
                 "set-point lists; if the file has DOS/Windows line endings, convert them to "
@@ -409,7 +417,10 @@ _EXPECTED = {
 
 
 def _found(text: str, pos: int) -> str:
-    """The text at ``pos`` for a syntax message: the next word or character, or end of file."""
+    """Return the text at ``pos`` for a syntax message.
+
+    The next word or character, or end of file.
+    """
     rest = text[pos:].lstrip(" \t\n\f")
     if not rest:
         return "end of file"
@@ -422,8 +433,24 @@ def parse(text: str, filename: str = "<string>") -> Node:
 
     Syntax only: names are not resolved, routine calls are not expanded, so a file can
     parse and still fail to compile (an undefined name, a routine whose pre-scan fails).
-    Raises :class:`SolfmtError` (file:line:column) where the text stops matching the
-    grammar, e.g. ``Syntax error: expected a number (...), found 'x'``.
+
+    Parameters
+    ----------
+    text : str
+        The .sol source.
+    filename : str, optional
+        The name messages give the source.
+
+    Returns
+    -------
+    parsimonious.nodes.Node
+        The syntax tree.
+
+    Raises
+    ------
+    SolfmtError
+        With file:line:column, where the text stops matching the grammar, e.g.
+        ``Syntax error: expected a number (...), found 'x'``.
     """
     from parsimonious.exceptions import IncompleteParseError, ParseError
 
@@ -452,7 +479,7 @@ def statements(tree: Node) -> list[tuple[str, Node]]:
 
 
 def _regex_of(expr: Expression) -> str:
-    """A Python regex matching exactly what parsimonious expression ``expr`` matches.
+    """Return a Python regex matching exactly what parsimonious expression ``expr`` matches.
 
     PEG semantics are kept: a parsimonious regex or ordered choice never gives back what it
     matched (atomic groups), quantifiers are possessive. Rule references are already
@@ -481,7 +508,7 @@ def _regex_of(expr: Expression) -> str:
 
 
 def lexer_table_source() -> str:
-    """The text of :mod:`soldrv.lexer_table`, derived from the token rules of the grammar.
+    """Return the text of :mod:`soldrv.lexer_table`, derived from the token rules of the grammar.
 
     ``TOKEN`` is ``token = skip tok`` with one named group per alternative of ``tok`` (the
     group that matched is the token kind); ``REST_OF_LINE`` and ``SET_POINT_ENTRY_CHAR`` are

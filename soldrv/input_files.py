@@ -30,9 +30,28 @@ def read_regular_file(path: str | os.PathLike[str], limit: int, what: str) -> by
     """Return the bytes of the regular file ``path``, at most ``limit`` bytes of ``what``.
 
     The file is opened without blocking and checked with ``fstat`` before anything is read
-    (no race with a file replaced by a FIFO). Raises OSError: the usual ones (missing file,
-    permission, ``Is a directory``), ``not a regular file (a FIFO or pipe) ...`` and
-    ``larger than N bytes, the limit for ...``; the file name is in ``filename``.
+    (no race with a file replaced by a FIFO).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read.
+    limit : int
+        The largest size accepted, in bytes.
+    what : str
+        What the file is, for messages (e.g. ``"an .sft file"``).
+
+    Returns
+    -------
+    bytes
+        The whole content.
+
+    Raises
+    ------
+    OSError
+        The usual ones (missing file, permission, ``Is a directory``), ``not a regular file
+        (a FIFO or pipe) ...`` and ``larger than N bytes, the limit for ...``; the file name is
+        in ``filename``.
     """
     name = os.fspath(path)
     fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))

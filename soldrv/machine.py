@@ -253,15 +253,24 @@ def dtoa_channels(program: Program) -> list[tuple[int, str]]:
 class SoldrvMachine:
     """The soldrv mode-code interpreter; see the module docstring for the semantics.
 
-    Args:
-        program: the compiled program to run.
-        hardware: where outputs go (default :class:`NullHardware`).
-        on_action: called with every :class:`Action`.
-        on_step: called with a :class:`StepRecord` after each burst that changed an output.
-        max_ops: instructions allowed without blocking before :class:`ProgramError`.
-        timer: ``"exact"`` (default) or ``"reference"``: how SET_TIME's count becomes a tick
-            period (see the module docstring); ValueError for anything else.
+    Parameters
+    ----------
+    program : Program
+        The compiled program to run.
+    hardware : Hardware | None, optional
+        Where outputs go (default :class:`NullHardware`).
+    on_action : Callable[[Action], None] | None, optional
+        Called with every :class:`Action`.
+    on_step : Callable[[StepRecord], None] | None, optional
+        Called with a :class:`StepRecord` after each burst that changed an output.
+    max_ops : int, optional
+        Instructions allowed without blocking before :class:`ProgramError`.
+    timer : str, optional
+        ``"exact"`` (default) or ``"reference"``: how SET_TIME's count becomes a tick
+        period (see the module docstring); ValueError for anything else.
 
+    Notes
+    -----
     Not thread-safe: one driver thread owns it. All methods take ``now``, the logical time in
     seconds; it must never decrease.
     """
@@ -332,8 +341,12 @@ class SoldrvMachine:
     def check_request(self, mode: object) -> int:
         """Return ``mode`` as an int if a request for it would be accepted.
 
-        Raises :class:`ModeRequestError` with a sentence for a non-integer or undefined mode
-        (mode 0 is always accepted: when undefined it halts).
+        Mode 0 is always accepted: when undefined it halts.
+
+        Raises
+        ------
+        soldrv.machine.ModeRequestError
+            With a sentence, for a non-integer or undefined mode.
         """
         if isinstance(mode, bool) or not isinstance(mode, int):
             try:
@@ -354,9 +367,12 @@ class SoldrvMachine:
     def request_mode(self, mode: int, now: float, wall: float | None = None) -> None:
         """Handle a mode request at logical time ``now`` (see the module docstring).
 
-        Raises :class:`ModeRequestError` (nothing changes) for an undefined mode, and
-        :class:`ProgramError` if the mode's code cannot be executed (the machine is then in
-        NO_MODE).
+        Raises
+        ------
+        soldrv.machine.ModeRequestError
+            For an undefined mode (nothing changes).
+        ProgramError
+            If the mode's code cannot be executed (the machine is then in NO_MODE).
         """
         mode = self.check_request(mode)
         self._enter(now, wall)
@@ -372,7 +388,10 @@ class SoldrvMachine:
     def tick(self, now: float, wall: float | None = None, deadline: float | None = None) -> None:
         """Deliver one timer tick at logical time ``now`` (ignored when nothing waits).
 
-        Raises :class:`ProgramError` if the code that runs after the tick is bad.
+        Raises
+        ------
+        ProgramError
+            If the code that runs after the tick is bad.
         """
         if not self.waiting:
             return
@@ -607,8 +626,11 @@ class SoldrvMachine:
         owners: Sequence[tuple[int, bool]] = (),
         address: int | None = None,
     ) -> None:
-        """Make a hardware call; if it raises, the outputs it touched become unknown (None)
-        and the mode stops with :class:`HardwareError`."""
+        """Make a hardware call.
+
+        If it raises, the outputs it touched become unknown (None) and the mode stops with
+        :class:`HardwareError`.
+        """
         try:
             call(*args)
         except Exception as e:  # noqa: BLE001 - any backend failure stops the mode

@@ -125,11 +125,34 @@ def run_cycle(
     One run: start, descriptor, event_pages (one event per tick that changed an output, each
     with the time of that change), stop. The events are collected while the mode runs, as each
     tick batch is recorded but at most once every ``period`` seconds (:func:`fly_streaming`),
-    so they are seen during the flight. With
-    ``cycles=None`` and ``duration=None`` the mode runs until it ends by itself (END_MODE or
-    SELECT of an undefined mode) -- a cycling mode then runs forever, so give a limit for
-    those. Raises ValueError for a negative limit; an undefined mode fails the
-    kickoff (FailedStatus). Returns the run uid.
+    so they are seen during the flight.
+
+    Parameters
+    ----------
+    cycler : SolenoidCycler
+        The flyer.
+    mode : int
+        The mode to fly; an undefined mode fails the kickoff (FailedStatus).
+    cycles : int or None, optional
+        Cycles to fly.
+    duration : float or None, optional
+        Seconds to fly. With ``cycles=None`` and ``duration=None`` the mode runs until it ends
+        by itself (END_MODE or SELECT of an undefined mode) -- a cycling mode then runs
+        forever, so give a limit for those.
+    md : dict or None, optional
+        Extra run metadata.
+    period : float, optional
+        Seconds between event collections at most.
+
+    Returns
+    -------
+    str
+        The run uid (the plan's return value).
+
+    Raises
+    ------
+    ValueError
+        For a negative limit.
     """
     if not cycles and not duration:  # None or 0: no limit
         md_extra: dict[str, Any] = {"cycles": "until the mode ends"}

@@ -74,7 +74,11 @@ def timer_period_seconds(count: int, *, runtime_truncation: bool = False) -> flo
 
     ``count == 0`` means 4 s. With ``runtime_truncation=True`` the sub-second part is cut to
     a multiple of 1/1024 s, as both reference runtimes do (1/3 s becomes 0.333007812 s).
-    Raises ValueError for a count outside 0..65535.
+
+    Raises
+    ------
+    ValueError
+        For a count outside 0..65535.
     """
     if not 0 <= count <= 0xFFFF:
         raise ValueError(f"SET_TIME count {count} is outside 0..65535")
@@ -121,8 +125,11 @@ class Instruction(namedtuple("_InstructionFields", "offset opcode operands size"
 def decode_instruction(code: bytes, offset: int, version: int = VERSION_3) -> Instruction:
     """Decode the instruction at ``offset`` of ``code`` for the given format ``version``.
 
-    Raises :class:`CodeError` (a ValueError) for an unknown opcode (including MULT_STROBES in
-    v2) or an instruction that runs past the end of ``code``.
+    Raises
+    ------
+    CodeError
+        For an unknown opcode (including MULT_STROBES in v2) or an instruction that runs past
+        the end of ``code`` (a CodeError is a ValueError).
     """
     n = len(code)
     if not 0 <= offset < n:
@@ -175,7 +182,10 @@ def decode_mode(code: bytes, offset: int, version: int = VERSION_3) -> list[Inst
 def decode_all(code: bytes, version: int = VERSION_3) -> list[Instruction]:
     """Decode the whole mode code from offset 0 to its end (compiled code is contiguous).
 
-    Raises :class:`CodeError` when a byte does not decode.
+    Raises
+    ------
+    CodeError
+        When a byte does not decode.
     """
     out: list[Instruction] = []
     offset = 0
@@ -190,9 +200,12 @@ _DCCC_RE = re.compile(r"^([DM])(\d+(?:,\d+)*)\n$")
 
 
 def parse_dccc_string(text: str) -> list[int]:
-    """Return the command numbers of a v4 DCCC string (``"D51\\n"`` or ``"M1,3,5\\n"``).
+    r"""Return the command numbers of a v4 DCCC string (``"D51\n"`` or ``"M1,3,5\n"``).
 
-    Raises ValueError if the text is not of that form.
+    Raises
+    ------
+    ValueError
+        If the text is not of that form.
     """
     m = _DCCC_RE.match(text)
     if not m:
@@ -204,7 +217,7 @@ def parse_dccc_string(text: str) -> list[int]:
 
 
 def dccc_string(commands: list[int] | tuple[int, ...]) -> str:
-    """Return the v4 DCCC text for a strobe group: ``D<n>\\n`` for one, ``M<a>,<b>..\\n`` else."""
+    r"""Return the v4 DCCC text for a strobe group: ``D<n>\n`` for one, ``M<a>,<b>..\n`` else."""
     if len(commands) == 1:
         return f"D{commands[0]}\n"
     return "M" + ",".join(str(c) for c in commands) + "\n"
@@ -226,10 +239,13 @@ _REQUIRED = object()
 
 
 class _Record:
-    """Base of the table classes below: what ``@dataclass`` would give them (an ``__init__``
-    taking the fields of ``_FIELDS`` by position or keyword, field-wise ``==``, a readable
-    repr), without importing :mod:`dataclasses`, which costs about 10 ms at every start of
-    ``solfmt`` and ``soldrv``. ``_FIELDS`` holds (name, default) pairs in order."""
+    """Base of the table classes below.
+
+    What ``@dataclass`` would give them (an ``__init__`` taking the fields of ``_FIELDS`` by
+    position or keyword, field-wise ``==``, a readable repr), without importing :mod:`dataclasses`,
+    which costs about 10 ms at every start of ``solfmt`` and ``soldrv``. ``_FIELDS`` holds (name,
+    default) pairs in order.
+    """
 
     _FIELDS: tuple[tuple[str, object], ...] = ()
     __hash__ = None  # type: ignore[assignment]  # mutable, compared by value, like a dataclass
@@ -344,7 +360,7 @@ class ModeInfo(_Record):
 
 
 class Program(_Record):
-    """A compiled solenoid-cycle program (the content of an .sft file, plus .sol names).
+    r"""A compiled solenoid-cycle program (the content of an .sft file, plus .sol names).
 
     Fields stored in an .sft:
 
@@ -355,7 +371,7 @@ class Program(_Record):
     * ``proxy_ids``: distinct proxy ids (0..255), indexed by PROXY operands.
     * ``mode_indices``: entry offset per mode number, :data:`UNDEFINED_MODE` if undefined.
     * ``code``: the mode code bytes.
-    * ``strings``: v4 DCCC string table (``"D51\\n"``, ``"M1,3\\n"``), indexed by STROBES
+    * ``strings``: v4 DCCC string table (``"D51\n"``, ``"M1,3\n"``), indexed by STROBES
       operands; empty for v2/v3.
 
     Extra information (not stored in the file): ``dtoas``, ``proxies`` (definitions with
@@ -386,7 +402,7 @@ class Program(_Record):
     # -- queries ------------------------------------------------------------------
 
     def is_defined(self, mode: int) -> bool:
-        """True if ``mode`` has code (index present and not 0xFFFF). Any int is accepted."""
+        """Return True if ``mode`` has code (index present and not 0xFFFF). Any int is accepted."""
         return 0 <= mode < len(self.mode_indices) and self.mode_indices[mode] != UNDEFINED_MODE
 
     def defined_modes(self) -> list[int]:

@@ -61,12 +61,29 @@ def load_program(
 ) -> Program:
     """Return the :class:`Program` in ``path``: an ``.sft`` file, or ``.sol`` source(s).
 
-    A name without an extension gets ``.sft`` if that exists, else ``.sol``. Several ``.sol``
-    paths are compiled together (shared state, as ``solfmt a.sol b.sol``). ``compat`` selects
-    the reference compiler's bugs for ``.sol`` input.
+    Parameters
+    ----------
+    path : str or os.PathLike, or an iterable of them
+        A name without an extension gets ``.sft`` if that exists, else ``.sol``. Several
+        ``.sol`` paths are compiled together (shared state, as ``solfmt a.sol b.sol``).
+    compat : bool, optional
+        Select the reference compiler's bugs for ``.sol`` input.
 
-    Raises OSError if a file cannot be read, :class:`SftError` for a malformed ``.sft`` and
-    ``soldrv.errors.SolfmtError`` (file:line:column) for a bad ``.sol``.
+    Returns
+    -------
+    Program
+        The loaded or compiled program.
+
+    Raises
+    ------
+    OSError
+        If a file cannot be read.
+    SftError
+        For a malformed ``.sft``.
+    soldrv.errors.SolfmtError
+        For a bad ``.sol`` (file:line:column).
+    ValueError
+        If no file name is given.
     """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
@@ -100,16 +117,23 @@ def _attach_clock(hardware: object, clock: Callable[[], float]) -> None:
 class VirtualRunner:
     """Run a program on a deterministic virtual clock (logical seconds, starting at 0).
 
-    Args:
-        program: what to run.
-        hardware: where outputs go (default: nowhere, the records tell what happened).
+    Parameters
+    ----------
+    program : Program
+        What to run.
+    hardware : Hardware | None, optional
+        Where outputs go (default: nowhere, the records tell what happened).
         on_action / on_step: callbacks as in :class:`SoldrvMachine`.
-        record: keep every :class:`Action` in :attr:`actions` and every :class:`StepRecord`
-            in :attr:`steps` (default True).
-        timer: ``"exact"`` (default: count/16384 s per tick) or ``"reference"`` (the C
-            driver's period, sub-second part cut to a multiple of 1/1024 s), see
-            :class:`SoldrvMachine`.
+    record : bool, optional
+        Keep every :class:`Action` in :attr:`actions` and every :class:`StepRecord`
+        in :attr:`steps` (default True).
+    timer : str, optional
+        ``"exact"`` (default: count/16384 s per tick) or ``"reference"`` (the C
+        driver's period, sub-second part cut to a multiple of 1/1024 s), see
+        :class:`SoldrvMachine`.
 
+    Notes
+    -----
     Errors: :meth:`request_mode` raises :class:`ModeRequestError` for an undefined mode;
     :class:`ProgramError`/:class:`HardwareError` propagate from the tick that hit them (the
     machine is then in NO_MODE and the runner can be used again).
@@ -222,20 +246,29 @@ class VirtualRunner:
 class RealTimeRunner:
     """Run a program in real time in a background thread, on absolute tick deadlines.
 
-    Args:
+    Parameters
+    ----------
         program, hardware, on_action, on_step: as for :class:`VirtualRunner` (callbacks run
-            in the runner thread; keep them short).
-        on_error: called (in the runner thread) with the exception when a mode stops on a
-            :class:`ProgramError` or :class:`HardwareError`; the thread keeps running.
-        on_idle: called (in the runner thread) each time the machine goes from a mode to
-            NO_MODE (END_MODE, SELECT of an undefined mode, a limit, a halt or an error).
-        speed: logical seconds per wall second (1.0 = real time); must be > 0.
-        clock: wall-clock source in seconds (default ``time.monotonic``).
-        max_ticks: deliver at most this many timer ticks in total; the tick after them
-            halts the mode instead (``"halt"`` action ``"<n> ticks done"``).
-        timer: ``"exact"`` (default) or ``"reference"`` tick period, as for
-            :class:`VirtualRunner`.
+        in the runner thread; keep them short).
+    on_error : Callable[[Exception], None] | None, optional
+        Called (in the runner thread) with the exception when a mode stops on a
+        :class:`ProgramError` or :class:`HardwareError`; the thread keeps running.
+    on_idle : Callable[[], None] | None, optional
+        Called (in the runner thread) each time the machine goes from a mode to
+        NO_MODE (END_MODE, SELECT of an undefined mode, a limit, a halt or an error).
+    speed : float, optional
+        Logical seconds per wall second (1.0 = real time); must be > 0.
+    clock : Callable[[], float], optional
+        Wall-clock source in seconds (default ``time.monotonic``).
+    max_ticks : int | None, optional
+        Deliver at most this many timer ticks in total; the tick after them
+        halts the mode instead (``"halt"`` action ``"<n> ticks done"``).
+    timer : str, optional
+        ``"exact"`` (default) or ``"reference"`` tick period, as for
+        :class:`VirtualRunner`.
 
+    Notes
+    -----
     Logical time 0 is :meth:`start`. Tick k of a mode started at logical ``t0`` is due at
     wall time ``start + (t0 + k * period) / speed``. Actions carry ``wall`` (when they ran)
     and ``deadline`` (when they were due), so lateness is ``wall - deadline``.
@@ -296,7 +329,7 @@ class RealTimeRunner:
         return self._thread is not None and self._thread.is_alive()
 
     def logical_now(self) -> float:
-        """Current logical time in seconds since :meth:`start`."""
+        """Return the current logical time in seconds since :meth:`start`."""
         return (self.clock() - self._wall0) * self.speed
 
     def wall_of(self, logical: float) -> float:
@@ -357,9 +390,22 @@ class RealTimeRunner:
     def request_mode(self, mode: int, wait: float | None = None) -> bool:
         """Request ``mode`` (handled in the runner thread as soldrv would, see the machine).
 
-        Raises :class:`ModeRequestError` at once, in the caller's thread, for an undefined
-        mode (nothing changes). With ``wait`` (seconds), block until the runner handled it
-        and return False on timeout.
+        Parameters
+        ----------
+        mode : int
+            The mode number.
+        wait : float or None, optional
+            Seconds to block until the runner handled the request (None: do not wait).
+
+        Returns
+        -------
+        bool
+            False if ``wait`` ran out before the runner handled it.
+
+        Raises
+        ------
+        soldrv.machine.ModeRequestError
+            At once, in the caller's thread, for an undefined mode (nothing changes).
         """
         mode = self.machine.check_request(mode)
         return self._post("request", mode, wait)
@@ -367,8 +413,18 @@ class RealTimeRunner:
     def halt(self, reason: str = "halted", wait: float | None = 5.0) -> bool:
         """Stop the running mode (NO_MODE) and wait up to ``wait`` s until it is stopped.
 
-        Returns False if the runner did not handle it in time. After a True return no
-        further hardware call comes from this runner until the next request.
+        Parameters
+        ----------
+        reason : str, optional
+            Why the mode stopped, as recorded in the halt action.
+        wait : float or None, optional
+            Seconds to wait (None: do not wait).
+
+        Returns
+        -------
+        bool
+            False if the runner did not handle it in time. After a True return no further
+            hardware call comes from this runner until the next request.
         """
         return self._post("halt", reason, wait)
 
@@ -377,11 +433,28 @@ class RealTimeRunner:
     ) -> bool:
         """Stop after ``cycles`` more cycles (GOTO or SELECT) or ``duration`` more seconds.
 
-        Either may be None (no limit). Reaching a limit halts the mode with a ``"halt"``
-        action. Limits apply to the running mode, or, posted while none runs, to the mode the
-        next request starts (a duration then counts from that mode's start); they end with
-        that mode, however it ends. Returns False if the runner did not take them within
-        ``wait`` s (None: do not wait).
+        Reaching a limit halts the mode with a ``"halt"`` action. Limits apply to the running
+        mode, or, posted while none runs, to the mode the next request starts (a duration then
+        counts from that mode's start); they end with that mode, however it ends.
+
+        Parameters
+        ----------
+        cycles : int or None, optional
+            Cycles, >= 1 (None: no limit).
+        duration : float or None, optional
+            Seconds, > 0 (None: no limit).
+        wait : float or None, optional
+            Seconds to wait until the runner took them (None: do not wait).
+
+        Returns
+        -------
+        bool
+            False if the runner did not take them within ``wait`` s.
+
+        Raises
+        ------
+        ValueError
+            For ``cycles`` < 1 or ``duration`` <= 0.
         """
         if cycles is not None and cycles < 1:
             raise ValueError(f"cycles must be >= 1, got {cycles}")

@@ -48,15 +48,24 @@ class _Validator:
 class SafeState:
     """Write the safe state of ``program``'s outputs to ``hardware``, retrying after failures.
 
-    Args:
-        hardware: the backend (``strobe(commands)``, ``set_point(address, value)``).
-        program: gives the solenoid commands and DtoA addresses.
-        solenoids: {solenoid name, ``"sol<i>"`` or index: 0 closed / 1 open}; None means every
-            solenoid closed. Solenoids not named are left alone.
-        dtoa: {DtoA name or address: value} also written (default: none).
-        retry_period: seconds between attempts while retrying (> 0).
-        on_held: called (in the thread that wrote it) after each successful write.
+    Parameters
+    ----------
+    hardware : Any
+        The backend (``strobe(commands)``, ``set_point(address, value)``).
+    program : Program
+        Gives the solenoid commands and DtoA addresses.
+    solenoids : OutputStates | None, optional
+        {solenoid name, ``"sol<i>"`` or index: 0 closed / 1 open}; None means every
+        solenoid closed. Solenoids not named are left alone.
+    dtoa : OutputStates | None, optional
+        {DtoA name or address: value} also written (default: none).
+    retry_period : float, optional
+        Seconds between attempts while retrying (> 0).
+    on_held : Callable[[], None] | None, optional
+        Called (in the thread that wrote it) after each successful write.
 
+    Notes
+    -----
     Raises KeyError (unknown name) or ValueError (a state other than 0/1, a bad period) here,
     so a bad safe state is refused before anything runs. Thread-safe.
     """

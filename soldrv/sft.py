@@ -97,12 +97,23 @@ class _Reader:
 def read_sft(data: bytes) -> Program:
     """Parse the bytes of an .sft file (v2, v3 or v4) into a :class:`Program`.
 
-    Names are unknown in an .sft, so solenoid names are "" (see Program.solenoid_label).
-    ``Program.modes`` is filled from the code (timer count, select). Bytes after the end of
-    the last field are ignored and counted in ``trailing_bytes``.
+    Parameters
+    ----------
+    data : bytes
+        The whole content of the .sft file.
 
-    Raises :class:`SftError` for an unknown version word, a bad command_set, truncation, a
-    mode index outside the code, or a malformed v4 string table.
+    Returns
+    -------
+    Program
+        Names are unknown in an .sft, so solenoid names are "" (see Program.solenoid_label).
+        ``Program.modes`` is filled from the code (timer count, select). Bytes after the end
+        of the last field are ignored and counted in ``trailing_bytes``.
+
+    Raises
+    ------
+    SftError
+        For an unknown version word, a bad command_set, truncation, a mode index outside the
+        code, or a malformed v4 string table.
     """
     r = _Reader(bytes(data))
     version = r.word("the version word")
@@ -172,9 +183,23 @@ def _read_strings(r: _Reader) -> list[str]:
 def load_sft(path: str | os.PathLike[str]) -> Program:
     """Read an .sft file from ``path`` (see :func:`read_sft`).
 
-    OSError if the file cannot be read, is not a regular file (a FIFO or device is refused
-    at once) or is larger than :data:`~soldrv.input_files.MAX_SFT_BYTES`; SftError if its
-    content is malformed (the message then starts with the file name).
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The .sft file.
+
+    Returns
+    -------
+    Program
+        The program, with ``source`` set to ``[path]``.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read, is not a regular file (a FIFO or device is refused at
+        once) or is larger than :data:`~soldrv.input_files.MAX_SFT_BYTES`.
+    SftError
+        If its content is malformed (the message then starts with the file name).
     """
     data = read_regular_file(path, MAX_SFT_BYTES, "an .sft file")
     try:
@@ -194,10 +219,23 @@ def _w(value: int, what: str) -> bytes:
 def write_sft(program: Program, version: int | None = None) -> bytes:
     """Return the .sft bytes of ``program``.
 
-    ``version`` is 3, 4, 0x0300 or 0x0400 (None: the program's own version, which must be v3
-    or v4). If it differs from ``program.version`` the code is converted first
-    (:func:`convert`). Raises SftError for v2 output, a value that does not fit its field, or
-    code that cannot be converted.
+    Parameters
+    ----------
+    program : Program
+        The program to encode.
+    version : int or None, optional
+        3, 4, 0x0300 or 0x0400 (None: the program's own version, which must be v3 or v4). If
+        it differs from ``program.version`` the code is converted first (:func:`convert`).
+
+    Returns
+    -------
+    bytes
+        The content of the .sft file.
+
+    Raises
+    ------
+    SftError
+        For v2 output, a value that does not fit its field, or code that cannot be converted.
     """
     v = program.version if version is None else _norm_version(version)
     if v not in (VERSION_3, VERSION_4):
@@ -238,7 +276,24 @@ def write_sft(program: Program, version: int | None = None) -> bytes:
 
 
 def save_sft(program: Program, path: str | os.PathLike[str], version: int | None = None) -> None:
-    """Write ``program`` to ``path`` (see :func:`write_sft`); OSError if it cannot be written."""
+    """Write ``program`` to ``path`` (see :func:`write_sft`).
+
+    Parameters
+    ----------
+    program : Program
+        The program to write.
+    path : str or os.PathLike
+        The .sft file to create or replace.
+    version : int or None, optional
+        The .sft version, as for :func:`write_sft`.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written.
+    SftError
+        As for :func:`write_sft`.
+    """
     data = write_sft(program, version)
     with open(path, "wb") as f:
         f.write(data)
@@ -257,10 +312,26 @@ def convert(program: Program, version: int) -> Program:
 
     STROBES and MULT_STROBES operands are translated between command bytes (v3) and the v4
     string table (built in order of first use, as the reference compiler does); GOTO
-    targets and mode indices are relocated. Raises SftError if the code does not decode, a
-    command does not fit a v3 byte, or the v4 table would exceed 256 strings.
-    """
+    targets and mode indices are relocated.
 
+    Parameters
+    ----------
+    program : Program
+        The program to convert (left unchanged).
+    version : int
+        3, 4, 0x0300 or 0x0400.
+
+    Returns
+    -------
+    Program
+        A new program in ``version`` (a deep copy when it is already in that version).
+
+    Raises
+    ------
+    SftError
+        If the code does not decode, a command does not fit a v3 byte, or the v4 table would
+        exceed 256 strings.
+    """
     v = _norm_version(version)
     if v == program.version:
         return copy.deepcopy(program)
@@ -326,7 +397,7 @@ def convert(program: Program, version: int) -> Program:
 
 
 def format_instruction(program: Program, ins: Instruction) -> str:
-    """One disassembly line (without offset) for ``ins``, e.g. ``STROBES 0 'D50\\n'``."""
+    r"""One disassembly line (without offset) for ``ins``, e.g. ``STROBES 0 'D50\n'``."""
     name = OPCODE_NAMES.get(ins.opcode, f"OP{ins.opcode}")
     if ins.opcode in (SOL_STROBES, SOL_MULT_STROBES) and program.version >= VERSION_4:
         idx = ins.operands[0]

@@ -32,9 +32,14 @@ def trace_mode(program: Program, mode: int, max_ticks: int = 1000,
                max_instructions: int = 100_000) -> list[TraceEvent]:
     """Execute ``mode`` symbolically for at most ``max_ticks`` timer ticks.
 
-    Raises KeyError for an undefined mode, :class:`~soldrv.program.CodeError` for undecodable
-    code and RuntimeError when ``max_instructions`` run without reaching the tick limit (a
-    cycle without waits).
+    Raises
+    ------
+    KeyError
+        For an undefined mode.
+    soldrv.program.CodeError
+        For undecodable code.
+    RuntimeError
+        When ``max_instructions`` run without reaching the tick limit (a cycle without waits).
     """
     ip = program.mode_offset(mode)
     tick = 0
@@ -64,9 +69,12 @@ def trace_mode(program: Program, mode: int, max_ticks: int = 1000,
 
 def solenoid_states(program: Program, events: list[TraceEvent], n_ticks: int,
                     initial: dict[int, bool] | None = None) -> list[dict[int, bool]]:
-    """Return, for ticks 0..n_ticks-1, the open (True) / closed (False) state per solenoid
-    index after all the events of that tick. Solenoids never commanded are absent unless in
-    ``initial``. Commands that belong to no solenoid are ignored."""
+    """Return the open/closed state per solenoid index for each tick.
+
+    For ticks 0..n_ticks-1, the open (True) / closed (False) state per solenoid index after all
+    the events of that tick. Solenoids never commanded
+    are absent unless in ``initial``. Commands that belong to no solenoid are ignored.
+    """
     state = dict(initial or {})
     out = []
     k = 0

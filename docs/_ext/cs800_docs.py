@@ -67,7 +67,7 @@ def entry_point(script: str) -> Callable[..., Any]:
 
 
 def command_parser(script: str) -> argparse.ArgumentParser | None:
-    """The argparse parser the entry point of ``script`` builds, or None if it uses none."""
+    """Return the argparse parser the entry point of ``script`` builds, or None if it uses none."""
     main = entry_point(script)
     with _capturing_parsers(), contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(io.StringIO()):
@@ -79,7 +79,7 @@ def command_parser(script: str) -> argparse.ArgumentParser | None:
 
 
 def command_help_text(script: str) -> str:
-    """What ``script --help`` prints (for commands without an argparse parser)."""
+    """Return what ``script --help`` prints (for commands without an argparse parser)."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         with contextlib.suppress(SystemExit):
@@ -176,7 +176,7 @@ def status_pv_rows() -> list[list[str]]:
 
 
 def record_rows() -> list[list[str]]:
-    """The 86 records of ``Oxford_CS800.db``, grouped by what they are."""
+    """Return the 86 records of ``Oxford_CS800.db``, grouped by what they are."""
     from sim_ioc import records as R
     from sim_ioc.pvs import STATUS_PVS
 

@@ -49,7 +49,7 @@ def _prefix(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``cs800-screen``."""
+    """Return the argument parser of ``cs800-screen``."""
     parser = argparse.ArgumentParser(
         prog="cs800-screen",
         description="PyDM operator screens of CS800 controllers (and a simulated valve bank).")

@@ -74,14 +74,14 @@ class Screen(QWidget):
 
     # ------------------------------------------------------------------ widget helpers
     def channel(self, suffix: str) -> str:
-        """The CA address of ``prefix + suffix`` (recorded in :attr:`addresses`)."""
+        """Return the CA address of ``prefix + suffix`` (recorded in :attr:`addresses`)."""
         address = f"ca://{self.prefix}{suffix}"
         if address not in self.addresses:
             self.addresses.append(address)
         return address
 
     def value(self, suffix: str, *, units: bool = True, size: int = 0) -> PyDMLabel:
-        """A read-only label of ``suffix`` (with its units, alarm-coloured)."""
+        """Return a read-only label of ``suffix`` (with its units, alarm-coloured)."""
         label = PyDMLabel(self, init_channel=self.channel(suffix))
         label.showUnits = units
         label.alarmSensitiveContent = True
@@ -89,14 +89,17 @@ class Screen(QWidget):
         return _bold(label, size) if size else label
 
     def entry(self, suffix: str) -> PyDMLineEdit:
-        """An input field writing ``suffix`` (Enter puts the value)."""
+        """Return an input field writing ``suffix`` (Enter puts the value)."""
         edit = PyDMLineEdit(self, init_channel=self.channel(suffix))
         edit.showUnits = True
         edit.setMaximumWidth(140)
         return edit
 
     def button(self, suffix: str, text: str, value: int = 1, question: str = "") -> PyDMPushButton:
-        """A button putting ``value`` to ``suffix``; with ``question``, only once confirmed."""
+        """Return a button putting ``value`` to ``suffix``.
+
+        With ``question``, only once confirmed.
+        """
         button = PyDMPushButton(self, label=text, pressValue=value,
                                 init_channel=self.channel(suffix))
         if question:
@@ -106,7 +109,7 @@ class Screen(QWidget):
         return button
 
     def choice(self, suffix: str) -> PyDMEnumComboBox:
-        """A drop-down of the states of the enum PV ``suffix``."""
+        """Return a drop-down of the states of the enum PV ``suffix``."""
         return PyDMEnumComboBox(self, init_channel=self.channel(suffix))
 
 
@@ -131,7 +134,7 @@ class _ControllerScreen(Screen):
         outer.addLayout(self.body, 1)
 
     def form(self, title: str, rows: list[T.PVInfo], columns: int = 1) -> QGroupBox:
-        """A box of "description: value" rows, in ``columns`` column pairs."""
+        """Return a box of "description: value" rows, in ``columns`` column pairs."""
         box = QGroupBox(title, self)
         grid = QGridLayout(box)
         per_column = -(-len(rows) // columns)

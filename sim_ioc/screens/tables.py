@@ -54,12 +54,18 @@ _NOT_SENSORS = {"DEVICEMINTEMP", "DEVICEMAXTEMP", "SETPOINT", "TARGETTEMP", "SUC
 class PVInfo:
     """One PV of a table, as a screen needs it.
 
-    Attributes:
-        suffix: name after the group prefix (``TEMP``, ``V3_RBV``).
-        writable: a client may put to it.
-        units: engineering units ("" if none).
-        enum_strings: state strings of an enum PV (empty otherwise).
-        doc: the record's description.
+    Attributes
+    ----------
+    suffix : str
+        Name after the group prefix (``TEMP``, ``V3_RBV``).
+    writable : bool
+        A client may put to it.
+    units : str
+        Engineering units ("" if none).
+    enum_strings : tuple[str, ...]
+        State strings of an enum PV (empty otherwise).
+    doc : str
+        The record's description.
     """
 
     suffix: str
@@ -86,7 +92,7 @@ def _table(group: object) -> dict[str, PVInfo]:
 
 @cache
 def controller_table() -> dict[str, PVInfo]:
-    """The PVs of one CS800 controller group of the IOC, by suffix (``$(P)$(R)`` removed)."""
+    """Return the PVs of one CS800 controller group of the IOC, by suffix (``$(P)$(R)`` removed)."""
     from sim_ioc.ioc import ControllerConfig, CS800ControllerGroup
 
     return _table(CS800ControllerGroup("T:", config=ControllerConfig(r="CS0:", cid=0)))
@@ -94,14 +100,17 @@ def controller_table() -> dict[str, PVInfo]:
 
 @cache
 def valve_table(n_valves: int, n_dtoa: int = 8) -> dict[str, PVInfo]:
-    """The PVs of a valve bank of ``n_valves`` valves and ``n_dtoa`` D/A channels, by suffix."""
+    """Return the PVs of a valve bank by suffix.
+
+    The bank has ``n_valves`` valves and ``n_dtoa`` D/A channels.
+    """
     from sim_ioc.valves import ValveBank
 
     return _table(ValveBank("T:", n_valves=n_valves, n_dtoa=n_dtoa))
 
 
 def pv(suffix: str) -> PVInfo:
-    """The controller PV ``suffix``; ``KeyError`` naming it if the IOC does not serve it."""
+    """Return the controller PV ``suffix``; raise ``KeyError`` naming it if the IOC lacks it."""
     try:
         return controller_table()[suffix]
     except KeyError:
