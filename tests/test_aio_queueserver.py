@@ -19,22 +19,8 @@ loop = aio_shared.loop
 acs0 = aio_shared.acs0
 usable = aio_shared.usable
 
-#: Queue items of the CS800 plans (as in test_queueserver.py), accepted for an async cs0.
-ITEMS = [
-    {"name": "ramp", "args": ["cs0", 150]},
-    {"name": "ramp", "args": ["cs0", 150.5], "kwargs": {"rate": 240, "wait": False}},
-    {"name": "cool", "args": ["cs0", 120], "kwargs": {"timeout": 600}},
-    {"name": "plateau", "args": ["cs0", 10]},
-    {"name": "hold", "args": ["cs0"]},
-    {"name": "pause", "args": ["cs0"]},
-    {"name": "resume", "args": ["cs0"]},
-    {"name": "end", "args": ["cs0"], "kwargs": {"rate": 120}},
-    {"name": "purge", "args": ["cs0"]},
-    {"name": "turbo", "args": ["cs0", True]},
-    {"name": "restart", "args": ["cs0"]},
-    {"name": "temperature_series", "args": [["det"], "cs0", [250, 200]], "kwargs": {"rate": 360}},
-    {"name": "ramp_and_record", "args": [["det"], "cs0", 200], "kwargs": {"period": 0.5}},
-]
+#: Queue items of the CS800 plans, accepted for an async cs0 as for an ophyd one.
+ITEMS = qs_shared.CS800_ITEMS
 
 
 @pytest.fixture(scope="module")

@@ -98,7 +98,8 @@ def test_every_plan_and_device_is_listed(profile):
     assert profile.plans["ramp"]["description"].startswith("Ramp ``cs`` to ``target`` K")
 
 
-@pytest.mark.parametrize("item", [
+#: Queue items of the CS800 plans (test_aio_queueserver.py runs them for an ophyd-async cs0).
+CS800_ITEMS = [
     {"name": "ramp", "args": ["cs0", 150]},
     {"name": "ramp", "args": ["cs0", 150.5], "kwargs": {"rate": 240, "wait": False}},
     {"name": "cool", "args": ["cs0", 120], "kwargs": {"timeout": 600}},
@@ -112,6 +113,11 @@ def test_every_plan_and_device_is_listed(profile):
     {"name": "restart", "args": ["cs0"]},
     {"name": "temperature_series", "args": [["det"], "cs0", [250, 200]], "kwargs": {"rate": 360}},
     {"name": "ramp_and_record", "args": [["det"], "cs0", 200], "kwargs": {"period": 0.5}},
+]
+
+
+@pytest.mark.parametrize("item", [
+    *CS800_ITEMS,
     {"name": "run_cycle", "args": ["cyc", 1], "kwargs": {"cycles": 2}},
     {"name": "count_while_cycling", "args": [["det"], "cyc", 1], "kwargs": {"num": 3}},
 ], ids=lambda item: item["name"])
