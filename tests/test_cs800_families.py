@@ -349,6 +349,9 @@ def test_same_command_again_takes_over_and_both_finish(dev):
     first = dev.set(150)
     second = dev.set(150)  # e.g. the RunEngine replaying the set after a pause
     assert wait_until(lambda: ctl.get("target") == 150.0)  # (sent again unless accepted)
+    # The take-over sends its own RAMP when the first was not yet accepted; the fake controller
+    # would start that ramp again after arrive(), so arrive only once the follower accepted.
+    assert wait_until(dev.accepted)
     ctl.arrive()
     second.wait(WAIT)
     first.wait(WAIT)
