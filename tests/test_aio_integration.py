@@ -24,6 +24,7 @@ from cs800_fakes import Driver, LoopThread
 from ophyd_cs800 import plans
 from ophyd_cs800.errors import CS800RangeError, CS800ShutDownError, CS800StaleError
 from ophyd_cs800.protocol import Phase, RunMode
+from tests.documents import stop_doc
 
 pytest.importorskip("ophyd_async", reason="the [async] extra (Python >= 3.11)")
 pytestmark = pytest.mark.integration
@@ -236,11 +237,14 @@ def test_a_deferred_pause_of_an_async_ramp_pauses_within_a_status_period(usable,
     token = engine.subscribe(lambda name, doc: docs.append((name, doc)))
     try:
         target, timing = pause_shared.start_slow_ramp(
-            engine, cs0, docs, lambda re: re.request_pause(defer=True), dev=usable.dev,
-            drop=8.0)  # ~6 s of ramp at the session IOC's speed
+            engine, cs0, docs, lambda re: re.request_pause(defer=True), dev=usable.dev)
         latency = timing["paused"] - timing["requested"]
         assert latency < usable.effective_status_period + 2.0, latency
-        assert cs0.phase.get() == Phase.RAMP  # the pause leaves the controller ramping
+        # the pause leaves the controller ramping: still in RAMP, or (on a machine slow
+        # enough that the ~9 s ramp ended first) holding at the ramp's own target, not held
+        # short of it
+        assert cs0.phase.get() == Phase.RAMP or (
+            cs0.phase.get() == Phase.HOLD and abs(cs0.temperature.get() - target) <= 0.2)
         engine.resume()
     finally:
         if engine.state != "idle":
@@ -249,7 +253,7 @@ def test_a_deferred_pause_of_an_async_ramp_pauses_within_a_status_period(usable,
     events = pause_shared.primary_events(docs)
     assert [e["seq_num"] for e in events] == [1, 2]
     assert abs(events[1]["data"]["cs0"] - target) <= 0.2
-    assert docs[-1][0] == "stop" and docs[-1][1]["exit_status"] == "success"
+    assert stop_doc(docs)["exit_status"] == "success"
 
 
 def test_alarm_suspends_an_async_ramp_and_clearing_it_resumes(usable, cs0, loop,
@@ -298,7 +302,7 @@ def test_alarm_suspends_an_async_ramp_and_clearing_it_resumes(usable, cs0, loop,
     interruptions = [e["data"]["interruption"]
                      for e in suspender_shared.stream_events(docs, "interruptions")]
     assert interruptions == ["cs0 has alarm 15 'Brownout' (level 3), at or above level 3"]
-    stop = docs[-1][1]
+    stop = stop_doc(docs)
     assert stop["exit_status"] == "success"
     assert "cs0 raised alarm 15 'Brownout' (level 3) during the run" in stop["reason"]
     codes = [e["data"]["cs0_alarm_code"]

@@ -13,6 +13,7 @@ from bluesky.utils import RunEngineInterrupted
 
 from ophyd_cs800 import plans
 from ophyd_cs800.protocol import Phase
+from tests.documents import stop_doc
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +70,7 @@ def test_one_deferred_pause_pauses_within_a_status_period_and_resumes(RE, usable
     events = primary_events(docs)
     assert [e["seq_num"] for e in events] == [1, 2]
     assert abs(events[1]["data"]["cs0"] - target) <= cs0.tolerance.get()
-    assert docs[-1][0] == "stop" and docs[-1][1]["exit_status"] == "success"
+    assert stop_doc(docs)["exit_status"] == "success"
 
 
 def test_immediate_pause_and_resume_records_no_second_before_event(RE, usable_cs0):
@@ -83,7 +84,7 @@ def test_immediate_pause_and_resume_records_no_second_before_event(RE, usable_cs
     assert [e["seq_num"] for e in events] == [1, 2]
     assert abs(events[0]["data"]["cs0"] - events[1]["data"]["cs0"]) > 10  # before != after
     assert abs(events[1]["data"]["cs0"] - target) <= cs0.tolerance.get()
-    assert docs[-1][1]["exit_status"] == "success"
+    assert stop_doc(docs)["exit_status"] == "success"
 
 
 @pytest.mark.parametrize("how, exit_status", [("abort", "abort"), ("stop", "success")])
@@ -95,7 +96,7 @@ def test_abort_and_stop_after_a_pause_leave_the_controller_ramping(RE, usable_cs
     target, _ = start_slow_ramp(RE, cs0, docs, lambda re: re.request_pause(defer=True))
     getattr(RE, how)()
     assert RE.state == "idle"
-    assert docs[-1][0] == "stop" and docs[-1][1]["exit_status"] == exit_status
+    assert stop_doc(docs)["exit_status"] == exit_status
     assert cs0.phase.get() == Phase.RAMP  # documented: RE(hold(cs0)) freezes it
     assert cs0.target.get() == pytest.approx(target, abs=0.01)
     RE(plans.hold(cs0))

@@ -131,6 +131,48 @@ def test_check_connects_every_channel_of_the_synapps_flavour(ioc_factory):
     _check_all(ioc, "pyepics")
 
 
+_LOSE_ONE_STATE = textwrap.dedent("""
+    import json, sys, time
+    from qtpy.QtWidgets import QApplication
+    from pydm.data_plugins import plugin_for_address
+    from pydm.widgets import PyDMLabel
+    from sim_ioc.screens.cli import wait_connected
+    from sim_ioc.screens.displays import ScreenWindow
+    app = QApplication([])
+    window = ScreenWindow([sys.argv[1]])
+    address = "ca://" + sys.argv[1] + "TEMP"
+    missing = wait_connected(app, window.addresses, 30)
+    connection = plugin_for_address(address).connections[address.removeprefix("ca://")]
+    label = next(w for w in window.findChildren(PyDMLabel) if w.channel == address)
+    connection.send_connection_state(False)  # what PyDM's add_listener does when it loses the race
+    app.processEvents()
+    told = [connection.connected, label._connected]
+    deadline = time.monotonic() + 10
+    while not (connection.connected and label._connected) and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.02)
+    print(json.dumps({"missing": missing, "told": told, "pv": bool(connection.pv.connected),
+                      "after": [connection.connected, label._connected],
+                      "repaired": window.repair.repaired, "address": address}))
+""")
+
+
+@needs_pydm
+@pytest.mark.integration
+@pytest.mark.parametrize("epics_lib", ["pyepics", "caproto"])
+def test_a_connection_state_pydm_lost_is_repaired_in_the_window(cs800_sim_ioc, epics_lib):
+    """PyDM's plugin says "disconnected" while its client PV is connected (its add_listener
+    race, seen in CI): the window sends the truth again within two ticks, widgets follow."""
+    result = _run(["-c", _LOSE_ONE_STATE, cs800_sim_ioc.controller_prefix(0)],
+                  {**cs800_sim_ioc.env, "PYDM_EPICS_LIB": epics_lib})
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["missing"] == []
+    assert out["told"] == [False, False] and out["pv"] is True  # the lost state, as in the race
+    assert out["after"] == [True, True]
+    assert out["repaired"] == [out["address"]]
+
+
 @needs_pydm
 @pytest.mark.integration
 def test_check_fails_and_names_what_did_not_connect(cs800_sim_ioc):

@@ -14,6 +14,7 @@ from ophyd.sim import det
 
 from ophyd_cs800 import plans, store
 from ophyd_cs800.suspenders import SuspendOnAlarm, SuspendOnShutdown, SuspendWhenStale
+from tests.documents import stop_doc
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +73,7 @@ def test_alarm_suspends_a_temperature_series_and_clearing_it_resumes(RE, usable_
     assert [p["seq_num"] for p in points] == [1, 2, 3]
     for point, temp in zip(points, temps, strict=True):
         assert abs(point["data"]["cs0"] - temp) <= cs0.tolerance.get()
-    stop = docs[-1][1]
+    stop = stop_doc(docs)
     assert stop["exit_status"] == "success"
     assert "raised alarm 15 'Brownout' (level 3) during the run" in stop["reason"]
     codes = [e["data"]["cs0_alarm_code"] for e in stream_events(docs, "cs0_alarm_code_monitor")]
@@ -154,4 +155,4 @@ def test_a_silent_controller_suspends_a_count_until_status_flows_again(RE, usabl
     # same seq_num): every reading is there, at most that one twice
     seq = [p["seq_num"] for p in stream_events(docs, "primary")]
     assert sorted(set(seq)) == list(range(1, NUM + 1)) and len(seq) <= NUM + 1, seq
-    assert docs[-1][1]["exit_status"] == "success"
+    assert stop_doc(docs)["exit_status"] == "success"

@@ -10,6 +10,8 @@
 ``--check`` builds every screen without a display (``QT_QPA_PLATFORM=offscreen``), waits up
 to ``--timeout`` seconds for all their Channel Access channels, prints ``N of M channels
 connected`` and exits 0 only if all are (1 otherwise, naming the missing ones on stderr).
+A channel whose connection PyDM lost in a race (see :mod:`sim_ioc.screens.connection_repair`)
+counts once the window has repaired it, as a user would see it; the repairs are named on stderr.
 ``--screenshots DIR`` also waits for the channels, lets the strip chart fill for
 ``--settle`` seconds and writes one PNG per screen into DIR.
 
@@ -192,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     addresses = window.addresses
     missing = wait_connected(app, addresses, args.timeout)
     print(f"{len(addresses) - len(missing)} of {len(addresses)} channels connected", flush=True)
+    if window.repair.repaired:
+        print(f"cs800-screen: re-sent the connection state PyDM had lost for "
+              f"{', '.join(dict.fromkeys(window.repair.repaired))}", file=sys.stderr, flush=True)
     if missing:
         print(f"cs800-screen: not connected after {args.timeout:g} s: "
               f"{describe_missing(window, missing)}", file=sys.stderr)

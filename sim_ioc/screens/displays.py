@@ -18,6 +18,9 @@ MEDM displays they replace:
 :class:`ValveScreen` shows a valve bank: per valve its readback and Open/Close buttons, the
 D/A channels, the command counter, the last command and the log.
 
+:class:`ScreenWindow` holds them as tabs and, twice a second, repairs the connection states
+PyDM's plugins lose in a race (:mod:`sim_ioc.screens.connection_repair`).
+
 Needs the ``screens`` extra (PyDM and a Qt binding).
 """
 
@@ -32,6 +35,7 @@ from pydm.widgets import (
     PyDMTimePlot,
 )
 from pydm.widgets.display_format import DisplayFormat
+from qtpy.QtCore import QTimer
 from qtpy.QtGui import QColor, QFont
 from qtpy.QtWidgets import (
     QFrame,
@@ -45,6 +49,7 @@ from qtpy.QtWidgets import (
 )
 
 from sim_ioc.screens import tables as T
+from sim_ioc.screens.connection_repair import TICK_PERIOD, ConnectionRepair, plugin_connections
 
 #: Title of every CS800 screen (as the MEDM displays: "Oxford CryoStream 800: $(CS)").
 TITLE = "Oxford CryoStream 800: {prefix}"
@@ -335,6 +340,11 @@ class ScreenWindow(QTabWidget):
             self._add(ValveScreen(*valves), ValveScreen.name)
         self.setWindowTitle("CS800: " + " ".join(prefixes) + (f" + {valves[0]}" if valves
                                                                  else ""))
+        #: Re-sends connection states PyDM lost (ticks while the Qt event loop runs).
+        self.repair = ConnectionRepair(plugin_connections(self.addresses))
+        self._repair_timer = QTimer(self)
+        self._repair_timer.timeout.connect(self.repair.tick)
+        self._repair_timer.start(int(TICK_PERIOD * 1000))
 
     def _add(self, screen: Screen, tab: str) -> None:
         self.screens.append(screen)
