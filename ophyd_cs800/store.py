@@ -26,6 +26,7 @@ import queue
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 #: Events of one stream written to the store together (and the rest at the end of the run).
 WRITE_BATCH = 50
+#: Descriptors of stopped runs remembered to recognise events that come after the stop.
+CLOSED_DESCRIPTORS_KEPT = 1000
 #: Seconds the writer may take at interpreter exit to write what is still queued.
 EXIT_FLUSH_S = 60.0
 
@@ -171,11 +174,21 @@ class QueuedWriter:
     thread-safe; so documents are queued and written by one daemon thread. A document the
     store refuses is logged (``ophyd_cs800.store`` logger, one sentence) and counted in
     :attr:`failures`; the writer goes on with the next.
+
+    bluesky emits a monitor's event on the thread of the signal's callback, so one already
+    being built when the run unsubscribes can come after the run's stop document (seen in
+    about one run in a few hundred with 20 Hz monitors). ``TiledWriter`` has closed that run
+    by then and would fail with a bare ``KeyError`` of the descriptor's uid; such an event is
+    not passed on but counted in :attr:`late_events` and logged at INFO level in one sentence.
     """
 
     def __init__(self, callback: Any) -> None:
         self.callback = callback
         self.failures = 0
+        #: Events that came after their run's stop document and were not written.
+        self.late_events = 0
+        self._runs: dict[str, tuple[str, str]] = {}  # open descriptor uid -> (run uid, stream)
+        self._closed: OrderedDict[str, str] = OrderedDict()  # closed descriptor uid -> stream
         self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
         self._thread = threading.Thread(target=self._drain, daemon=True, name="tiled-writer")
         self._thread.start()
@@ -191,6 +204,8 @@ class QueuedWriter:
         while True:
             name, doc = self._queue.get()
             try:
+                if self._is_late(name, doc):
+                    continue
                 self.callback(name, doc)
             except Exception as exc:
                 self.failures += 1
@@ -198,6 +213,25 @@ class QueuedWriter:
                              type(exc).__name__, exc)
             finally:
                 self._queue.task_done()
+
+    def _is_late(self, name: str, doc: dict[str, Any]) -> bool:
+        """Track runs and descriptors; True for an event (page) of a run already stopped."""
+        if name == "descriptor":
+            self._runs[doc["uid"]] = (doc["run_start"], doc.get("name", "?"))
+        elif name == "stop":
+            for uid, (run, stream) in list(self._runs.items()):
+                if run == doc["run_start"]:
+                    del self._runs[uid]
+                    self._closed[uid] = stream
+            while len(self._closed) > CLOSED_DESCRIPTORS_KEPT:
+                self._closed.popitem(last=False)
+        elif name in ("event", "event_page") and doc.get("descriptor") in self._closed:
+            self.late_events += 1
+            logger.info("not stored: a %s event that came after its run's stop document "
+                        "(bluesky emits monitor events from the signal's callback thread)",
+                        self._closed[doc["descriptor"]])
+            return True
+        return False
 
     def flush(self, timeout: float = 60.0) -> bool:
         """Wait up to ``timeout`` s until every document queued so far is written."""

@@ -162,3 +162,41 @@ def test_without_tiled_the_rest_works_and_the_store_says_why(tmp_path):
     assert "cs800-demo: the run is not stored: saving runs needs Tiled" in text
     assert re.search(r"cs0 ended at 2(59|60)\.\d\d K", text), text[-3000:]
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_monitor_event_after_the_stop_document_is_counted_not_an_error(tmp_path, caplog):
+    """bluesky can emit a monitor event after its run's stop (the event is built on the
+    signal's callback thread): the writer skips it with one INFO sentence, writes the rest,
+    and the next run is stored whole."""
+    pytest.importorskip("bluesky_tiled_plugins", reason="the [data] extra is not installed")
+    import time
+
+    from event_model import compose_run
+
+    caplog.set_level("INFO", logger="ophyd_cs800.store")
+    callbacks: list = []
+    engine = type("FakeRE", (), {"subscribe": lambda self, cb: callbacks.append(cb)})()
+    where = store.subscribe_store(engine, tmp_path / "runs")
+    uids = []
+    for _ in range(2):
+        run = compose_run()
+        desc = run.compose_descriptor(name="cs0_monitor", data_keys={
+            "cs0": {"source": "PV:x", "dtype": "number", "shape": []}})
+        docs = [("start", run.start_doc), ("descriptor", desc.descriptor_doc)]
+        docs += [("event", desc.compose_event(data={"cs0": t}, timestamps={"cs0": time.time()}))
+                 for t in (150.0, 151.0)]
+        late = desc.compose_event(data={"cs0": 152.0}, timestamps={"cs0": time.time()})
+        docs += [("stop", run.compose_stop()), ("event", late)]
+        for name, doc in docs:
+            callbacks[0](name, doc)
+        uids.append(run.start_doc["uid"])
+    assert where.flush(60)
+    assert where.writer.failures == 0
+    assert where.writer.late_events == 2
+    said = [r.getMessage() for r in caplog.records if r.name == "ophyd_cs800.store"]
+    assert said == ["not stored: a cs0_monitor event that came after its run's stop document "
+                    "(bluesky emits monitor events from the signal's callback thread)"] * 2
+    for uid in uids:
+        stored = where.run(uid)
+        assert list(stored["cs0_monitor"].read()["cs0"].values) == [150.0, 151.0]
+        assert stored.metadata["stop"]["exit_status"] == "success"

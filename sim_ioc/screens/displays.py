@@ -343,8 +343,11 @@ class ScreenWindow(QTabWidget):
         #: Re-sends connection states PyDM lost (ticks while the Qt event loop runs).
         self.repair = ConnectionRepair(plugin_connections(self.addresses))
         self._repair_timer = QTimer(self)
-        self._repair_timer.timeout.connect(self.repair.tick)
+        self._repair_timer.timeout.connect(self._repair_tick)
         self._repair_timer.start(int(TICK_PERIOD * 1000))
+
+    def _repair_tick(self) -> None:
+        self.repair.tick()
 
     def _add(self, screen: Screen, tab: str) -> None:
         self.screens.append(screen)
