@@ -337,17 +337,21 @@ class _Signals:
     """SIGINT (Ctrl-C) and SIGTERM end soldrv; while shutting down, both are ignored.
 
     As the v4 soldrv does, the handlers are installed even if the signal was ignored when
-    soldrv started (e.g. a background job of a non-interactive shell). Only the main thread
-    can handle signals: elsewhere (soldrv called from a thread) this does nothing. Handlers
-    are restored by :meth:`restore`.
+    soldrv started (e.g. a background job of a non-interactive shell, or a child of a process
+    that ignored SIGINT), and the two signals are unblocked. Only the main thread can handle
+    signals: elsewhere (soldrv called from a thread) this does nothing. Handlers and the
+    signal mask are restored by :meth:`restore`.
     """
 
     def __init__(self) -> None:
         self.active = threading.current_thread() is threading.main_thread()
         self.saved: dict[int, Any] = {}
+        self.blocked: set[signal.Signals] = set()
         if self.active:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.saved[sig] = signal.signal(sig, self._terminate)
+            mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM))
+            self.blocked = {sig for sig in (signal.SIGINT, signal.SIGTERM) if sig in mask}
 
     @staticmethod
     def _terminate(signum: int, frame: object) -> None:
@@ -364,6 +368,9 @@ class _Signals:
         for sig, handler in self.saved.items():
             signal.signal(sig, handler)
         self.saved.clear()
+        if self.blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, self.blocked)
+            self.blocked = set()
 
 
 def _real_time(args: argparse.Namespace, program: Program, out: TextIO, err: TextIO,
@@ -516,6 +523,7 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None,
     out, err = stdout or sys.stdout, stderr or sys.stderr
     sin = stdin or sys.stdin
     args = _build_parser().parse_args(argv)
+    signals = _Signals()  # Ctrl-C and SIGTERM end loading and a dry run too, even if ignored
     try:
         return _main(args, sin, out, err)
     except KeyboardInterrupt:  # Ctrl-C outside a real-time run (loading, a dry run)
@@ -524,6 +532,8 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None,
         except (OSError, ValueError):
             pass
         return 130
+    finally:
+        signals.restore()
 
 
 def _main(args: argparse.Namespace, sin: TextIO, out: TextIO, err: TextIO) -> int:

@@ -62,18 +62,43 @@ def test_file_errors_name_the_file_in_a_sentence(tmp_path):
     assert err == f"soldrv: error: cannot read the name map {tmp_path}: is a directory\n"
 
 
+def _ignore_and_block_sigint() -> None:
+    """In the child before exec: SIGINT ignored and blocked, as a parent may leave it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def _signal_state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return " ".join(line.strip() for line in f if line.startswith(("SigBlk", "SigIgn")))
+    except OSError as exc:
+        return str(exc)
+
+
 @pytest.mark.integration
-def test_ctrl_c_on_a_dry_run_prints_one_line_and_exits_130(tmp_path):
+@pytest.mark.parametrize("sig, inherited", [
+    (signal.SIGINT, "default"),
+    (signal.SIGINT, "ignored and blocked"),  # e.g. a background job of a script
+    (signal.SIGTERM, "default"),
+])
+def test_ctrl_c_on_a_dry_run_prints_one_line_and_exits_130(tmp_path, sig, inherited):
     out, err = tmp_path / "out.txt", tmp_path / "err.txt"
     with open(out, "w") as f, open(err, "w") as e:
         proc = subprocess.Popen(
             [*soldrv_cmd(), str(TUT), "--dry-run", "--ticks", "100000000", "--mode", "0"],
             stdin=subprocess.DEVNULL, stdout=f, stderr=e,
+            preexec_fn=_ignore_and_block_sigint if inherited != "default" else None,
         )
         try:
             polling.wait_for(lambda: out.stat().st_size > 10_000, "the dry run to print", 30)
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(30) == 130
+            state = _signal_state(proc.pid)
+            proc.send_signal(sig)
+            try:
+                rc = proc.wait(30)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"soldrv did not end within 30 s of {sig.name} ({state})")
+            assert rc == 130
         finally:
             if proc.poll() is None:
                 proc.kill()
