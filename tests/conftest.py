@@ -111,6 +111,12 @@ class _Launcher:
         proc.start()
         return proc
 
+    def __enter__(self) -> _Launcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         for proc in reversed(self.started):
             try:
@@ -139,21 +145,15 @@ def cs800_sim_ioc():
 @pytest.fixture
 def ioc_factory():
     """Start extra IOCs (``ioc_factory(proc)``) for one test; stopped at its end."""
-    launcher = _Launcher()
-    try:
+    with _Launcher() as launcher:
         yield launcher
-    finally:
-        launcher.close()
 
 
 @pytest.fixture(scope="module")
 def module_ioc_factory():
     """As ``ioc_factory``, for IOCs shared by the tests of one module."""
-    launcher = _Launcher()
-    try:
+    with _Launcher() as launcher:
         yield launcher
-    finally:
-        launcher.close()
 
 
 @pytest.fixture(scope="module")

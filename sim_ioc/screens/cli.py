@@ -87,12 +87,9 @@ def _valve_size(prefix: str, timeout: float) -> tuple[int, int]:
 
 
 def _connected(address: str) -> bool:
-    from pydm.data_plugins import plugin_for_address
-    from pydm.utilities import parsed_address
+    from sim_ioc.screens.connection_repair import plugin_connection
 
-    plugin = plugin_for_address(address)
-    parsed = parsed_address(address)
-    connection = plugin.connections.get(parsed.netloc + parsed.path) if plugin else None
+    connection = plugin_connection(address)
     return bool(connection is not None and connection.connected)
 
 

@@ -81,20 +81,24 @@ class ConnectionRepair:
         return fixed
 
 
-def plugin_connections(addresses: Sequence[str]) -> Callable[[], list[tuple[str, Any]]]:
-    """Return a source for :class:`ConnectionRepair`: the PyDM connections of ``addresses``."""
+def plugin_connection(address: str) -> Any:
+    """Return PyDM's plugin connection of ``address`` (e.g. ``ca://x:CS0:TEMP``), or None."""
     from pydm.data_plugins import plugin_for_address
     from pydm.utilities import parsed_address
 
-    keys = []
-    for address in dict.fromkeys(addresses):
-        plugin = plugin_for_address(address)
-        if plugin is not None:
-            parsed = parsed_address(address)
-            keys.append((address, plugin, parsed.netloc + parsed.path))
+    plugin = plugin_for_address(address)
+    if plugin is None:
+        return None
+    parsed = parsed_address(address)
+    return plugin.connections.get(parsed.netloc + parsed.path)
+
+
+def plugin_connections(addresses: Sequence[str]) -> Callable[[], list[tuple[str, Any]]]:
+    """Return a source for :class:`ConnectionRepair`: the PyDM connections of ``addresses``."""
+    unique = list(dict.fromkeys(addresses))
 
     def connections() -> list[tuple[str, Any]]:
-        found = ((address, plugin.connections.get(key)) for address, plugin, key in keys)
+        found = ((address, plugin_connection(address)) for address in unique)
         return [(address, c) for address, c in found if c is not None]
 
     return connections
